@@ -1,0 +1,188 @@
+// matedge_runner: load an ExecuTorch program (.pte) and time its methods, without Python.
+//
+//   matedge_runner --model m.pte --benchmark [--methods prefill,decode] [--warmup 3] [--runs 20]
+//                  [--threads 1]
+//   matedge_runner --model m.pte --describe
+//
+// Inputs are built from each method's own metadata (MethodMeta: tensor shapes and dtypes),
+// filled with zeros, so the runner works for any program: a prefill taking tokens [1, T], a
+// decode taking a token [1, 1] and a position, with its KV cache in mutable buffers. It prints
+// one JSON object on stdout: per method the median / p90 / mean latency in ms, the planned
+// memory (arena, including mutable buffers such as a KV cache), and the process's peak RSS.
+// Errors go to stderr with a non-zero exit code.
+
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+// The wheel ships the threadpool library but not its header; this is the one call we need
+// (executorch/extension/threadpool/threadpool.h: set the number of XNNPACK worker threads).
+namespace executorch::extension::threadpool {
+class ThreadPool {
+ public:
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
+
+using executorch::extension::Module;
+using executorch::runtime::EValue;
+using executorch::runtime::MethodMeta;
+using executorch::runtime::Tag;
+
+namespace {
+
+struct Options {
+  std::string model;
+  std::vector<std::string> methods;
+  int warmup = 3;
+  int runs = 20;
+  int threads = 0;  // 0 = leave the runtime's default
+  bool describe = false;
+};
+
+[[noreturn]] void fail(const std::string& message) {
+  std::fprintf(stderr, "matedge_runner: error: %s\n", message.c_str());
+  std::exit(2);
+}
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+int to_int(const std::string& flag, const char* value) {
+  char* end = nullptr;
+  long v = std::strtol(value, &end, 10);
+  if (*end != '\0' || v < 0) fail(flag + " needs a non-negative integer, got '" + value + "'");
+  return static_cast<int>(v);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> const char* {
+      if (i + 1 >= argc) fail(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--model") o.model = next();
+    else if (a == "--methods") o.methods = split(next());
+    else if (a == "--warmup") o.warmup = to_int(a, next());
+    else if (a == "--runs") o.runs = std::max(1, to_int(a, next()));
+    else if (a == "--threads") o.threads = to_int(a, next());
+    else if (a == "--benchmark") o.describe = false;
+    else if (a == "--describe") o.describe = true;
+    else fail("unknown argument '" + a + "' (see the header of runner.cpp)");
+  }
+  if (o.model.empty()) fail("--model PATH is required");
+  return o;
+}
+
+// Zero-filled inputs shaped by the method's metadata; the TensorPtrs own the memory.
+std::vector<EValue> make_inputs(const MethodMeta& meta, std::vector<executorch::extension::TensorPtr>& keep) {
+  std::vector<EValue> inputs;
+  for (size_t i = 0; i < meta.num_inputs(); ++i) {
+    auto tag = meta.input_tag(i);
+    if (!tag.ok()) fail("cannot read the tag of input " + std::to_string(i));
+    if (*tag == Tag::Tensor) {
+      auto info = meta.input_tensor_meta(i);
+      if (!info.ok()) fail("cannot read the metadata of input " + std::to_string(i));
+      std::vector<executorch::aten::SizesType> sizes(info->sizes().begin(), info->sizes().end());
+      keep.push_back(executorch::extension::make_tensor_ptr(
+          sizes, std::vector<uint8_t>(info->nbytes(), 0), {}, {}, info->scalar_type()));
+      inputs.emplace_back(*keep.back());
+    } else if (*tag == Tag::Int) {
+      inputs.emplace_back(static_cast<int64_t>(0));
+    } else if (*tag == Tag::Double) {
+      inputs.emplace_back(0.0);
+    } else if (*tag == Tag::Bool) {
+      inputs.emplace_back(false);
+    } else {
+      fail("input " + std::to_string(i) + " has a type the runner cannot build");
+    }
+  }
+  return inputs;
+}
+
+size_t arena_bytes(const MethodMeta& meta) {
+  size_t total = 0;
+  for (size_t i = 0; i < meta.num_memory_planned_buffers(); ++i) {
+    auto size = meta.memory_planned_buffer_size(i);
+    if (size.ok()) total += static_cast<size_t>(*size);
+  }
+  return total;
+}
+
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  double pos = q * (v.size() - 1);
+  size_t lo = static_cast<size_t>(pos);
+  size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - lo);
+}
+
+std::string json_method(Module& module, const std::string& name, const Options& o) {
+  auto meta = module.method_meta(name);
+  if (!meta.ok()) fail("the program has no method '" + name + "'");
+  std::ostringstream js;
+  js << "\"" << name << "\": {\"inputs\": " << meta->num_inputs() << ", \"arena_bytes\": " << arena_bytes(*meta);
+  if (o.describe) return js.str() + "}";
+  auto t0 = std::chrono::steady_clock::now();
+  if (module.load_method(name) != executorch::runtime::Error::Ok) fail("cannot load method '" + name + "'");
+  double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<executorch::extension::TensorPtr> keep;
+  auto inputs = make_inputs(*meta, keep);
+  std::vector<double> samples;
+  for (int i = 0; i < o.warmup + o.runs; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    auto result = module.execute(name, inputs);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    if (!result.ok()) fail("method '" + name + "' failed with error " + std::to_string(static_cast<int>(result.error())));
+    if (i >= o.warmup) samples.push_back(ms);
+  }
+  double mean = 0;
+  for (double s : samples) mean += s / samples.size();
+  js << ", \"load_ms\": " << load_ms << ", \"runs\": " << samples.size() << ", \"median_ms\": " << percentile(samples, 0.5)
+     << ", \"p90_ms\": " << percentile(samples, 0.9) << ", \"mean_ms\": " << mean
+     << ", \"min_ms\": " << *std::min_element(samples.begin(), samples.end()) << ", \"samples_ms\": [";
+  for (size_t i = 0; i < samples.size(); ++i) js << (i ? ", " : "") << samples[i];
+  return js.str() + "]}";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o = parse(argc, argv);
+  if (o.threads > 0) executorch::extension::threadpool::get_threadpool()->_unsafe_reset_threadpool(o.threads);
+  // Mmap: weights are paged in from the file as the delegate reads them, as an app would do.
+  Module module(o.model, Module::LoadMode::Mmap);
+  if (module.load() != executorch::runtime::Error::Ok) fail("cannot load program '" + o.model + "'");
+  if (o.methods.empty()) {
+    auto names = module.method_names();
+    if (!names.ok()) fail("cannot list the methods of '" + o.model + "'");
+    o.methods.assign(names->begin(), names->end());
+    std::sort(o.methods.begin(), o.methods.end());
+  }
+  std::ostringstream js;
+  js << "{\"runner\": \"matedge_runner\", \"runtime\": \"executorch\", \"threads\": " << o.threads
+     << ", \"warmup\": " << o.warmup << ", \"methods\": {";
+  for (size_t i = 0; i < o.methods.size(); ++i) js << (i ? ", " : "") << json_method(module, o.methods[i], o);
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);  // ru_maxrss is in KB on Linux
+  js << "}, \"peak_rss_bytes\": " << static_cast<long long>(usage.ru_maxrss) * 1024 << "}";
+  std::printf("%s\n", js.str().c_str());
+  return 0;
+}
