@@ -30,11 +30,12 @@ def parse_spec(text: str | Sequence[str], config: MatFormerConfig) -> Spec:
         parts = [p.strip() for p in text.strip().split(",")]
     else:
         parts = [str(p).strip() for p in text]
+    by_upper = {n.upper(): n for n in names}  # names are case-insensitive
     layers: list[str] = []
     for part in parts:
         name, _, count = part.partition("*")
-        name = name.strip().upper()
-        if name not in names:
+        name = by_upper.get(name.strip().upper(), "")
+        if not name:
             raise SpecError(f"spec {text!r}: unknown granularity {part!r} (allowed: {allowed})")
         try:
             n = int(count) if count else 1

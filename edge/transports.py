@@ -69,7 +69,12 @@ def _files(command: list) -> list[Path]:
 
 
 class LocalTransport:
-    """Runs the command as a child process here; peak RSS from ``os.wait4`` (per child)."""
+    """Runs the command as a child process here.
+
+    ``peak_rss_bytes`` is the child's ``ru_maxrss`` from ``os.wait4``. Linux carries ru_maxrss
+    across exec, so for a child of a large process (Python with torch) it is the parent's size
+    at fork: an upper bound only. Runners report their own VmHWM, which the profiler uses.
+    """
 
     url = "local"
 

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from edge.data import BOS, EOS, DataError, decode, encode, eval_batches, load_corpus, random_batch
+
+
+def test_tokenizer_round_trip():
+    text = "héllo, wörld ✓\n"
+    ids = encode(text)
+    assert ids[0] == BOS and all(0 <= i < 256 for i in ids[1:])
+    assert decode(ids) == text
+
+
+def test_default_corpus_deterministic():
+    a, b = load_corpus(max_bytes=300_000), load_corpus(max_bytes=300_000)
+    assert a.sha256 == b.sha256 and torch.equal(a.val, b.val)
+    assert len(a.train) > 4 * len(a.val) > 0  # ~5% of documents held out
+    assert int(a.train.max()) <= EOS
+
+
+def test_user_folder(tmp_path):
+    for i in range(30):
+        (tmp_path / f"doc{i}.txt").write_text(f"document {i} " * 50)
+    (tmp_path / "image.png").write_bytes(b"\x89PNG" + bytes(range(256)))
+    c = load_corpus(tmp_path)
+    assert c.n_documents == 30 and len(c.val) > 0 and len(c.train) > 0
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "binary"])
+def test_bad_data_paths(tmp_path, kind):
+    path = tmp_path / "x"
+    if kind == "empty":
+        path.mkdir()
+    elif kind == "binary":
+        path.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(DataError, match=str(path).replace("\\", "/")[-5:]):
+        load_corpus(path)
+
+
+def test_batches_shapes():
+    stream = torch.arange(1000)
+    x, y = random_batch(stream, 4, 16, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (4, 16) and torch.equal(x[:, 1:], y[:, :-1])
+    batches = list(eval_batches(stream, 16, 100, batch=4))
+    assert sum(b[0].shape[0] for b in batches) == 6
