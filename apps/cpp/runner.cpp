@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <fstream>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -162,6 +163,18 @@ std::string json_method(Module& module, const std::string& name, const Options& 
   return js.str() + "]}";
 }
 
+// Peak RSS of this process since exec, in bytes. VmHWM belongs to the current address space;
+// getrusage's ru_maxrss does not reset at exec, so a runner started by a large parent (a Python
+// process holding torch) would report the parent's size.
+long long peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;  // "VmHWM:  1234 kB"
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);  // not Linux: the best available (KB on Linux, bytes on macOS)
+  return static_cast<long long>(usage.ru_maxrss) * 1024;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -180,9 +193,7 @@ int main(int argc, char** argv) {
   js << "{\"runner\": \"matedge_runner\", \"runtime\": \"executorch\", \"threads\": " << o.threads
      << ", \"warmup\": " << o.warmup << ", \"methods\": {";
   for (size_t i = 0; i < o.methods.size(); ++i) js << (i ? ", " : "") << json_method(module, o.methods[i], o);
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);  // ru_maxrss is in KB on Linux
-  js << "}, \"peak_rss_bytes\": " << static_cast<long long>(usage.ru_maxrss) * 1024 << "}";
+  js << "}, \"peak_rss_bytes\": " << peak_rss_bytes() << "}";
   std::printf("%s\n", js.str().c_str());
   return 0;
 }
