@@ -55,3 +55,55 @@ def perplexity(loss: float) -> float:
 def bits_per_byte(loss: float) -> float:
     """Byte-level tokens: nats/token -> bits per byte."""
     return loss / math.log(2)
+
+
+class SpecScorer:
+    """Validation loss of many specs of one universal model, fast and cached.
+
+    Specs that share their first layers share the hidden states after those layers, so the
+    monotone family (enumerated in order) and evolutionary mutations re-run only the layers that
+    differ. Losses are memoised by spec (and optionally persisted as JSON by the caller).
+    """
+
+    def __init__(self, model: MatFormerLM, stream: torch.Tensor, seq_len: int, max_tokens: int,
+                 max_cached_prefixes: int = 48):
+        self.model = model.eval()
+        windows = [w for w, _ in eval_batches(stream, seq_len, max_tokens, batch=10**9)]
+        targets = [t for _, t in eval_batches(stream, seq_len, max_tokens, batch=10**9)]
+        self.x, self.y = windows[0], targets[0]  # (n, T) each
+        self.losses: dict[tuple[str, ...], float] = {}
+        self._prefix: dict[tuple[str, ...], torch.Tensor] = {}  # insertion order = LRU order
+        self._max = max_cached_prefixes
+        T = self.x.shape[1]
+        self._cos, self._sin = model.rope_cos[:T], model.rope_sin[:T]
+
+    @torch.no_grad()
+    def _hidden(self, spec: tuple[str, ...]) -> torch.Tensor:
+        """Residual stream after the layers of ``spec`` (n, T, d), reusing the longest cached prefix."""
+        k = len(spec)
+        while k > 0 and spec[:k] not in self._prefix:
+            k -= 1
+        h = self._prefix[spec[:k]] if k else self.model.tok_emb(self.x)
+        pad = (self.model.config.granularity_names[-1],) * (self.model.config.n_layers - len(spec))
+        widths = self.model.widths_for(spec + pad)
+        for i in range(k, len(spec)):
+            h = self.model.layers[i](h, self._cos, self._sin, widths[i])
+            self._remember(spec[: i + 1], h)
+        return h
+
+    def _remember(self, key, h) -> None:
+        self._prefix.pop(key, None)
+        self._prefix[key] = h
+        while len(self._prefix) > self._max:
+            self._prefix.pop(next(iter(self._prefix)))
+
+    @torch.no_grad()
+    def loss(self, spec) -> float:
+        spec = tuple(spec)
+        if spec not in self.losses:
+            h = self._hidden(spec)
+            logits = self.model.head(self.model.norm(h))
+            self.losses[spec] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.y.reshape(-1)).item()
+        return self.losses[spec]
+
+    __call__ = loss

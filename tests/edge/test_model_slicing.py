@@ -63,3 +63,14 @@ def test_no_global_width_state(tiny_model, val_tokens):
 def test_grouped_kv_heads_change_shapes(tiny_config):
     m = MatFormerLM(tiny_config)
     assert m.layers[0].attn.wk.weight.shape == (tiny_config.n_kv_heads * tiny_config.head_dim, tiny_config.d_model)
+
+
+def test_spec_scorer_matches_eval_loss(tiny_model):
+    from edge.data import load_corpus
+    from edge.evaluate import SpecScorer, eval_loss
+
+    val = load_corpus(max_bytes=400_000).val
+    scorer = SpecScorer(tiny_model, val, 32, 1024, max_cached_prefixes=3)
+    for spec in [("S", "S", "M", "XL"), ("S", "S", "M", "L"), ("XL",) * 4, ("S", "S", "L", "L"), ("S", "S", "M", "XL")]:
+        assert scorer.loss(spec) == pytest.approx(eval_loss(tiny_model, val, spec, 32, 1024), abs=1e-5)
+    assert len(scorer._prefix) <= 3
