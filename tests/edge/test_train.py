@@ -63,9 +63,14 @@ def test_ddp_two_processes_keep_replicas_identical(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
            "-m", "edge", "train", "--preset", "tiny", "--steps", "6", "--batch-size", "4", "--seq-len", "32",
            "--eval-every", "6", "--quiet", "--out", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240,
-                          cwd=Path(__file__).resolve().parents[2])
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2], start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    finally:  # never leave worker processes behind, even on a timeout
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    assert proc.returncode == 0, stderr[-2000:]
     meta = load_meta(out)
     assert meta["world_size"] == 2
     digests = meta["replica_digests"]
