@@ -1,0 +1,164 @@
+"""The steps of one device's build: cost table, cached export, on-device measurement, report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from edge import predictor
+from edge.checkpoint import atomic_dir
+from edge.errors import MatEdgeError
+from edge.profiles import DeviceProfile
+from edge.spec import Spec, format_spec
+
+PROBE_TIMEOUT_S = 10.0
+
+
+# -- cost table ------------------------------------------------------------------------------------
+def table_is_stale(table: dict, profile: DeviceProfile, config) -> str:
+    """Why a stored table no longer describes this device and model ('' when it still does)."""
+    try:
+        predictor.check_model(table, config)
+    except MatEdgeError as e:
+        return str(e)
+    for key, want in (("backend", profile.backend), ("precision", profile.precision),
+                      ("threads", profile.threads), ("context", profile.context),
+                      ("prompt_tokens", profile.limits.prompt_tokens)):
+        if table.get(key) != want:
+            return f"{key} was {table.get(key)!r}, the profile now says {want!r}"
+    return ""
+
+
+def probe(transport) -> str:
+    """'' when the device answers a trivial command, else why not (bounded by a timeout)."""
+    try:
+        result = transport.run(["true"], timeout=PROBE_TIMEOUT_S)
+    except MatEdgeError as e:
+        return str(e)
+    return "" if result.returncode == 0 else f"probe exited with {result.returncode}: {result.stderr.strip()[:200]}"
+
+
+def ensure_table(profile: DeviceProfile, config, settings, log=print):
+    """(table, status, transport or None): reuse, measure, or estimate the device's cost table."""
+    from edge.profiler import estimate_table, measure_table
+    from edge.transports import get_transport, parse_transport
+
+    path = predictor.table_path(profile.name, profile.precision, root=settings.out_root / "cost_tables")
+    transport, why_not = None, "transport none"
+    if parse_transport(profile.transport)["kind"] != "none" and settings.measure:
+        transport = get_transport(profile.transport)
+        why_not = probe(transport)
+        if why_not:
+            transport = None
+    if path.exists():
+        table = predictor.load_table(path)
+        stale = table_is_stale(table, profile, config)
+        if not stale and (table["estimated"] is False or transport is None):
+            status = "estimated (cached)" if table["estimated"] else "measured (cached)"
+            log(f"   cost table: {status} {path}")
+            return table, status, transport
+        log(f"   cost table {path} is stale: {stale or 'an estimate, and the device is reachable now'}")
+    if transport is not None:
+        log(f"   measuring the cost table on {profile.name}")
+        table = measure_table(profile, config, transport=transport, rounds=settings.profile_rounds,
+                              progress=settings.progress)
+        status = "measured"
+    else:
+        table = estimate_table(profile, config)
+        status = f"estimated ({why_not})"
+        log(f"   cost table estimated from [hardware]: {why_not}")
+    predictor.write_table(table, path)
+    return table, status, transport
+
+
+# -- export with a content-addressed cache ------------------------------------------------------------
+def artifact_key(ckpt_sha: str, spec: Spec, profile: DeviceProfile) -> str:
+    """Content hash of everything that decides an artifact's bytes."""
+    from exporters.base import library_versions
+
+    libs = library_versions("torch", "executorch", "litert-torch", "ai-edge-litert", "coremltools")
+    blob = json.dumps({"ckpt": ckpt_sha, "spec": list(spec), "backend": profile.backend,
+                       "precision": profile.precision, "context": profile.context,
+                       "prefill": profile.limits.prompt_tokens, "libs": libs}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha: str, dest: Path, role: str,
+                  log=print) -> dict:
+    """Export ``spec`` (or reuse the cached export) and copy it into ``dest``; its metadata."""
+    from edge.build import copy_artifact
+    from edge.slicing import slice_model
+    from exporters import export_model
+
+    key = artifact_key(ckpt_sha, spec, profile)
+    cached = settings.out_root / "cache" / key
+    if not cached.exists():
+        log(f"   exporting {role} {format_spec(spec)} ({profile.backend} {profile.precision}) with parity check")
+        with atomic_dir(cached) as tmp:
+            export_model(slice_model(model, spec), profile.backend, profile.precision, tmp,
+                         context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model")
+    else:
+        log(f"   {role} {format_spec(spec)}: cached artifact {key}")
+    meta_file = next(p for p in cached.iterdir() if p.name.endswith(".json"))
+    meta = json.loads(meta_file.read_text())
+    art = next(p for p in cached.iterdir() if not p.name.endswith(".json"))
+    name = f"{role}{''.join(art.suffixes) or ''}"
+    copy_artifact(art, dest / name)
+    copy_artifact(meta_file, dest / f"{role}.json")
+    return {"file": name, "metadata": f"{role}.json", "spec": format_spec(spec), "cache_key": key,
+            "bytes": meta.get("file_bytes") or meta.get("size_bytes"), "sha256": meta.get("sha256"),
+            "parity": meta.get("parity")}
+
+
+# -- measurement ---------------------------------------------------------------------------------------
+def measure_on_device(transport, profile: DeviceProfile, artifact: dict, settings, log=print) -> dict | None:
+    """Latency and peak memory of the shipped artifact on the device (None when unreachable)."""
+    from edge.profiler import measure_artifact
+
+    if transport is None:
+        return None
+    # Measured straight from the cache: the same bytes as the shipped copy.
+    src = settings.out_root / "cache" / artifact["cache_key"]
+    art = next(p for p in src.iterdir() if not p.name.endswith(".json"))
+    log(f"   measuring {artifact['spec']} on {profile.name}")
+    m = measure_artifact(transport, profile, art, settings.runs, settings.warmup)
+    return {"decode_ms_per_token": m["decode_ms"], "decode_p90_ms": m["decode_p90_ms"],
+            "first_token_ms": m["prefill_ms"], "first_token_p90_ms": m["prefill_p90_ms"],
+            "memory_mb": m["peak_rss_bytes"] / 2**20, "arena_bytes": m.get("arena_bytes")}
+
+
+# -- report ------------------------------------------------------------------------------------------
+def write_report(folder: Path, manifest: dict, result, table: dict) -> None:
+    """report.md with the decision, the limits, the frontier and cost charts."""
+    from edge.plots import plot_frontier
+    from edge.profiler import plot_table
+    from edge.table import format_table
+
+    plot_frontier(result, folder / "frontier.png", f"{manifest['device']}: candidates under the limits")
+    plot_table(table, folder / "costs.png")
+    meas = manifest["measured"] or {}
+    rows = [[k, v, manifest["predicted"][k], meas.get(k, "-")] for k, v in manifest["limits"].items()]
+    best = sorted(result.candidates, key=lambda c: c.loss)[:10]
+    tag = "ESTIMATED (device not reachable: roofline from [hardware])" if manifest["estimated"] else "measured"
+    uni = manifest["best_uniform"]
+    lines = [
+        f"# {manifest['device']}: {manifest['spec']}", "", manifest["description"], "",
+        f"- backend {manifest['backend']}, precision {manifest['precision']}, {manifest['threads']} thread(s), "
+        f"context {manifest['context']}",
+        f"- costs: {tag}; cost table: {manifest['cost_table']}",
+        f"- chosen spec `{manifest['spec']}` ({manifest['source']}): {manifest['params']:,} parameters, "
+        f"val loss {manifest['val_loss']:.4f}",
+        f"- best uniform granularity that fits: " + (f"`{uni['spec']}` val loss {uni['val_loss']:.4f} "
+                                                      f"(planner better by {uni['val_loss'] - manifest['val_loss']:.4f})"
+                                                      if uni else "none fits"),
+        f"- consistency with XL: {manifest['consistency_with_xl']['agreement_pct']:.1f}% greedy agreement, "
+        f"KL {manifest['consistency_with_xl']['kl']:.4f}",
+        f"- fallback: " + (f"`{manifest['fallback']['spec']}`" if manifest["fallback"] else "none (memory not tight)"),
+        "", "## Limits", "", "```", format_table(["limit", "max", "predicted", "measured"], rows), "```",
+        "", "## Best candidates", "", "```",
+        format_table(["spec", "source", "params", "val loss", *best[0].costs], [c.row() for c in best]), "```",
+        "", "## Parity", "", "```", json.dumps({r: a.get("parity") for r, a in manifest["artifacts"].items()}, indent=2),
+        "```", "", "![frontier](frontier.png)", "", "![costs](costs.png)", "",
+    ]
+    (folder / "report.md").write_text("\n".join(lines))
