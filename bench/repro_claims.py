@@ -87,6 +87,9 @@ def judge(losses: dict, mm: list[dict], cons: dict, spec: list[dict], params: di
     ag = c["noise"]["agreement"]
     d6 = {g: cons["matlm-uniform"][g]["agreement_pct"] - cons["baseline"][g]["agreement_pct"] for g in small}
     c["6"] = {"verdict": beats(list(d6.values()), ag), "diffs": d6}
+    # The same question against one common reference, the baseline XL (another reading of it).
+    d6b = {g: cons["matlm-vs-baseline-XL"][g]["agreement_pct"] - cons["baseline"][g]["agreement_pct"] for g in small}
+    c["6b"] = {"verdict": beats(list(d6b.values()), ag), "diffs": d6b}
     c.update(_speed_claims({r["setup"]: r for r in spec}, ks))
     ofa = losses["ofa"]
     gap = {g: ofa[g] - uni[g] for g in names}

@@ -66,7 +66,7 @@ def test_smoke_run_writes_a_complete_report(tmp_path):
     assert "Mode **smoke**" in md and "seed **0**" in md
     verdict_rows = [line for line in md.splitlines() if line.startswith("| ") and line.rstrip().endswith(
         (f"| {claims.HOLDS} |", f"| {claims.FAILS} |", f"| {claims.UNSURE} |"))]
-    assert len(verdict_rows) == 11
+    assert len(verdict_rows) == 12
     for png in ("losses", "mixnmatch", "specdec"):
         assert (tmp_path / "out" / f"paper_repro_{png}.png").stat().st_size < 200_000
     assert "output == XL greedy" in md  # the exactness column (tested exactly in test_generate)
