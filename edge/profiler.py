@@ -221,6 +221,7 @@ def measure_table(profile: DeviceProfile, config, *, runs: int = 30, warmup: int
     """
     from tqdm import tqdm
 
+    profile = fit_context(profile, config)
     transport = transport or get_transport(profile.transport)
     layouts = micro_layouts(config)
     errors, found = [], {}
@@ -250,6 +251,15 @@ def measure_table(profile: DeviceProfile, config, *, runs: int = 30, warmup: int
     return table
 
 
+def fit_context(profile: DeviceProfile, config) -> DeviceProfile:
+    """The profile with its context capped at the model's max_context (the cache cannot be longer)."""
+    context = min(profile.context, config.max_context)
+    if profile.limits.prompt_tokens >= context:
+        raise ProfilerError(f"{profile.name}: prompt_tokens {profile.limits.prompt_tokens} does not fit a context of "
+                            f"{context} (the model's max_context is {config.max_context})")
+    return dataclasses.replace(profile, context=context)
+
+
 def _median_of(samples: list[dict]) -> dict:
     import statistics
 
@@ -262,6 +272,7 @@ BYTES_PER_WEIGHT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "8da4w": 0.5, "palett
 
 def estimate_table(profile: DeviceProfile, config) -> dict:
     """Roofline costs from ``[hardware]``: time = max(bytes / bandwidth, FLOPs / GEMM rate)."""
+    profile = fit_context(profile, config)
     hw, ctx, T = profile.hardware, profile.context, profile.limits.prompt_tokens
     wbytes = BYTES_PER_WEIGHT.get(profile.precision, 4.0)
     act = 2 if profile.precision == "fp16" else 4  # KV cache element size
@@ -324,3 +335,49 @@ def plot_table(table: dict, path: Path) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+# -- end-to-end check of the predictor -------------------------------------------------------------
+def validate_predictor(profile: DeviceProfile, model, table: dict, *, k: int = 20, seed: int = 0, runs: int = 30,
+                       warmup: int = 5, transport=None, progress: bool = True) -> dict:
+    """Measure ``k`` random specs of ``model`` end to end on the device against the prediction.
+
+    Returns {"rows": [per spec: spec, predicted and measured decode/prefill ms and peak memory,
+    % errors], "summary": {metric: {"mean_abs_pct", "max_abs_pct"}}, "errors": [...]}.
+    """
+    import random
+
+    from tqdm import tqdm
+
+    from edge.predictor import check_model, predict
+    from edge.slicing import slice_model
+    from edge.spec import format_spec, random_spec
+
+    check_model(table, model.config)
+    profile = fit_context(profile, model.config)
+    transport = transport or get_transport(profile.transport)
+    rng = random.Random(seed)
+    specs = [random_spec(model.config, rng) for _ in range(k)]
+    rows, errors = [], []
+    with tempfile.TemporaryDirectory(prefix="matedge-validate-") as tmp:
+        for i, spec in enumerate(tqdm(specs, desc=f"validate predictor on {profile.name}", disable=not progress)):
+            try:
+                art = export_artifact(slice_model(model, spec), profile, Path(tmp), f"spec{i}")
+                meas = measure_artifact(transport, profile, art, runs, warmup)
+                art.unlink(missing_ok=True)
+            except MatEdgeError as e:
+                errors.append({"spec": format_spec(spec), "error": str(e)})
+                continue
+            pred = predict(table, spec)
+            row = {"spec": format_spec(spec)}
+            for key, measured, predicted in (("decode_ms", meas["decode_ms"], pred["decode_ms"]),
+                                             ("prefill_ms", meas["prefill_ms"], pred["prefill_ms"]),
+                                             ("memory_bytes", meas["peak_rss_bytes"], pred["total_bytes"])):
+                row[key] = {"predicted": predicted, "measured": measured,
+                            "error_pct": 100.0 * (predicted - measured) / measured if measured else float("nan")}
+            rows.append(row)
+    summary = {key: {"mean_abs_pct": sum(abs(r[key]["error_pct"]) for r in rows) / len(rows),
+                     "max_abs_pct": max(abs(r[key]["error_pct"]) for r in rows)}
+               for key in ("decode_ms", "prefill_ms", "memory_bytes")} if rows else {}
+    return {"device": profile.name, "precision": profile.precision, "k": k, "seed": seed, "rows": rows,
+            "summary": summary, "errors": errors}

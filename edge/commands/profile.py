@@ -1,0 +1,169 @@
+"""matedge profile: measure a device's cost table (or estimate it), import, chart, check the predictor."""
+
+from __future__ import annotations
+
+from edge.commands.common import add_checkpoint
+
+HELP = "measure what each granularity costs on a device (cost table); import, chart, validate"
+DESCRIPTION = """\
+  matedge profile --device host                    measure on the device, write its cost table
+  matedge profile --device iphone-15               transport none: a roofline estimate ('estimated')
+  matedge profile import FILE [--device NAME]      accept a table measured elsewhere (schema-checked)
+  matedge profile chart --device host              PNG of per-granularity latency and memory
+  matedge profile validate-predictor --device host --specs 20
+                                                   measure random specs end to end; % errors
+
+Tables live in build/cost_tables/<device>-<precision>.json. The model geometry comes from
+CHECKPOINT (default: the model `make demo` trains)."""
+
+
+def _device_args(p, checkpoint: bool = True) -> None:
+    p.add_argument("--device", required=True, metavar="NAME", help="a profile name or .toml path")
+    p.add_argument("--precision", help="override the profile's precision (e.g. int8)")
+    p.add_argument("--table", help="cost table path (default: build/cost_tables/<device>-<precision>.json)")
+    if checkpoint:
+        add_checkpoint(p)
+
+
+def configure(p) -> None:
+    p.add_argument("--device", metavar="NAME", help="measure this device (profile name or .toml path)")
+    p.add_argument("--precision", help="override the profile's precision (e.g. int8)")
+    p.add_argument("--checkpoint", help="model whose geometry to profile (default: the `make demo` model)")
+    p.add_argument("--out", help="cost table path (default: build/cost_tables/<device>-<precision>.json)")
+    p.add_argument("--runs", type=int, default=30, help="timed runs per method (default: 30)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
+    p.add_argument("--rounds", type=int, default=2, help="round-robin passes over the micro-models (default: 2)")
+    p.add_argument("--chart", help="also write a PNG chart of the table here")
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    imp = sub.add_parser("import", help="validate a cost table measured elsewhere and store it")
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--out", dest="import_out", help="where to store it (default: the device's table path)")
+    chart = sub.add_parser("chart", help="PNG of a device's cost table")
+    _device_args(chart, checkpoint=False)
+    chart.add_argument("--out", dest="chart_out", help="PNG path (default: beside the table)")
+    val = sub.add_parser("validate-predictor", help="measure K random specs end to end vs the prediction")
+    _device_args(val)
+    val.add_argument("--specs", type=int, default=20, help="random specs to measure (default: 20)")
+    val.add_argument("--seed", type=int, default=0)
+    val.add_argument("--runs", dest="val_runs", type=int, default=30, help="timed runs per method (default: 30)")
+
+
+def device_profile(name: str, precision: str | None):
+    """Load a profile, with its precision overridden (and checked) when asked."""
+    import dataclasses
+
+    from edge.profiles import BACKEND_PRECISIONS, ProfileError, load_profile
+
+    profile = load_profile(name)
+    if precision is None:
+        return profile
+    allowed = BACKEND_PRECISIONS[profile.backend]
+    if precision not in allowed:
+        raise ProfileError(f"--precision {precision!r} (allowed for {profile.backend}: {', '.join(allowed)})")
+    return dataclasses.replace(profile, precision=precision)
+
+
+def run(args) -> int:
+    action = getattr(args, "action", None)
+    if action == "import":
+        return _import(args)
+    if action == "chart":
+        return _chart(args)
+    if action == "validate-predictor":
+        return _validate(args)
+    if not args.device:
+        from edge.errors import MatEdgeError
+        raise MatEdgeError("--device NAME is required (see `matedge profiles list`), or an ACTION: import, chart, validate-predictor")
+    return _measure(args)
+
+
+def _measure(args) -> int:
+    from pathlib import Path
+
+    from edge.checkpoint import DEFAULT_CHECKPOINT, load_config
+    from edge.predictor import table_path, write_table
+    from edge.profiler import estimate_table, measure_table, plot_table
+    from edge.transports import parse_transport
+
+    profile = device_profile(args.device, args.precision)
+    config = load_config(Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT)
+    if parse_transport(profile.transport)["kind"] == "none":
+        table = estimate_table(profile, config)
+    else:
+        table = measure_table(profile, config, runs=args.runs, warmup=args.warmup, rounds=args.rounds)
+    out = write_table(table, args.out or table_path(profile.name, profile.precision))
+    _print_table(table)
+    print(f"wrote {out}{' (estimated: roofline from [hardware], not measured)' if table['estimated'] else ''}")
+    if table.get("errors"):
+        print(f"{len(table['errors'])} micro-model(s) failed and were left out of the fit: "
+              + "; ".join(e["error"] for e in table["errors"]))
+    if args.chart:
+        print(f"wrote {plot_table(table, args.chart)}")
+    return 0
+
+
+def _print_table(table: dict) -> None:
+    from edge.table import format_table
+
+    rows = [["fixed", *(_cells(table["fixed"]))]] + [[g, *(_cells(c))] for g, c in table["layers"].items()]
+    tag = " [estimated]" if table["estimated"] else ""
+    print(f"{table['device']}: {table['backend']} {table['precision']}, {table['threads']} thread(s), "
+          f"context {table['context']}, prompt {table['prompt_tokens']} tokens{tag}")
+    print(format_table(["part", "prefill ms", "p90", "decode ms", "p90", "weights MiB", "arena MiB", "runtime MiB"], rows))
+
+
+def _cells(c: dict) -> list:
+    return [c["prefill_ms"], c["prefill_p90_ms"], c["decode_ms"], c["decode_p90_ms"],
+            c["weight_bytes"] / 2**20, c["arena_bytes"] / 2**20, c["runtime_bytes"] / 2**20]
+
+
+def _import(args) -> int:
+    from edge.predictor import load_table, table_path, write_table
+
+    table = load_table(args.file)  # schema-checked: a malformed table stops here, nothing written
+    out = write_table(table, args.import_out or table_path(table["device"], table["precision"]))
+    _print_table(table)
+    print(f"imported {args.file} -> {out}")
+    return 0
+
+
+def _chart(args) -> int:
+    from pathlib import Path
+
+    from edge.predictor import load_table, table_path
+    from edge.profiler import plot_table
+
+    profile = device_profile(args.device, args.precision)
+    path = Path(args.table or table_path(profile.name, profile.precision))
+    table = load_table(path)
+    print(f"wrote {plot_table(table, args.chart_out or path.with_suffix('.png'))}")
+    return 0
+
+
+def _validate(args) -> int:
+    from edge.checkpoint import load_any
+    from edge.predictor import load_table, table_path
+    from edge.profiler import validate_predictor
+
+    profile = device_profile(args.device, args.precision)
+    table = load_table(args.table or table_path(profile.name, profile.precision))
+    model, _ = load_any(args.checkpoint)
+    result = validate_predictor(profile, model, table, k=args.specs, seed=args.seed, runs=args.val_runs)
+    print_validation(result)
+    return 0
+
+
+def print_validation(result: dict) -> None:
+    """Per-spec rows, then mean and max absolute % error per metric."""
+    from edge.table import format_table
+
+    rows = [[r["spec"], r["decode_ms"]["predicted"], r["decode_ms"]["measured"], r["decode_ms"]["error_pct"],
+             r["prefill_ms"]["error_pct"], r["memory_bytes"]["predicted"] / 2**20,
+             r["memory_bytes"]["measured"] / 2**20, r["memory_bytes"]["error_pct"]] for r in result["rows"]]
+    print(format_table(["spec", "decode pred ms", "decode meas ms", "decode err %", "prefill err %",
+                        "mem pred MiB", "mem meas MiB", "mem err %"], rows))
+    for key, s in result["summary"].items():
+        print(f"{result['device']} {result['precision']} {key:<13} mean |error| {s['mean_abs_pct']:.2f}%   "
+              f"max |error| {s['max_abs_pct']:.2f}%   ({len(result['rows'])} specs)")
+    for e in result["errors"]:
+        print(f"failed: {e['spec']}: {e['error']}")
