@@ -252,12 +252,16 @@ def measure_table(profile: DeviceProfile, config, *, runs: int = 30, warmup: int
 
 
 def fit_context(profile: DeviceProfile, config) -> DeviceProfile:
-    """The profile with its context capped at the model's max_context (the cache cannot be longer)."""
+    """The profile with its context capped at the model's max_context (the cache cannot be
+    longer) and, if the prompt then does not fit, the prompt halved to the context (the table
+    records the lengths it was measured with, and a warning says so)."""
     context = min(profile.context, config.max_context)
-    if profile.limits.prompt_tokens >= context:
-        raise ProfilerError(f"{profile.name}: prompt_tokens {profile.limits.prompt_tokens} does not fit a context of "
-                            f"{context} (the model's max_context is {config.max_context})")
-    return dataclasses.replace(profile, context=context)
+    prompt = profile.limits.prompt_tokens
+    if prompt >= context:
+        prompt = context // 2
+        print(f"warning: {profile.name}: prompt_tokens {profile.limits.prompt_tokens} does not fit the model's "
+              f"context {context}; measuring a prompt of {prompt}", file=sys.stderr)
+    return dataclasses.replace(profile, context=context, limits=dataclasses.replace(profile.limits, prompt_tokens=prompt))
 
 
 def _median_of(samples: list[dict]) -> dict:
