@@ -1,0 +1,183 @@
+"""Exporters: turn a sliced MatFormer submodel into an artifact a device runs.
+
+One registry, one module per backend (heavy libraries are imported only when that backend is
+used). Every artifact has two entry points, ``prefill(tokens[1, T])`` and
+``decode(token[1, 1], position[1])``, a static KV cache of ``context`` positions, and a JSON file
+beside it (see ``export_model``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from exporters.base import Artifact, ExportError, file_size, sha256, write_json
+
+# backend name -> module implementing it (PRECISIONS, SUFFIX, EXTRA, CACHE, export, load_runner)
+EXPORTERS: dict[str, str] = {
+    "executorch": "exporters.executorch",
+    "litert": "exporters.litert",
+    "coreml": "exporters.coreml",
+}
+EXTRAS = {"executorch": "executorch", "litert": "litert", "coreml": "coreml"}
+# What each backend can write, without importing it (for error messages and --help).
+PRECISIONS = {"executorch": ("fp32", "int8", "8da4w"), "litert": ("fp32", "int8"), "coreml": ("fp16", "int8", "pal4")}
+DEFAULT_PREFILL = 64
+
+__all__ = ["EXPORTERS", "PRECISIONS", "Artifact", "ExportError", "get_exporter", "export_model", "check_request"]
+
+
+def get_exporter(name: str):
+    """The backend module for ``name``; ExportError for an unknown name or a missing library."""
+    if name not in EXPORTERS:
+        raise ExportError(f"unknown backend {name!r} (allowed: {', '.join(EXPORTERS)})")
+    module = importlib.import_module(EXPORTERS[name])
+    # The module itself imports nothing heavy; probe the libraries its export needs.
+    probe = {"executorch": "executorch.exir", "litert": "litert_torch", "coreml": "coremltools"}[name]
+    from exporters.base import require
+
+    require(probe, EXTRAS[name], f"the {name} exporter")
+    return module
+
+
+def check_request(backend: str, precision: str) -> None:
+    """Reject an unknown backend, or a precision the backend cannot write, before any work."""
+    if backend not in EXPORTERS:
+        raise ExportError(f"unknown backend {backend!r} (allowed: {', '.join(EXPORTERS)})")
+    allowed = PRECISIONS[backend]
+    if precision not in allowed:
+        others = [b for b, p in PRECISIONS.items() if precision in p]
+        hint = f"; {precision!r} is written by {', '.join(others)}" if others else ""
+        raise ExportError(f"backend {backend!r} cannot write precision {precision!r} "
+                          f"(allowed: {', '.join(allowed)}){hint}")
+
+
+def _dense(model, spec):
+    """A dense submodel: slice a universal model at ``spec``; a dense model is used as is."""
+    from edge.slicing import slice_model
+    from edge.spec import parse_spec
+
+    cfg = model.config
+    if not cfg.is_universal:
+        if spec is not None and tuple(parse_spec(spec, cfg) if isinstance(spec, str) else spec) != tuple(cfg.spec or ()):
+            raise ExportError(f"the model is already sliced at {','.join(cfg.spec or ())}; "
+                              f"it cannot be exported at spec {spec!r}")
+        return model.eval()
+    if spec is None:
+        spec = cfg.granularity_names[-1]
+    return slice_model(model, parse_spec(spec, cfg) if isinstance(spec, str) else tuple(spec))
+
+
+def _sizes(model, context, prefill_len, parity: bool) -> tuple[int, int]:
+    """Validated (context, prefill_len); parity needs room for its greedy decode steps."""
+    from exporters.parity import STEPS
+
+    max_ctx = model.config.max_context
+    context = max_ctx if context is None else int(context)
+    if not 2 <= context <= max_ctx:
+        raise ExportError(f"context {context} is out of range (allowed: 2..{max_ctx}, the model's max_context)")
+    room = STEPS if parity else 1
+    if prefill_len is None:
+        prefill_len = max(1, min(DEFAULT_PREFILL, context // 4, context - room))
+    prefill_len = int(prefill_len)
+    if not 1 <= prefill_len <= context - room:
+        raise ExportError(f"prefill length {prefill_len} is out of range (allowed: 1..{context - room} "
+                          f"for context {context}" + (f", leaving {STEPS} decode steps for the parity check)"
+                                                      if parity else ")"))
+    return context, prefill_len
+
+
+def _prepare_out(out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"output folder {str(out_dir)!r} cannot be created ({e.strerror})") from None
+    if not out_dir.is_dir() or not os.access(out_dir, os.W_OK | os.X_OK):
+        raise ExportError(f"output folder {str(out_dir)!r} is not writable (choose a folder you can write)")
+    return out_dir
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` (a file or package folder) onto ``final``, replacing what was there."""
+    if final.is_dir() and not final.is_symlink():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def export_model(model, backend: str, precision: str, out_dir, *, spec=None, context: int | None = None,
+                 prefill_len: int | None = None, name: str = "model", parity: bool = True,
+                 val_stream=None) -> Artifact:
+    """Export ``model`` (dense, or universal + ``spec``) to ``out_dir/<name><suffix>`` + ``<name>.json``.
+
+    The artifact is written to a temporary path and renamed into place only when export (and
+    the parity run, when asked) finished, so a failure midway leaves no partial artifact.
+    ``val_stream``: validation tokens for parity (default: ``edge.data.load_corpus().val``).
+    """
+    check_request(backend, precision)
+    module = get_exporter(backend)
+    dense = _dense(model, spec)
+    module.check(dense, precision)
+    context, prefill_len = _sizes(dense, context, prefill_len, parity)
+    out_dir = _prepare_out(out_dir)
+    final = out_dir / f"{name}{module.SUFFIX}"
+    tmp = out_dir / f".{name}.tmp-{os.getpid()}{module.SUFFIX}"
+    t0 = time.perf_counter()
+    try:
+        info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len)
+        seconds = time.perf_counter() - t0
+        meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds)
+        if parity:
+            meta["parity"] = run_parity(module, tmp, meta, dense, precision, prefill_len, val_stream)
+        _replace(tmp, final)
+    except BaseException:
+        _remove(tmp)
+        raise
+    meta["file"] = final.name
+    meta_path = out_dir / f"{name}.json"
+    write_json(meta_path, meta)
+    return Artifact(path=final, meta_path=meta_path, meta=meta)
+
+
+def run_parity(module, path: Path, meta: dict, dense, precision: str, prefill_len: int, val_stream=None) -> dict:
+    """Eager vs artifact on real validation text (see exporters.parity)."""
+    from exporters import parity
+
+    prompt = parity.prompt_tokens(prefill_len, val_stream)
+    ref = parity.reference(dense, prompt)
+    result = parity.check(module.load_runner(path, meta), ref, precision)
+    result["kind"] = ("graph-level (coremltools MIL value inference; not Apple's kernels)"
+                      if "graph-level" in result["runtime"] else "runtime")
+    return result
+
+
+def _metadata(dense, backend, precision, path, info, context, prefill_len, seconds) -> dict:
+    from edge.data import TOKENIZER
+    from edge.spec import format_spec, param_count
+
+    cfg = dense.config
+    return {
+        "backend": backend, "precision": precision,
+        "spec": format_spec(tuple(cfg.spec)) if cfg.spec else None,
+        "ffn_sizes": list(cfg.layer_ffn_sizes()), "parameters": param_count(None, cfg),
+        "file_size": file_size(path), "sha256": sha256(path),
+        "context": context, "prefill_len": prefill_len,
+        "entry_points": info.pop("entry_points"), "cache": info.pop("cache"),
+        "tokenizer": TOKENIZER, "model_config": cfg.to_dict(),
+        "libraries": info.pop("libraries"), "export_seconds": round(seconds, 2),
+        **info,
+    }

@@ -52,12 +52,13 @@ class KVCore(nn.Module):
         self.context, self.prefill_len = context, prefill_len
         self.n_layers, self.n_heads, self.n_kv, self.hd = cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.rep = self.n_heads // self.n_kv  # query heads per KV head
-        self.eps = cfg.norm_eps
         self.scale = 1.0 / math.sqrt(self.hd)
         # RoPE tables for the artifact's context only: (context, hd/2)
         self.register_buffer("cos", model.rope_cos[:context].clone(), persistent=False)
         self.register_buffer("sin", model.rope_sin[:context].clone(), persistent=False)
         self.register_buffer("mean_row", torch.full((1, cfg.d_model), 1.0 / cfg.d_model), persistent=False)
+        # eps as a (1,) tensor: Core ML's fuse_linear_bias pass fails on a 0-d bias after a linear
+        self.register_buffer("eps_t", torch.full((1,), cfg.norm_eps), persistent=False)
         # Prefill causal mask over its T positions, rows repeated per query head of a group:
         # row r*T + t belongs to query t of the r-th head sharing a KV head. (1, rep*T, T)
         T = prefill_len
@@ -71,7 +72,7 @@ class KVCore(nn.Module):
     def norm(self, norm: nn.Module, x):
         """RMSNorm of x (1, T, d); the mean of squares as a matmul: (1, T, d) @ (d, 1)."""
         ms = F.linear(x * x, self.mean_row)  # (1, T, 1)
-        return x * torch.rsqrt(ms + self.eps) * norm.weight
+        return x * torch.rsqrt(ms + self.eps_t) * norm.weight
 
     def rope(self, x, cos, sin):
         """Rotate pairs (first half, second half) of x (1, h, T, hd); cos/sin (T, hd/2)."""
@@ -162,8 +163,8 @@ class BufferCacheLM(nn.Module):
         for i, block in enumerate(core.model.layers):
             q, k, v = core.qkv(block, x, cos, sin)
             kc, vc = self.caches(i)
-            kc.index_copy_(2, position, k)  # (1, Hkv, C, hd) <- (1, Hkv, 1, hd) at slot `position`
-            vc.index_copy_(2, position, v)
+            kc.index_copy_(2, position.long(), k)  # (1, Hkv, C, hd) <- (1, Hkv, 1, hd) at slot `position`
+            vc.index_copy_(2, position.long(), v)
             x = core.finish(block, x, q, kc, vc, mask)
         return core.head(x)
 
@@ -205,16 +206,39 @@ class IOCacheLM(nn.Module):
         return logits, torch.cat(new_k, dim=0), torch.cat(new_v, dim=0)
 
 
-class EntryPoint(nn.Module):
-    """Expose one method of a cache wrapper as ``forward`` (exporters trace ``forward``)."""
+class Prefill(nn.Module):
+    """``forward(tokens)`` = the wrapper's prefill (exporters trace ``forward``; names become input names)."""
 
-    def __init__(self, wrapper: nn.Module, method: str):
+    def __init__(self, wrapper: nn.Module):
         super().__init__()
         self.wrapper = wrapper
-        self.method = method
 
-    def forward(self, *args):
-        return getattr(self.wrapper, self.method)(*args)
+    def forward(self, tokens):
+        return self.wrapper.prefill(tokens)
+
+
+class Decode(nn.Module):
+    """``forward(token, position)`` = the wrapper's decode with its cache in buffers."""
+
+    def __init__(self, wrapper: nn.Module):
+        super().__init__()
+        self.wrapper = wrapper
+
+    def forward(self, token, position):
+        return self.wrapper.decode(token, position)
+
+
+class DecodeIO(Decode):
+    """``forward(token, position, k_cache, v_cache)`` = decode with an explicit cache."""
+
+    def forward(self, token, position, k_cache, v_cache):
+        return self.wrapper.decode(token, position, k_cache, v_cache)
+
+
+def entry_modules(wrapper: nn.Module) -> dict[str, nn.Module]:
+    """{"prefill": module, "decode": module}, each exposing one entry point as ``forward``."""
+    return {"prefill": Prefill(wrapper),
+            "decode": DecodeIO(wrapper) if isinstance(wrapper, IOCacheLM) else Decode(wrapper)}
 
 
 def make_wrapper(model: MatFormerLM, context: int, strategy: str, prefill_len: int) -> nn.Module:

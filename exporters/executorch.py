@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.base import ExportError, library_versions, require
-from exporters.decoding import EntryPoint, entry_points, example_inputs, make_wrapper
+from exporters.decoding import entry_modules, entry_points, example_inputs, make_wrapper
 
 PRECISIONS = ("fp32", "int8", "8da4w")
 SUFFIX = ".pte"
@@ -74,9 +74,9 @@ def export(model, precision: str, out_path: Path, *, context: int, prefill_len: 
     wrapper = make_wrapper(model, context, cache, prefill_len)
     _quantize(wrapper, precision)
     args = example_inputs(wrapper, prefill_len)
+    modules = entry_modules(wrapper)
     with torch.no_grad():
-        programs = {name: torch.export.export(EntryPoint(wrapper, name), a, strict=False)
-                    for name, a in args.items()}
+        programs = {name: torch.export.export(modules[name], a, strict=False) for name, a in args.items()}
     edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
     # One cache for both methods: prefill fills it, decode continues it.
     config = ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(share_mutable_buffers=True),

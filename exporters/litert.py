@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.base import library_versions, require
-from exporters.decoding import EntryPoint, entry_points, example_inputs, make_wrapper
+from exporters.decoding import entry_modules, entry_points, example_inputs, make_wrapper
 
 PRECISIONS = ("fp32", "int8")
 SUFFIX = ".tflite"
@@ -40,8 +40,9 @@ def export(model, precision: str, out_path: Path, *, context: int, prefill_len: 
         # QuantConfig(pt2e_quantizer=...) silently does nothing in litert-torch 0.10; recipes work.
         kwargs["quant_config"] = quant_recipes.full_dynamic_recipe()
     with torch.no_grad():
-        converter = litert_torch.signature("prefill", EntryPoint(wrapper, "prefill"), args["prefill"])
-        converter = converter.signature("decode", EntryPoint(wrapper, "decode"), args["decode"])
+        modules = entry_modules(wrapper)
+        converter = litert_torch.signature("prefill", modules["prefill"], args["prefill"])
+        converter = converter.signature("decode", modules["decode"], args["decode"])
         converter.convert(**kwargs).export(str(out_path))
     runner = LiteRTRunner(out_path, {"cache": CACHE})  # read back the names the converter chose
     # The converter turns int64 inputs into int32: the metadata says what the file takes.
