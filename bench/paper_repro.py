@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     out, work = Path(a.out), Path(a.work or f"runs/paper_repro/{mode.name}")
     out.mkdir(parents=True, exist_ok=True)
     if a.rerender:
-        return rerender(mode, out, work)
+        return rerender(mode, out, work, a.note)
     t0 = time.perf_counter()
     log = lambda msg: print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)  # noqa: E731
     log(f"mode {mode.name} ({mode.budget}), seed {a.seed}, {torch.get_num_threads()} torch threads")
@@ -103,11 +103,12 @@ def write_outputs(out: Path, raw: dict, runs: dict, mode) -> None:
         print(f"  claim {cid}: {raw['verdicts'][cid]['verdict']}")
 
 
-def rerender(mode, out: Path, work: Path) -> int:
-    """Re-apply the rules of repro_claims to a finished run's measurements and rewrite the report.
-
-    The token accounting comes from the checkpoints in ``work`` (reused, not retrained)."""
+def rerender(mode, out: Path, work: Path, note: str = "") -> int:
+    """Re-apply the rules of repro_claims to a finished run's measurements and rewrite the report
+    (``note``, if given, replaces the run's note). Measurements are never changed here."""
     raw = json.loads((out / "paper_repro.json").read_text())
+    if note:
+        raw["info"]["note"] = note
     if raw["info"]["mode"] != mode.name:
         raise SystemExit(f"{out / 'paper_repro.json'} is from mode {raw['info']['mode']!r}; pass that mode's flag")
     if "runs" in raw:
