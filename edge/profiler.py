@@ -210,37 +210,47 @@ def library_versions(backend: str) -> dict:
     return out
 
 
-def measure_table(profile: DeviceProfile, config, *, runs: int = 30, warmup: int = 5, rounds: int = 2,
-                  transport=None, progress: bool = True, work_dir: Path | None = None) -> dict:
-    """Export and run every micro-model on the device; fit and return the cost table.
+def export_all(profile: DeviceProfile, jobs: list, out_dir: Path, progress: bool = True) -> tuple[dict, list]:
+    """Export ``jobs`` [(name, make_model)] in the profile's backend; -> ({name: path}, errors).
 
-    A micro-model whose export or runner fails is recorded under ``errors`` (with the runner's
-    stderr) and the others carry on; the fit needs at least one micro-model per granularity
-    plus one more. ``rounds`` > 1 measures the micro-models round-robin and keeps the median,
-    which evens out slow drifts of a shared machine.
+    A failed export is recorded (name, error) and the others carry on.
     """
     from tqdm import tqdm
 
-    profile = fit_context(profile, config)
-    transport = transport or get_transport(profile.transport)
-    layouts = micro_layouts(config)
-    errors, found = [], {}
-    with tempfile.TemporaryDirectory(prefix="matedge-profile-", dir=work_dir) as tmp:
-        for name, layers in tqdm(layouts, desc=f"export micro-models ({profile.backend} {profile.precision})",
-                                 disable=not progress):
+    found, errors = {}, []
+    for name, make_model in tqdm(jobs, desc=f"export ({profile.backend} {profile.precision})", disable=not progress):
+        try:
+            found[name] = export_artifact(make_model(), profile, Path(out_dir), name)
+        except MatEdgeError as e:
+            errors.append({"name": name, "stage": "export", "error": str(e)})
+            print(f"warning: export of {name} failed: {e}", file=sys.stderr)
+    return found, errors
+
+
+def measure_all(transport, profile: DeviceProfile, found: dict, *, runs: int, warmup: int, rounds: int,
+                progress: bool = True) -> tuple[dict, list]:
+    """Run every artifact ``rounds`` times round-robin (each run its own process); keep the
+    median of the rounds, which evens out slow drifts of a shared machine. A runner that
+    crashes is recorded with its stderr and the others carry on."""
+    from tqdm import tqdm
+
+    samples: dict[str, list[dict]] = {n: [] for n in found}
+    errors = []
+    for _ in tqdm(range(rounds), desc=f"measure on {profile.name}", disable=not progress):
+        for name, path in found.items():
             try:
-                found[name] = export_artifact(micro_model(config, layers), profile, Path(tmp), name)
-            except MatEdgeError as e:
-                errors.append({"name": name, "stage": "export", "error": str(e)})
-        samples: dict[str, list[dict]] = {n: [] for n in found}
-        for _ in tqdm(range(rounds), desc=f"measure on {profile.name}", disable=not progress):
-            for name, path in found.items():
-                try:
-                    samples[name].append(measure_artifact(transport, profile, path, runs, warmup))
-                except ProfilerError as e:
-                    errors.append({"name": name, "stage": "run", "error": str(e)})
-                    print(f"warning: {e}", file=sys.stderr)
-    micro = [{"name": n, "layers": list(dict(layouts)[n]), **_median_of(s)} for n, s in samples.items() if s]
+                samples[name].append(measure_artifact(transport, profile, path, runs, warmup))
+            except ProfilerError as e:
+                errors.append({"name": name, "stage": "run", "error": str(e)})
+                print(f"warning: {e}", file=sys.stderr)
+    return {n: _median_of(s) for n, s in samples.items() if s}, errors
+
+
+def table_from(profile: DeviceProfile, config, transport, measured: dict, errors: list, *, runs: int, warmup: int,
+               rounds: int) -> dict:
+    """Fit micro-model measurements ({name: measurement}) into a cost table with provenance."""
+    layouts = dict(micro_layouts(config))
+    micro = [{"name": n, "layers": list(layouts[n]), **m} for n, m in measured.items() if n in layouts]
     fixed, layers = fit_costs(micro, config.granularity_names)
     table = table_header(profile, config, estimated=False)
     table.update(fixed=fixed, layers=layers, micro=micro, errors=errors,
@@ -249,6 +259,27 @@ def measure_table(profile: DeviceProfile, config, *, runs: int = 30, warmup: int
                              "runs": runs, "warmup": warmup, "rounds": rounds,
                              "runner": "apps/cpp matedge_runner" if profile.backend == "executorch" else "edge/runner_litert.py"})
     return table
+
+
+def micro_jobs(config) -> list:
+    """Export jobs [(name, make_model)] for every micro-model."""
+    return [(name, lambda layers=layers: micro_model(config, layers)) for name, layers in micro_layouts(config)]
+
+
+def measure_table(profile: DeviceProfile, config, *, runs: int = 100, warmup: int = 10, rounds: int = 2,
+                  transport=None, progress: bool = True, work_dir: Path | None = None) -> dict:
+    """Export and run every micro-model on the device; fit and return the cost table.
+
+    Failed micro-models are listed under ``errors``; the fit needs at least one micro-model per
+    granularity plus one more.
+    """
+    profile = fit_context(profile, config)
+    transport = transport or get_transport(profile.transport)
+    with tempfile.TemporaryDirectory(prefix="matedge-profile-", dir=work_dir) as tmp:
+        found, errors = export_all(profile, micro_jobs(config), Path(tmp), progress)
+        measured, run_errors = measure_all(transport, profile, found, runs=runs, warmup=warmup, rounds=rounds,
+                                           progress=progress)
+    return table_from(profile, config, transport, measured, errors + run_errors, runs=runs, warmup=warmup, rounds=rounds)
 
 
 def fit_context(profile: DeviceProfile, config) -> DeviceProfile:
@@ -342,46 +373,59 @@ def plot_table(table: dict, path: Path) -> Path:
 
 
 # -- end-to-end check of the predictor -------------------------------------------------------------
-def validate_predictor(profile: DeviceProfile, model, table: dict, *, k: int = 20, seed: int = 0, runs: int = 30,
-                       warmup: int = 5, transport=None, progress: bool = True) -> dict:
+def spec_jobs(model, specs: list) -> list:
+    """Export jobs [(name, make_model)] for the dense submodels of ``specs`` (name = the spec)."""
+    from edge.slicing import slice_model
+    from edge.spec import format_spec
+
+    return [(f"spec{i}-{format_spec(s).replace(',', '')}", lambda s=s: slice_model(model, s)) for i, s in enumerate(specs)]
+
+
+def compare(table: dict, specs: list, jobs: list, measured: dict, errors: list) -> dict:
+    """Predicted vs measured for every spec that ran: rows, and mean / max |% error| per metric."""
+    from edge.predictor import predict
+    from edge.spec import format_spec
+
+    rows = []
+    for spec, (name, _) in zip(specs, jobs):
+        if name not in measured:
+            continue
+        meas, pred = measured[name], predict(table, spec)
+        row = {"spec": format_spec(spec)}
+        for key, m, p in (("decode_ms", meas["decode_ms"], pred["decode_ms"]),
+                          ("prefill_ms", meas["prefill_ms"], pred["prefill_ms"]),
+                          ("memory_bytes", meas["peak_rss_bytes"], pred["total_bytes"])):
+            row[key] = {"predicted": p, "measured": m, "error_pct": 100.0 * (p - m) / m if m else float("nan")}
+        rows.append(row)
+    summary = {key: {"mean_abs_pct": sum(abs(r[key]["error_pct"]) for r in rows) / len(rows),
+                     "max_abs_pct": max(abs(r[key]["error_pct"]) for r in rows)}
+               for key in ("decode_ms", "prefill_ms", "memory_bytes")} if rows else {}
+    return {"device": table["device"], "precision": table["precision"], "k": len(specs), "rows": rows,
+            "summary": summary, "errors": errors}
+
+
+def validate_predictor(profile: DeviceProfile, model, table: dict, *, k: int = 20, seed: int = 0, runs: int = 100,
+                       warmup: int = 10, rounds: int = 1, transport=None, progress: bool = True) -> dict:
     """Measure ``k`` random specs of ``model`` end to end on the device against the prediction.
 
-    Returns {"rows": [per spec: spec, predicted and measured decode/prefill ms and peak memory,
-    % errors], "summary": {metric: {"mean_abs_pct", "max_abs_pct"}}, "errors": [...]}.
+    Returns {"rows": [per spec: predicted / measured decode ms, prefill ms, peak memory and %
+    errors], "summary": {metric: {"mean_abs_pct", "max_abs_pct"}}, "errors": [...]}.
     """
     import random
 
-    from tqdm import tqdm
-
-    from edge.predictor import check_model, predict
-    from edge.slicing import slice_model
-    from edge.spec import format_spec, random_spec
+    from edge.predictor import check_model
+    from edge.spec import random_spec
 
     check_model(table, model.config)
     profile = fit_context(profile, model.config)
     transport = transport or get_transport(profile.transport)
     rng = random.Random(seed)
     specs = [random_spec(model.config, rng) for _ in range(k)]
-    rows, errors = [], []
+    jobs = spec_jobs(model, specs)
     with tempfile.TemporaryDirectory(prefix="matedge-validate-") as tmp:
-        for i, spec in enumerate(tqdm(specs, desc=f"validate predictor on {profile.name}", disable=not progress)):
-            try:
-                art = export_artifact(slice_model(model, spec), profile, Path(tmp), f"spec{i}")
-                meas = measure_artifact(transport, profile, art, runs, warmup)
-                art.unlink(missing_ok=True)
-            except MatEdgeError as e:
-                errors.append({"spec": format_spec(spec), "error": str(e)})
-                continue
-            pred = predict(table, spec)
-            row = {"spec": format_spec(spec)}
-            for key, measured, predicted in (("decode_ms", meas["decode_ms"], pred["decode_ms"]),
-                                             ("prefill_ms", meas["prefill_ms"], pred["prefill_ms"]),
-                                             ("memory_bytes", meas["peak_rss_bytes"], pred["total_bytes"])):
-                row[key] = {"predicted": predicted, "measured": measured,
-                            "error_pct": 100.0 * (predicted - measured) / measured if measured else float("nan")}
-            rows.append(row)
-    summary = {key: {"mean_abs_pct": sum(abs(r[key]["error_pct"]) for r in rows) / len(rows),
-                     "max_abs_pct": max(abs(r[key]["error_pct"]) for r in rows)}
-               for key in ("decode_ms", "prefill_ms", "memory_bytes")} if rows else {}
-    return {"device": profile.name, "precision": profile.precision, "k": k, "seed": seed, "rows": rows,
-            "summary": summary, "errors": errors}
+        found, errors = export_all(profile, jobs, Path(tmp), progress)
+        measured, run_errors = measure_all(transport, profile, found, runs=runs, warmup=warmup, rounds=rounds,
+                                           progress=progress)
+    result = compare(table, specs, jobs, measured, errors + run_errors)
+    result["seed"] = seed
+    return result

@@ -30,8 +30,8 @@ def configure(p) -> None:
     p.add_argument("--precision", help="override the profile's precision (e.g. int8)")
     p.add_argument("--checkpoint", help="model whose geometry to profile (default: the `make demo` model)")
     p.add_argument("--out", help="cost table path (default: build/cost_tables/<device>-<precision>.json)")
-    p.add_argument("--runs", type=int, default=30, help="timed runs per method (default: 30)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs per method (default: 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
     p.add_argument("--rounds", type=int, default=2, help="round-robin passes over the micro-models (default: 2)")
     p.add_argument("--chart", help="also write a PNG chart of the table here")
     sub = p.add_subparsers(dest="action", metavar="ACTION")
@@ -45,7 +45,7 @@ def configure(p) -> None:
     _device_args(val)
     val.add_argument("--specs", type=int, default=20, help="random specs to measure (default: 20)")
     val.add_argument("--seed", type=int, default=0)
-    val.add_argument("--runs", dest="val_runs", type=int, default=30, help="timed runs per method (default: 30)")
+    val.add_argument("--runs", dest="val_runs", type=int, default=100, help="timed runs per method (default: 100)")
 
 
 def device_profile(name: str, precision: str | None):
