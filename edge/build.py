@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from edge import predictor
 from edge.checkpoint import WEIGHTS, atomic_dir, load_meta, load_model
 from edge.errors import MatEdgeError
 from edge.profiles import DeviceProfile
+from edge.build_steps import ParityFailure, ensure_table, export_cached, measure_on_device, write_report
 from edge.search import Candidate, Plan, SearchSettings, plan
 from edge.spec import Spec, format_spec, uniform_specs
 
@@ -125,6 +125,9 @@ def build_all(profiles: list[DeviceProfile], settings: BuildSettings, log=print)
         except MatEdgeError as e:
             results.append(DeviceResult(profile.name, False, error=str(e), bad_input=True))
             log(f"   failed: {e}")
+        except ParityFailure as e:
+            results.append(DeviceResult(profile.name, False, error=str(e)))
+            log(f"   failed: {e}")
         except Exception as e:  # a bug in one device's build must not stop the others
             results.append(DeviceResult(profile.name, False, error=f"{type(e).__name__}: {e}"))
             traceback.print_exc(file=sys.stderr)
@@ -135,7 +138,6 @@ def build_all(profiles: list[DeviceProfile], settings: BuildSettings, log=print)
 
 def build_device(profile: DeviceProfile, model, losses: LossCache, settings: BuildSettings, log=print):
     """Plan, export, verify and measure one device; returns (manifest, folder)."""
-    from edge.build_steps import ensure_table, export_cached, measure_on_device, write_report
 
     table, table_status, transport = ensure_table(profile, model.config, settings, log)
     limits = limits_of(profile)
@@ -147,7 +149,8 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
         shipped = {"model": result.chosen}
         if result.fallback is not None:
             shipped["fallback"] = result.fallback
-        artifacts = {role: export_cached(model, cand.spec, profile, settings, losses.ckpt_sha, tmp, role, log)
+        artifacts = {role: export_cached(model, cand.spec, profile, settings, losses.ckpt_sha, tmp, role,
+                                         losses.corpus.val, log)
                      for role, cand in shipped.items()}
         measured = measure_on_device(transport, profile, artifacts["model"], settings, log)
         manifest = make_manifest(profile, model, result, artifacts, measured, table, table_status, losses, settings)
@@ -194,18 +197,3 @@ def make_manifest(profile, model, result: Plan, artifacts: dict, measured: dict 
                        "candidates_scored": len(result.candidates),
                        "libraries": table.get("provenance", {}).get("libraries", {})},
     }
-
-
-def copy_artifact(src: Path, dst: Path) -> None:
-    """Copy a file or package folder (hard links where possible: the cache is read-only)."""
-    if src.is_dir():
-        shutil.copytree(src, dst, copy_function=_link_or_copy)
-    else:
-        _link_or_copy(src, dst)
-
-
-def _link_or_copy(src, dst) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)

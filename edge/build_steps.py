@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 from edge import predictor
@@ -84,10 +86,13 @@ def artifact_key(ckpt_sha: str, spec: Spec, profile: DeviceProfile) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+class ParityFailure(Exception):
+    """An exported artifact does not match eager PyTorch: it is not shipped."""
+
+
 def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha: str, dest: Path, role: str,
-                  log=print) -> dict:
+                  val_stream=None, log=print) -> dict:
     """Export ``spec`` (or reuse the cached export) and copy it into ``dest``; its metadata."""
-    from edge.build import copy_artifact
     from edge.slicing import slice_model
     from exporters import export_model
 
@@ -96,8 +101,11 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
     if not cached.exists():
         log(f"   exporting {role} {format_spec(spec)} ({profile.backend} {profile.precision}) with parity check")
         with atomic_dir(cached) as tmp:
-            export_model(slice_model(model, spec), profile.backend, profile.precision, tmp,
-                         context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model")
+            art = export_model(slice_model(model, spec), profile.backend, profile.precision, tmp,
+                               context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model",
+                               val_stream=val_stream)
+            if not art.meta.get("parity", {}).get("passed"):
+                raise ParityFailure(f"{role} {format_spec(spec)} failed its parity check: {art.meta.get('parity')}")
     else:
         log(f"   {role} {format_spec(spec)}: cached artifact {key}")
     meta_file = next(p for p in cached.iterdir() if p.name.endswith(".json"))
@@ -107,7 +115,7 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
     copy_artifact(art, dest / name)
     copy_artifact(meta_file, dest / f"{role}.json")
     return {"file": name, "metadata": f"{role}.json", "spec": format_spec(spec), "cache_key": key,
-            "bytes": meta.get("file_bytes") or meta.get("size_bytes"), "sha256": meta.get("sha256"),
+            "bytes": meta["file_size"], "sha256": meta.get("sha256"),
             "parity": meta.get("parity")}
 
 
@@ -162,3 +170,18 @@ def write_report(folder: Path, manifest: dict, result, table: dict) -> None:
         "```", "", "![frontier](frontier.png)", "", "![costs](costs.png)", "",
     ]
     (folder / "report.md").write_text("\n".join(lines))
+
+
+def copy_artifact(src: Path, dst: Path) -> None:
+    """Copy a file or package folder (hard links where possible: the cache is read-only)."""
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(src, dst)
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
