@@ -48,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="results", help="folder for paper_repro.md / .json / PNGs")
     p.add_argument("--work", default=None, help="checkpoint folder (default runs/paper_repro/MODE); "
                    "finished identical runs there are reused")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads for training and "
+                   "evaluation (default: torch's choice; use 1 on a CPU shared with other jobs, where "
+                   "spinning worker threads cost far more than they give)")
     p.add_argument("--note", default="", help="a line added to the report (e.g. about the machine)")
     p.add_argument("--rerender", action="store_true", help="re-judge and re-write the report from "
                    "--out/paper_repro.json and the finished checkpoints, without measuring again")
@@ -61,6 +64,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if a.rerender:
         return rerender(mode, out, work, a.note)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     log = lambda msg: print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)  # noqa: E731
     log(f"mode {mode.name} ({mode.budget}), seed {a.seed}, {torch.get_num_threads()} torch threads")
@@ -81,7 +86,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t0
     info = {"mode": mode.name, "budget": mode.budget, "seed": a.seed, "wall_s": wall, "train_s": t_train,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "note": a.note,
-            "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
             "config": cfg.to_dict(), "params": params}
     raw = {"info": info, "losses": losses, "mixnmatch": mm, "consistency": cons, "spec_decoding": spec,
            "verdicts": verdicts, "runs": {n: {k: v for k, v in vars(r).items() if k != "model"} for n, r in runs.items()}}
@@ -166,14 +171,15 @@ def render(info, runs, losses, mm, cons, spec, v, mode) -> str:
     names = list(info["params"])
     c = info["config"]
     tok = mode.batch_size * mode.seq_len
-    cpu = f"{info['cpus']}-core CPU" + (f"; {info['note']}" if info["note"] else "")
+    cpu = f"{info['cpus']}-core CPU, {info.get('threads', '?')} torch thread(s) for training" + (f"; {info['note']}" if info["note"] else "")
     rows = claim_rows(v, losses, cons, names)
     parts = [
         "# MatFormer paper claims at small scale: a measured reproduction",
         f"Mode **{info['mode']}** ({info['budget']}), seed **{info['seed']}**, wall time "
         f"**{info['wall_s'] / 60:.1f} min** (training {info['train_s'] / 60:.1f} min), {info['date']}, {cpu}; "
         f"torch {info['torch']}, Python {info['python']}. Produced by `python bench/paper_repro.py"
-        f"{'' if info['mode'] == 'default' else ' --' + info['mode']} --seed {info['seed']}`; raw numbers in "
+        f"{'' if info['mode'] == 'default' else ' --' + info['mode']} --seed {info['seed']}"
+        f"{' --threads ' + str(info['threads']) if info.get('threads') == 1 else ''}`; raw numbers in "
         "`paper_repro.json`.",
         "## Verdicts",
         "Rules (fixed in `bench/repro_claims.py` before the run): loss noise = largest |Δ| between two "
