@@ -59,7 +59,7 @@ def test_curve_residuals_are_zero_on_the_curve():
 def test_smoke_run_writes_a_complete_report(tmp_path):
     """The whole benchmark at smoke size, so it cannot rot: every claim gets a verdict."""
     cmd = [sys.executable, str(ROOT / "bench" / "paper_repro.py"), "--smoke", "--out", str(tmp_path / "out"),
-           "--work", str(tmp_path / "work")]
+           "--work", str(tmp_path / "work"), "--threads", "1"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     md = (tmp_path / "out" / "paper_repro.md").read_text()
