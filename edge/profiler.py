@@ -275,6 +275,7 @@ def measure_table(profile: DeviceProfile, config, *, runs: int = 100, warmup: in
     """
     profile = fit_context(profile, config)
     transport = transport or get_transport(profile.transport)
+    transport.check()  # an unreachable device fails now, not after minutes of exports
     with tempfile.TemporaryDirectory(prefix="matedge-profile-", dir=work_dir) as tmp:
         found, errors = export_all(profile, micro_jobs(config), Path(tmp), progress)
         measured, run_errors = measure_all(transport, profile, found, runs=runs, warmup=warmup, rounds=rounds,
@@ -419,6 +420,7 @@ def validate_predictor(profile: DeviceProfile, model, table: dict, *, k: int = 2
     check_model(table, model.config)
     profile = fit_context(profile, model.config)
     transport = transport or get_transport(profile.transport)
+    transport.check()
     rng = random.Random(seed)
     specs = [random_spec(model.config, rng) for _ in range(k)]
     jobs = spec_jobs(model, specs)

@@ -99,6 +99,9 @@ class LocalTransport:
     def describe(self) -> dict:
         return {"transport": "local", "cpu_model": local_cpu_model()}
 
+    def check(self) -> None:
+        """Nothing to reach: this machine."""
+
 
 def _wait4(proc: subprocess.Popen, timeout: float) -> tuple[int | None, int]:
     """Reap ``proc`` with os.wait4 (its own ru_maxrss, in KB); kill it after ``timeout`` s."""
@@ -152,6 +155,10 @@ class _RemoteTransport:
             return RunResult(r.returncode, r.stdout, r.stderr, None, time.perf_counter() - start)
         finally:
             self._exec(self._shell(f"rm -rf {shlex.quote(folder)}"), CONNECT_TIMEOUT_S * 3, "clean up")
+
+    def check(self) -> None:
+        """Fail fast (bounded timeout) when the device cannot be reached, before any work."""
+        self._checked(self._shell("true"), CONNECT_TIMEOUT_S * 3, "connect")
 
     def describe(self) -> dict:
         r = self._exec(self._shell("grep -m1 -E 'model name|Hardware|Model' /proc/cpuinfo; uname -m"),

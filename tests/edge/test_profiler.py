@@ -1,0 +1,82 @@
+"""The profiler end to end on this machine: micro-models exported with `exporters`, run by the
+native runner, fitted into a cost table that predicts a spec it never saw."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+
+import pytest
+
+from edge.checkpoint import save_model
+from edge.cli import main
+from edge.config import MatFormerConfig
+from edge.predictor import validate_table
+from edge.profiles import load_profile
+
+UNREACHABLE = """\
+name = "{name}"
+description = "a board that is switched off"
+backend = "executorch"
+precision = "fp32"
+threads = 1
+context = 32
+transport = "ssh://nobody@127.0.0.1:{port}"
+[limits]
+memory_mb = 100
+decode_ms_per_token = 5
+first_token_ms = 50
+prompt_tokens = 8
+[hardware]
+gemm_gflops = 10
+memory_bandwidth_gbs = 4
+"""
+
+
+def test_unreachable_device_fails_fast_with_one_line(tmp_path, tiny_model, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prof = tmp_path / "off.toml"
+    prof.write_text(UNREACHABLE.format(name="off", port=port))
+    ckpt = tmp_path / "ckpt"
+    save_model(tiny_model, ckpt)
+    out = tmp_path / "table.json"
+    assert main(["profile", "--device", str(prof), "--checkpoint", str(ckpt), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unreachable" in err and not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_micro_models_fit_a_table_that_predicts_a_new_spec(tmp_path):
+    pytest.importorskip("executorch")
+    from edge.profiler import compare, export_all, fit_context, measure_all, micro_jobs, spec_jobs, table_from
+    from edge.model import MatFormerLM
+    from edge.transports import LocalTransport
+
+    # Two granularities and two layers keep this to 4 micro-model exports.
+    config = MatFormerConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_context=32,
+                             granularity_fractions=(0.5, 1.0), granularity_names=("S", "XL"))
+    profile = fit_context(load_profile("host"), config)
+    assert profile.context == 32 and profile.limits.prompt_tokens == 16
+    spec = ("XL", "S")
+    model = MatFormerLM(config).eval()
+    jobs = micro_jobs(config) + spec_jobs(model, [spec])
+    found, errors = export_all(profile, jobs, tmp_path, progress=False)
+    assert errors == [] and len(found) == 5
+    broken = tmp_path / "broken.pte"
+    broken.write_bytes(b"\0" * 64)
+    found["broken"] = broken  # a runner that crashes: reported, and the others carry on
+    t = LocalTransport()
+    measured, run_errors = measure_all(t, profile, found, runs=20, warmup=3, rounds=1, progress=False)
+    assert "broken" not in measured and len(measured) == 5
+    assert run_errors[0]["name"] == "broken" and "cannot load program" in run_errors[0]["error"]
+    table = table_from(profile, config, t, measured, run_errors, runs=20, warmup=3, rounds=1)
+    assert validate_table(table) == [] and not table["estimated"] and len(table["micro"]) == 4
+    assert table["provenance"]["cpu_model"] and table["provenance"]["libraries"]["executorch"]
+    assert table["layers"]["XL"]["weight_bytes"] > table["layers"]["S"]["weight_bytes"] > 0
+    result = compare(table, [spec], jobs[-1:], measured, run_errors)
+    row = result["rows"][0]
+    assert abs(row["memory_bytes"]["error_pct"]) < 10  # memory is stable even on a busy machine
+    assert abs(row["decode_ms"]["error_pct"]) < 60  # latency only loosely: CI machines are shared
