@@ -44,11 +44,17 @@ def export(model, precision: str, out_path: Path, *, context: int, prefill_len: 
         converter = litert_torch.signature("prefill", modules["prefill"], args["prefill"])
         converter = converter.signature("decode", modules["decode"], args["decode"])
         converter.convert(**kwargs).export(str(out_path))
-    runner = LiteRTRunner(out_path, {"cache": CACHE})  # read back the names the converter chose
-    # The converter turns int64 inputs into int32: the metadata says what the file takes.
-    return {"entry_points": entry_points(wrapper, prefill_len, "int32"), "cache": CACHE,
+    # The converter turns int64 inputs into int32 and names tensors args_i / output_i (call and
+    # return order): the metadata records both the meaning and the file's own names.
+    eps = entry_points(wrapper, prefill_len, "int32")
+    names = LiteRTRunner(out_path, {"cache": CACHE}).names()
+    for sig, ep in eps.items():
+        for key in ("inputs", "outputs"):
+            for tensor, tflite_name in zip(ep[key], names[sig][key]):
+                tensor["tflite_name"] = tflite_name
+    return {"entry_points": eps, "cache": CACHE,
             "delegate": "XNNPACK (LiteRT default CPU delegate)",
-            "tflite_names": runner.names(), "libraries": library_versions("litert-torch", "ai-edge-litert"),
+            "libraries": library_versions("litert-torch", "ai-edge-litert"),
             "quantization": "litert_torch quant_recipes.full_dynamic_recipe()" if precision == "int8" else "none"}
 
 

@@ -1,0 +1,91 @@
+"""Registry, lazy imports and bad input: each mistake gives one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+import torch
+
+from edge.cli import main
+from edge.config import MatFormerConfig
+from edge.errors import MatEdgeError
+from edge.model import MatFormerLM
+from exporters import EXPORTERS, PRECISIONS, ExportError, check_request, export_model, get_exporter
+
+
+def test_registry_names_every_backend_and_its_module():
+    assert EXPORTERS == {"executorch": "exporters.executorch", "litert": "exporters.litert",
+                         "coreml": "exporters.coreml"}
+    for name in EXPORTERS:
+        mod = get_exporter(name)
+        assert mod.PRECISIONS == PRECISIONS[name]
+        assert mod.SUFFIX in (".pte", ".tflite", ".mlpackage")
+        assert callable(mod.export) and callable(mod.load_runner)
+    assert issubclass(ExportError, MatEdgeError)
+
+
+def test_unknown_backend_and_impossible_precision():
+    with pytest.raises(ExportError, match="unknown backend 'onnx'.*executorch, litert, coreml"):
+        get_exporter("onnx")
+    with pytest.raises(ExportError, match="cannot write precision '8da4w'.*written by executorch"):
+        check_request("litert", "8da4w")
+    with pytest.raises(ExportError, match="cannot write precision 'fp32'"):
+        check_request("coreml", "fp32")
+
+
+def test_missing_library_names_the_extra(monkeypatch):
+    """Importing a backend module is cheap; its library is needed only to export or run."""
+    monkeypatch.setitem(sys.modules, "coremltools", None)  # makes `import coremltools` fail
+    monkeypatch.delitem(sys.modules, "exporters.coreml", raising=False)  # import the plugin afresh
+    mod = importlib.import_module("exporters.coreml")  # the plugin itself still imports
+    assert mod.SUFFIX == ".mlpackage"
+    with pytest.raises(ExportError, match=r"pip install 'matformer-edge\[coreml\]'"):
+        get_exporter("coreml")
+
+
+def test_8da4w_rejects_widths_that_are_not_group_multiples():
+    cfg = MatFormerConfig.from_preset("tiny", d_ff=128)  # S = 16 hidden units < a group of 32
+    with pytest.raises(ExportError, match="multiples of 32"):
+        export_model(MatFormerLM(cfg), "executorch", "8da4w", "unused", spec="S,M,L,XL")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from edge.checkpoint import save_model
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_model(MatFormerLM(MatFormerConfig.from_preset("tiny")), folder)
+    return folder
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--backend", "tflite"], "unknown backend 'tflite'"),
+    (["--backend", "litert", "--precision", "int4"], "cannot write precision 'int4'"),
+    (["--backend", "coreml", "--precision", "8da4w"], "cannot write precision '8da4w'"),
+    (["--backend", "litert", "--spec", "S,M"], "spec 'S,M' has 2 layers but the model has 4"),
+    (["--backend", "litert", "--spec", "XXL"], "unknown granularity 'XXL'"),
+    (["--backend", "litert"], "universal checkpoint: pass --spec"),
+    (["--backend", "litert", "--spec", "XL", "--context", "999"], "context 999 is out of range"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, extra, message):
+    rc = main(["export", str(checkpoint), "--out", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not list((tmp_path / "out").glob("model*"))  # nothing written
+
+
+def test_cli_unwritable_output_folder(checkpoint, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    rc = main(["export", str(checkpoint), "--backend", "litert", "--spec", "XL", "--out", str(blocker / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "cannot be created" in err, err
+
+
+def test_cli_missing_checkpoint(tmp_path, capsys):
+    rc = main(["export", str(tmp_path / "nope"), "--backend", "litert", "--spec", "XL", "--out", str(tmp_path)])
+    assert rc == 2 and "not found" in capsys.readouterr().err
