@@ -303,7 +303,7 @@ def _median_of(samples: list[dict]) -> dict:
 
 
 # -- the roofline estimate (transport "none") ------------------------------------------------------
-BYTES_PER_WEIGHT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "8da4w": 0.5, "palettized": 0.5}
+BYTES_PER_WEIGHT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "8da4w": 0.5, "pal4": 0.5}
 
 
 def estimate_table(profile: DeviceProfile, config) -> dict:

@@ -17,13 +17,13 @@ from edge.errors import MatEdgeError
 
 PROFILES_DIR = Path(os.environ.get("MATEDGE_PROFILES_DIR", Path(__file__).resolve().parent.parent / "device_profiles"))
 
-# Precisions each backend's exporter offers (kept here so listing profiles never imports a
-# backend library; tests/test_profiles.py checks it against exporters' own PRECISIONS).
-BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
-    "executorch": ("fp32", "int8", "8da4w"),
-    "litert": ("fp32", "int8"),
-    "coreml": ("fp16", "int8", "palettized"),
-}
+# Precisions each backend's exporter offers: the exporters registry's own table (it imports no
+# backend library); the copy below stands in where the exporters package is not installed.
+try:
+    from exporters import PRECISIONS as BACKEND_PRECISIONS
+except ImportError:  # pragma: no cover - edge without exporters
+    BACKEND_PRECISIONS = {"executorch": ("fp32", "int8", "8da4w"), "litert": ("fp32", "int8"),
+                          "coreml": ("fp16", "int8", "pal4")}
 
 
 class ProfileError(MatEdgeError):
