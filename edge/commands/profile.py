@@ -8,7 +8,7 @@ HELP = "measure what each granularity costs on a device (cost table); import, ch
 DESCRIPTION = """\
   matedge profile --device host                    measure on the device, write its cost table
   matedge profile --device iphone-15               transport none: a roofline estimate ('estimated')
-  matedge profile import FILE [--device NAME]      accept a table measured elsewhere (schema-checked)
+  matedge profile import FILE [--out PATH]         accept a table measured elsewhere (schema-checked)
   matedge profile chart --device host              PNG of per-granularity latency and memory
   matedge profile validate-predictor --device host --specs 20
                                                    measure random specs end to end; % errors

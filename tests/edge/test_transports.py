@@ -133,3 +133,28 @@ def test_ssh_wrong_key_is_refused_with_one_line(sshd, tmp_path):
                             options={"UserKnownHostsFile": str(tmp_path / "kh"), "StrictHostKeyChecking": "accept-new"})
     with pytest.raises(TransportError, match="unreachable or refused"):
         stranger.run(["true"], timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_ssh_runs_the_native_runner_on_a_program(sshd, tmp_path):
+    """The real thing over ssh: copy matedge_runner and a .pte, benchmark, collect the JSON."""
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake not installed (.ci/run installs it)")
+    pytest.importorskip("executorch")
+    from edge.profiler import ensure_cpp_runner, measure_artifact
+    from edge.profiles import load_profile
+
+    script = tmp_path / "make.py"
+    script.write_text(
+        "import sys, torch\nfrom executorch.exir import to_edge_transform_and_lower\n"
+        "from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner\n"
+        "m = torch.nn.Linear(8, 8).eval().requires_grad_(False)\n"
+        "eps = {n: torch.export.export(m, (torch.zeros(1, t, 8),)) for n, t in (('prefill', 4), ('decode', 1))}\n"
+        "open(sys.argv[1], 'wb').write(to_edge_transform_and_lower(eps, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)\n")
+    pte = tmp_path / "lin.pte"
+    r = subprocess.run([sys.executable, str(script), str(pte)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-1000:]
+    ensure_cpp_runner()
+    meas = measure_artifact(sshd, load_profile("host"), pte, runs=5, warmup=1, timeout=60)
+    assert meas["decode_ms"] > 0 and meas["prefill_ms"] > 0 and 0 < meas["peak_rss_bytes"] < 60 * 2**20
