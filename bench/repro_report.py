@@ -100,9 +100,10 @@ def plot_mixnmatch(mm: list[dict], losses: dict, params: dict, path: Path) -> No
     ax.scatter([p["params"] / 1e6 for p in mono], [p["loss"] for p in mono], s=14, label="Mix'n'Match monotone")
     ax.scatter([p["params"] / 1e6 for p in other], [p["loss"] for p in other], s=18, marker="x",
                label="random non-monotone")
+    uni = sorted((p["params"] / 1e6, p["loss"]) for p in mm if p["uniform"])  # same windows as the dots
+    ax.plot([x for x, _ in uni], [y for _, y in uni], "o-", color="C3", label="MatLM S/M/L/XL (same windows)")
     xs = [params[g] / 1e6 for g in names]
-    ax.plot(xs, [losses["matlm-uniform"][g] for g in names], "o-", color="C3", label="MatLM S/M/L/XL")
-    ax.plot(xs, [losses["baseline"][g] for g in names], "kD-", label="dense baselines")
+    ax.plot(xs, [losses["baseline"][g] for g in names], "kD-", label="dense baselines (loss-table windows)")
     ax.set(xscale="log", xlabel="parameters (M)", ylabel="validation loss (nats / byte)",
            title="Mix'n'Match: loss vs parameters")
     ax.legend(fontsize=7)
