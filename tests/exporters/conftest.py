@@ -11,6 +11,16 @@ from edge.model import MatFormerLM, lm_loss
 MIXED_SPEC = "S,M,L,XL"  # one granularity per layer of the `tiny` preset
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Eager references on one thread: on a shared, oversubscribed CPU, 2-thread torch ops can
+    stall for tens of ms each waiting for a descheduled worker. Restored after each module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def corpus():
     from edge.data import load_corpus
@@ -32,6 +42,8 @@ def trained_tiny(corpus) -> MatFormerLM:
     """
     from edge.data import random_batch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see one_torch_thread (this session fixture may be set up first)
     torch.manual_seed(0)
     cfg = MatFormerConfig.from_preset("tiny")
     model = MatFormerLM(cfg)
@@ -44,4 +56,5 @@ def trained_tiny(corpus) -> MatFormerLM:
         opt.zero_grad()
         loss.backward()
         opt.step()
+    torch.set_num_threads(threads)
     return model.eval()

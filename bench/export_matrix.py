@@ -1,0 +1,165 @@
+"""Export matrix: artifact size, prefill and decode latency for every backend x precision.
+
+For the default model (or CHECKPOINT) at the uniform specs S/M/L/XL, export every backend x
+precision and time each artifact in its own runtime on this CPU with 2 threads: prefill of
+T tokens, and decode ms/token (median of --runs runs after --warmup). Torch eager runs the same
+static-KV-cache decoding wrapper beside them (and, for reference, the plain model's forward,
+which has no cache and recomputes the prompt for each token).
+
+Core ML packages need macOS to run: off macOS their size is reported and the timings are "n/a".
+
+Targets reported against: int8 size <= 0.30x fp32 (same backend); exported decode >= 3x faster
+than torch eager with the same cache.
+
+    python bench/export_matrix.py [CHECKPOINT] [--specs S,M,L,XL] [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from edge.checkpoint import load_any  # noqa: E402
+from edge.slicing import slice_model  # noqa: E402
+from edge.spec import parse_spec  # noqa: E402
+from edge.table import format_table  # noqa: E402
+from exporters import PRECISIONS, export_model, get_exporter  # noqa: E402
+from exporters.decoding import make_wrapper  # noqa: E402
+
+THREADS = 2
+
+
+def median_ms(fn, runs: int, warmup: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``runs`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def time_runner(runner, prompt: np.ndarray, context: int, runs: int, warmup: int) -> tuple[float, float]:
+    """(prefill ms, decode ms/token); decode walks positions T, T+1, ... after a prefill."""
+    T = prompt.shape[1]
+    prefill = median_ms(lambda: runner.prefill(prompt), max(5, runs // 4), 2)
+    runner.prefill(prompt)
+    pos = iter(range(10**9))
+
+    def step():
+        runner.decode(int(prompt[0, -1]), T + next(pos) % (context - T))
+    return prefill, median_ms(step, runs, warmup)
+
+
+@torch.no_grad()
+def time_eager(dense, prompt: torch.Tensor, context: int, runs: int, warmup: int) -> dict:
+    """Torch eager: the same static-cache wrapper, and the plain model forward without a cache."""
+    w = make_wrapper(dense, context, "buffers", prompt.shape[1])
+    T = prompt.shape[1]
+    prefill = median_ms(lambda: w.prefill(prompt), max(5, runs // 4), 2)
+    w.prefill(prompt)
+    tok, pos = prompt[:, -1:], torch.tensor([T])
+    decode = median_ms(lambda: w.decode(tok, pos), runs, warmup)
+    seq = torch.cat([prompt, tok], dim=1)  # no cache: each new token re-runs the whole prefix
+    nocache = median_ms(lambda: dense(seq), runs, warmup)
+    return {"prefill": prefill, "decode": decode, "nocache": nocache}
+
+
+def can_run(backend: str) -> bool:
+    return backend != "coreml" or platform.system() == "Darwin"
+
+
+def bench_spec(model, spec_name, args, out_dir, eager_rows, rows) -> None:
+    """Export and time every backend x precision for one uniform spec; append table rows."""
+    spec = parse_spec(spec_name, model.config)
+    dense = slice_model(model, spec)
+    from edge.data import load_corpus
+
+    prompt = load_corpus().val[: args.prefill_len].view(1, -1)
+    eager = time_eager(dense, prompt, args.context, args.runs, args.warmup)
+    eager_rows.append([spec_name, args.prefill_len, eager["prefill"], eager["decode"], eager["nocache"]])
+    fp32_size = {}
+    for backend in args.backends:
+        for precision in PRECISIONS[backend]:
+            t = time.perf_counter()
+            art = export_model(model, backend, precision, out_dir, spec=spec_name, context=args.context,
+                               prefill_len=args.prefill_len, name=f"{spec_name}-{backend}-{precision}",
+                               parity=False)
+            export_s = time.perf_counter() - t
+            size = art.meta["file_size"]
+            base = fp32_size.setdefault(backend, size)  # first precision of each backend = float
+            pre = dec = float("nan")
+            if can_run(backend):
+                runner = get_exporter(backend).load_runner(art.path, art.meta)
+                pre, dec = time_runner(runner, prompt.numpy(), args.context, args.runs, args.warmup)
+            rows.append([spec_name, backend, precision, size / 1e6, size / base, pre, dec,
+                         eager["decode"] / dec if dec == dec else float("nan"), export_s])
+            print(f"  {spec_name} {backend} {precision}: {size / 1e6:.2f} MB, prefill {pre:.2f} ms, "
+                  f"decode {dec:.3f} ms/token (export {export_s:.0f} s)", flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", nargs="?", help="checkpoint folder (default: the default model)")
+    p.add_argument("--specs", default="S,M,L,XL", help="uniform granularities to export (default: S,M,L,XL)")
+    p.add_argument("--backends", default=",".join(PRECISIONS), help="comma-separated backends")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per figure (median; default 20)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    p.add_argument("--prefill-len", type=int, default=64, help="prompt tokens T (default 64)")
+    p.add_argument("--context", type=int, help="KV-cache length (default: the model's max_context)")
+    p.add_argument("--out", help="keep the artifacts in this folder (default: a temporary one)")
+    args = p.parse_args(argv)
+    args.backends = [b.strip() for b in args.backends.split(",")]
+    torch.set_num_threads(THREADS)
+    model, folder = load_any(args.checkpoint)
+    args.context = args.context or model.config.max_context
+    if "executorch" in args.backends:
+        get_exporter("executorch").set_threads(THREADS)
+    print(f"model {folder}: {model.config.n_layers} layers, d_model {model.config.d_model}, d_ff {model.config.d_ff}; "
+          f"context {args.context}, prefill {args.prefill_len} tokens, {THREADS} threads, "
+          f"median of {args.runs} runs after {args.warmup} warm-up; {platform.processor() or platform.machine()}")
+    eager_rows, rows = [], []
+    with tempfile.TemporaryDirectory(prefix="export-matrix-") as tmp:
+        out_dir = Path(args.out) if args.out else Path(tmp)
+        for spec_name in args.specs.split(","):
+            bench_spec(model, spec_name.strip(), args, out_dir, eager_rows, rows)
+    print("\ntorch eager (same static KV cache wrapper; 'no cache' = plain forward over T+1 tokens)")
+    print(format_table(["spec", "T", "prefill ms", "decode ms/token", "no-cache ms/token"], eager_rows))
+    print("\nexported artifacts (size ratio vs the backend's float artifact; speedup = eager decode / decode)")
+    print(format_table(["spec", "backend", "precision", "size MB", "x float", "prefill ms", "decode ms/token",
+                        "speedup vs eager", "export s"], rows))
+    _targets(rows)
+    return 0
+
+
+def _targets(rows) -> None:
+    """Print each target and whether the measured rows meet it."""
+    int8 = [r for r in rows if r[2] == "int8"]
+    ok_size = [r for r in int8 if r[4] <= 0.30]
+    print(f"\ntarget int8 size <= 0.30x float: {len(ok_size)}/{len(int8)} met "
+          f"(ratios {', '.join(f'{r[0]}/{r[1]} {r[4]:.2f}' for r in int8)})")
+    timed = [r for r in rows if r[7] == r[7]]
+    fast = [r for r in timed if r[7] >= 3.0]
+    print(f"target decode >= 3x faster than eager: {len(fast)}/{len(timed)} met "
+          f"(min {min((r[7] for r in timed), default=float('nan')):.2f}x, "
+          f"max {max((r[7] for r in timed), default=float('nan')):.2f}x)")
+    if any(not can_run(r[1]) for r in rows):
+        print("Core ML: size only here; prediction needs macOS (timings n/a).")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
