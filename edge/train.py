@@ -55,6 +55,7 @@ class TrainArgs:
     eval_tokens: int = 32_768
     save_every: int = 500
     seed: int = 0
+    threads: int | None = None  # torch intra-op threads (None: torch's default, one per core)
     data: str | None = None
     out: str = str(ckpt.DEFAULT_CHECKPOINT)
     resume: bool = True
@@ -132,6 +133,8 @@ def _save(model, opt, step, gens, args, history, corpus, out, extra=None):
 def train(args: TrainArgs) -> dict:
     """Train (or resume) and save to ``args.out``; returns the final meta dict."""
     rank, world = _dist_info()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     config = MatFormerConfig.from_preset(args.preset, **args.config_overrides)
     if args.seq_len > config.max_context:

@@ -28,6 +28,7 @@ def configure(p) -> None:
     p.add_argument("--seq-len", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads (default: one per core; 1 is faster on a busy machine)")
     p.add_argument("--eval-every", type=int, default=250, help="steps between validation passes")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -53,7 +54,7 @@ def run(args) -> int:
 
     targs = TrainArgs(preset=args.preset, steps=args.steps, data=args.data, out=args.out, regime=args.regime,
                       probs=_probs(args.probs), batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
-                      seed=args.seed, eval_every=args.eval_every, resume=not args.no_resume,
+                      seed=args.seed, threads=args.threads, eval_every=args.eval_every, resume=not args.no_resume,
                       progress=not args.quiet)
     meta = train(targs)
     if "history" in meta and meta["history"]:
