@@ -114,6 +114,7 @@ def rerender(mode, out: Path, work: Path, note: str = "") -> int:
     raw = json.loads((out / "paper_repro.json").read_text())
     if note:
         raw["info"]["note"] = note
+    raw["info"]["rerendered"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if raw["info"]["mode"] != mode.name:
         raise SystemExit(f"{out / 'paper_repro.json'} is from mode {raw['info']['mode']!r}; pass that mode's flag")
     if "runs" in raw:
@@ -180,7 +181,8 @@ def render(info, runs, losses, mm, cons, spec, v, mode) -> str:
         f"torch {info['torch']}, Python {info['python']}. Produced by `python bench/paper_repro.py"
         f"{'' if info['mode'] == 'default' else ' --' + info['mode']} --seed {info['seed']}"
         f"{' --threads ' + str(info['threads']) if info.get('threads') == 1 else ''}`; raw numbers in "
-        "`paper_repro.json`.",
+        "`paper_repro.json`." + (f" Verdicts and text re-rendered from the stored measurements "
+                                 f"(`--rerender`) at {info['rerendered']}." if info.get("rerendered") else ""),
         "## Verdicts",
         "Rules (fixed in `bench/repro_claims.py` before the run): loss noise = largest |Δ| between two "
         f"seeds of the uniform MatLM (here **{v['noise']['loss']:.4f} nats**, floor {claims.LOSS_FLOOR}); "
