@@ -280,10 +280,11 @@ def entry_points(wrapper: nn.Module, prefill_len: int, token_dtype: str = "int64
     prefill_out = [tensor_spec("logits", (1, T, V), "float32")]
     decode_out = [tensor_spec("logits", (1, 1, V), "float32")]
     if isinstance(wrapper, IOCacheLM):
-        caches = [tensor_spec(n, wrapper.cache_shape(), "float32") for n in ("k_cache", "v_cache")]
-        prefill_out += caches
-        decode_in += caches
-        decode_out += caches
+        def caches():  # fresh dicts for each list: backends annotate them per entry point
+            return [tensor_spec(n, wrapper.cache_shape(), "float32") for n in ("k_cache", "v_cache")]
+        prefill_out += caches()
+        decode_in += caches()
+        decode_out += caches()
         state = []
     else:
         state = [tensor_spec(f"{kv}_cache_{i}", core.cache_shape(), "float32")

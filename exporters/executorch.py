@@ -26,26 +26,24 @@ GROUP_SIZE = 32  # int4 weight group along the input dimension
 
 
 def _quantize(wrapper, precision: str) -> None:
-    """Replace the wrapper's nn.Linear weights in place with torchao quantized tensors."""
+    """Replace the wrapper's nn.Linear weights in place with torchao quantized tensors.
+
+    The tied embedding/LM head is not an nn.Linear here (``F.linear`` on the embedding table) and
+    stays fp32: the embedding lookup needs float rows, and one shared table is stored once."""
     if precision == "fp32":
         return
+    import torch
+
     require("torchao", EXTRA, "ExecuTorch quantization")
     from torchao.quantization import quantize_
     from torchao.quantization.granularity import PerAxis, PerGroup
     from torchao.quantization.quant_api import Int8DynamicActivationIntxWeightConfig
 
     if precision == "int8":
-        cfg = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch_dtype("int8"), weight_granularity=PerAxis(0))
+        cfg = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0))
     else:
-        cfg = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch_dtype("int4"),
-                                                    weight_granularity=PerGroup(GROUP_SIZE))
+        cfg = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(GROUP_SIZE))
     quantize_(wrapper, cfg)
-
-
-def torch_dtype(name: str):
-    import torch
-
-    return getattr(torch, name)
 
 
 def check(model, precision: str) -> None:
