@@ -10,9 +10,10 @@ what an on-device artifact needs: a KV cache of ``context`` positions and two en
 Two cache strategies (a backend picks one, see exporters/*.py):
 
 * ``"buffers"``: the cache is a set of mutable buffers updated in place (ExecuTorch keeps them in
-  the program and shares them between methods; Core ML calls them states).
+  the program and shares them between methods).
 * ``"io"``: the cache is explicit: ``prefill`` returns it, ``decode`` takes and returns it
-  (LiteRT silently drops in-place buffer writes, so it needs this).
+  (LiteRT silently drops in-place buffer writes; coremltools 9 fails to convert them to Core ML
+  states from this graph, see exporters/coreml.py).
 
 Prompts shorter than T: right-pad with <pad>, read the logits at index len-1, then decode from
 position len. Causal attention makes the real positions exact; the padded cache slots are
