@@ -34,6 +34,8 @@ def configure(p) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
     p.add_argument("--rounds", type=int, default=2, help="round-robin passes over the micro-models (default: 2)")
     p.add_argument("--chart", help="also write a PNG chart of the table here")
+    p.add_argument("--statistic", choices=("median", "min"), default="median",
+                   help="latency of a method: median of the runs, or min (uncontended cost on a shared machine)")
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     imp = sub.add_parser("import", help="validate a cost table measured elsewhere and store it")
     imp.add_argument("file", metavar="FILE")
@@ -90,7 +92,8 @@ def _measure(args) -> int:
     if parse_transport(profile.transport)["kind"] == "none":
         table = estimate_table(profile, config)
     else:
-        table = measure_table(profile, config, runs=args.runs, warmup=args.warmup, rounds=args.rounds)
+        table = measure_table(profile, config, runs=args.runs, warmup=args.warmup, rounds=args.rounds,
+                              statistic=args.statistic)
     out = write_table(table, args.out or table_path(profile.name, profile.precision))
     _print_table(table)
     print(f"wrote {out}{' (estimated: roofline from [hardware], not measured)' if table['estimated'] else ''}")

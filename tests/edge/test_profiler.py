@@ -55,14 +55,14 @@ def test_micro_models_fit_a_table_that_predicts_a_new_spec(tmp_path):
     from edge.model import MatFormerLM
     from edge.transports import LocalTransport
 
-    # Two granularities and two layers keep this to 4 micro-model exports.
+    # Two granularities, two layers, two calibration mixes: 4 micro-model exports.
     config = MatFormerConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_context=32,
                              granularity_fractions=(0.5, 1.0), granularity_names=("S", "XL"))
     profile = fit_context(load_profile("host"), config)
     assert profile.context == 32 and profile.limits.prompt_tokens == 16
     spec = ("XL", "S")
     model = MatFormerLM(config).eval()
-    jobs = micro_jobs(config) + spec_jobs(model, [spec])
+    jobs = micro_jobs(config, calibration=2) + spec_jobs(model, [spec])
     found, errors = export_all(profile, jobs, tmp_path, progress=False)
     assert errors == [] and len(found) == 5
     broken = tmp_path / "broken.pte"
@@ -72,7 +72,7 @@ def test_micro_models_fit_a_table_that_predicts_a_new_spec(tmp_path):
     measured, run_errors = measure_all(t, profile, found, runs=20, warmup=3, rounds=1, progress=False)
     assert "broken" not in measured and len(measured) == 5
     assert run_errors[0]["name"] == "broken" and "cannot load program" in run_errors[0]["error"]
-    table = table_from(profile, config, t, measured, run_errors, runs=20, warmup=3, rounds=1)
+    table = table_from(profile, config, t, measured, run_errors, runs=20, warmup=3, rounds=1, calibration=2)
     assert validate_table(table) == [] and not table["estimated"] and len(table["micro"]) == 4
     assert table["provenance"]["cpu_model"] and table["provenance"]["libraries"]["executorch"]
     assert table["layers"]["XL"]["weight_bytes"] > table["layers"]["S"]["weight_bytes"] > 0
