@@ -259,15 +259,18 @@ def export_all(profile: DeviceProfile, jobs: list, out_dir: Path, progress: bool
 
 def measure_all(transport, profile: DeviceProfile, found: dict, *, runs: int, warmup: int, rounds: int,
                 progress: bool = True) -> tuple[dict, list]:
-    """Run every artifact ``rounds`` times round-robin (each run its own process); keep the
-    median of the rounds, which evens out slow drifts of a shared machine. A runner that
-    crashes is recorded with its stderr and the others carry on."""
+    """Run every artifact ``rounds`` times (each run its own process), in a fresh random order
+    every round, and keep the median of the rounds: micro-models and the specs they predict then
+    see the same mix of a shared machine's load. A runner that crashes is recorded with its
+    stderr and the others carry on."""
+    import random
+
     from tqdm import tqdm
 
     samples: dict[str, list[dict]] = {n: [] for n in found}
-    errors = []
+    errors, rng = [], random.Random(0)
     for _ in tqdm(range(rounds), desc=f"measure on {profile.name}", disable=not progress):
-        for name, path in found.items():
+        for name, path in rng.sample(list(found.items()), len(found)):
             try:
                 samples[name].append(measure_artifact(transport, profile, path, runs, warmup))
             except ProfilerError as e:
