@@ -38,7 +38,7 @@ class BuildSettings:
     runs: int = 20  # timed runs when measuring an artifact on its device
     warmup: int = 3
     profile_rounds: int = 1
-    eval_tokens: int = 8192  # held-out tokens that score each candidate spec
+    eval_tokens: int = 4096  # held-out tokens that score each candidate spec (same tokens for all)
     seq_len: int = 128
     search: SearchSettings = field(default_factory=SearchSettings)
     measure: bool = True  # measure on reachable devices (False: estimate everything)
@@ -100,8 +100,14 @@ class LossCache:
             except (json.JSONDecodeError, AttributeError):
                 pass  # a damaged cache only costs time
 
+    bar = None  # a progress bar to advance on each loss actually computed
+
     def __call__(self, spec: Spec) -> float:
-        return self.scorer.loss(spec)
+        fresh = tuple(spec) not in self.scorer.losses
+        loss = self.scorer.loss(spec)
+        if fresh and self.bar is not None:
+            self.bar.update(1)
+        return loss
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +147,12 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
 
     table, table_status, transport = ensure_table(profile, model.config, settings, log)
     limits = limits_of(profile)
-    result = plan(model.config, cost_fn_for(table), losses, limits, settings.search)
+    from tqdm import tqdm
+
+    with tqdm(total=settings.search.max_evaluations, desc="   scoring feasible specs (val loss)", unit="spec",
+              disable=not settings.progress, leave=False) as losses.bar:
+        result = plan(model.config, cost_fn_for(table), losses, limits, settings.search)
+    losses.bar = None
     log(f"   chosen {format_spec(result.chosen.spec)} (val loss {result.chosen.loss:.4f}; "
         f"{len(result.candidates)} feasible specs scored)")
     folder = settings.out_root / profile.name

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from edge import predictor
@@ -86,6 +88,32 @@ def artifact_key(ckpt_sha: str, spec: Spec, profile: DeviceProfile) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+@contextmanager
+def quiet_output(log_path: Path):
+    """Send the converters' chatter (native logs, progress bars) to ``log_path``, not the
+    terminal; on failure the log is kept and named so the user can read it."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log_path, "w") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except BaseException as e:
+            if isinstance(e, Exception):
+                e.args = (f"{e.args[0] if e.args else e} (converter log: {log_path})", *e.args[1:])
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
 class ParityFailure(Exception):
     """An exported artifact does not match eager PyTorch: it is not shipped."""
 
@@ -100,7 +128,7 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
     cached = settings.out_root / "cache" / key
     if not cached.exists():
         log(f"   exporting {role} {format_spec(spec)} ({profile.backend} {profile.precision}) with parity check")
-        with atomic_dir(cached) as tmp:
+        with atomic_dir(cached) as tmp, quiet_output(settings.out_root / "logs" / f"export-{key}.log"):
             art = export_model(slice_model(model, spec), profile.backend, profile.precision, tmp,
                                context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model",
                                val_stream=val_stream)

@@ -155,6 +155,9 @@ def train(args: TrainArgs) -> dict:
             g.set_state(s)
         history = ckpt.load_meta(out).get("history", [])
         data_gen.manual_seed(args.seed * 1000 + rank + 7919 * start)  # fresh windows per rank
+    if start >= args.steps and world == 1:  # already trained: reuse it as it is
+        print(f"{out}: already trained for {start} steps; reusing it (--no-resume to start over)")
+        return ckpt.load_meta(out)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     model.train()
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=not args.progress or rank != 0,

@@ -25,7 +25,7 @@ def configure(p) -> None:
     p.add_argument("--checkpoint", help="the universal checkpoint (default: the model `make demo` trains)")
     p.add_argument("--out", default="build", help="output root (default: build)")
     p.add_argument("--no-measure", action="store_true", help="estimate costs even for reachable devices")
-    p.add_argument("--eval-tokens", type=int, default=8192, help="held-out tokens per candidate (default: 8192)")
+    p.add_argument("--eval-tokens", type=int, default=4096, help="held-out tokens per candidate (default: 4096)")
     p.add_argument("--generations", type=int, default=6, help="evolutionary search generations (default: 6)")
     p.add_argument("--population", type=int, default=16, help="children per generation (default: 16)")
     p.add_argument("--runs", type=int, default=20, help="timed runs when measuring on a device (default: 20)")

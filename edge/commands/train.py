@@ -60,5 +60,5 @@ def run(args) -> int:
     if "history" in meta and meta["history"]:
         val = meta["history"][-1]["val_loss"]
         print(format_table(["granularity", "val loss"], [[g, v] for g, v in val.items()]))
-        print(f"saved {args.out} after {meta['step']} steps ({meta.get('train_seconds', 0):.0f} s)")
+        print(f"model in {args.out}: {meta['step']} steps, {meta.get('train_seconds', 0):.0f} s of training")
     return 0
