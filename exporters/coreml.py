@@ -67,13 +67,18 @@ def _compress(mlmodel, precision: str):
 
 
 def _weights_only(mlmodel, op_config, cto):
-    """Compress the weights of linear ops, and the gathers that share them (the tied embedding:
-    a const used by two ops must get one config). Other gathers read RoPE tables: left alone."""
+    """Configure the ops that read a linear layer's constants (weights, biases), and only those.
+
+    A constant read by two ops must get one config: the tied embedding is read by a gather, and
+    the converter dedupes small constants (a zero bias can also be the decode mask's zeros).
+    Everything else (RoPE tables, masks) stays fp16; constants under the threshold are skipped.
+    """
     fn = mlmodel._mil_program.functions["main"]
-    weights = {id(op.weight) for op in fn.operations if op.op_type == "linear"}
-    skip = {op.name: None for op in fn.operations if op.op_type == "gather" and id(op.x) not in weights}
-    return cto.OptimizationConfig(op_type_configs={"linear": op_config, "gather": op_config},
-                                  op_name_configs=skip)
+    linear_consts = {id(v) for op in fn.operations if op.op_type == "linear"
+                     for v in op.get_flattened_inputs() if v.op is not None and v.op.op_type == "const"}
+    names = {op.name: op_config for op in fn.operations
+             if op.op_type != "const" and any(id(v) in linear_consts for v in op.get_flattened_inputs())}
+    return cto.OptimizationConfig(op_name_configs=names)
 
 
 def export(model, precision: str, out_path: Path, *, context: int, prefill_len: int) -> dict:
