@@ -23,7 +23,7 @@ from edge.config import ConfigError, MatFormerConfig
 from edge.model import MatFormerLM
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.json", "meta.json"
-DEFAULT_CHECKPOINT = Path(os.environ.get("MATEDGE_DEFAULT_CHECKPOINT", "runs/default"))
+from edge.config import DEFAULT_CHECKPOINT  # noqa: E402  (re-exported: defined without torch)
 
 
 class CheckpointError(MatEdgeError):

@@ -25,7 +25,6 @@ COMMANDS: dict[str, str] = {
     "profile": "edge.commands.profile",
     "predict": "edge.commands.predict",
     "build": "edge.commands.build",
-    "bundle": "edge.commands.bundle",
 }
 
 DESCRIPTION = """\
@@ -37,17 +36,9 @@ Specs name one FFN granularity per layer: "XL" (all layers), "S,S,M,M,L,XL" (per
 `make demo` trains when it is left out."""
 
 
-def _available() -> dict[str, object]:
-    """Import each command module that exists (a command still being built is left out)."""
-    found = {}
-    for name, module in COMMANDS.items():
-        try:
-            found[name] = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name and module.startswith(e.name):  # the command module itself is absent
-                continue
-            raise
-    return found
+def _modules() -> dict[str, object]:
+    """The command modules (light: their heavy imports happen inside ``run``)."""
+    return {name: importlib.import_module(module) for name, module in COMMANDS.items()}
 
 
 def build_parser(modules: dict[str, object]) -> argparse.ArgumentParser:
@@ -63,7 +54,7 @@ def build_parser(modules: dict[str, object]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(_available())
+    parser = build_parser(_modules())
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

@@ -11,6 +11,7 @@ from edge.errors import MatEdgeError
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,3 +137,5 @@ PRESETS: dict[str, dict] = {
     "small": dict(d_model=256, n_layers=6, n_heads=8, n_kv_heads=4, d_ff=1024, max_context=256),
 }
 DEFAULT_PRESET = "small"
+# Where `make demo` trains the default model; commands without a CHECKPOINT use it.
+DEFAULT_CHECKPOINT = Path(os.environ.get("MATEDGE_DEFAULT_CHECKPOINT", "runs/default"))

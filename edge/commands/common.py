@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.checkpoint import DEFAULT_CHECKPOINT
+from edge.config import DEFAULT_CHECKPOINT
 
 
 def add_checkpoint(p, required: bool = False) -> None:

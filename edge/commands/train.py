@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.checkpoint import DEFAULT_CHECKPOINT
+from edge.config import DEFAULT_CHECKPOINT
 from edge.config import PRESETS
 
 HELP = "train the universal MatFormer model (resumes an unfinished run in --out)"
