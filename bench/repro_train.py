@@ -19,9 +19,7 @@ drew g (replayed from the run's seeded generator), with the same batch and seque
 
 from __future__ import annotations
 
-import functools
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +28,6 @@ import torch
 from edge import checkpoint as ckpt
 from edge.config import MatFormerConfig
 from edge.model import MatFormerLM
-from edge import train as edge_train
 from edge.train import TrainArgs, train
 
 SKEWED = (0.17, 0.20, 0.22, 0.41)
@@ -131,25 +128,8 @@ def train_one(mode: Mode, work: Path, name: str, seed: int, regime: str, probs=N
     return Run(name, model, steps, regime, args.probs, seed, seconds, model.config.d_ff)
 
 
-@contextmanager
-def corpus_loaded_once():
-    """edge.train.train loads the corpus on every call (~5 s); the repro trains 9 models on the same
-    corpus, so memoise the loader for the duration (a ``corpus=`` argument of train() would be cleaner)."""
-    original = edge_train.load_corpus
-    edge_train.load_corpus = functools.lru_cache(maxsize=1)(original)
-    try:
-        yield
-    finally:
-        edge_train.load_corpus = original
-
-
 def train_all(mode: Mode, work: Path, seed: int, log=print) -> dict[str, Run]:
     """Train every variant of the repro; returns {name: Run} with token accounting filled in."""
-    with corpus_loaded_once():
-        return _train_all(mode, work, seed, log)
-
-
-def _train_all(mode: Mode, work: Path, seed: int, log) -> dict[str, Run]:
     cfg = universal_config(mode)
     names, n = cfg.granularity_names, len(cfg.granularity_names)
     tok = mode.batch_size * mode.seq_len  # tokens per step

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from edge.errors import MatEdgeError
 
+import functools
 import hashlib
 import sysconfig
 from dataclasses import dataclass
@@ -118,8 +119,19 @@ def _stream(docs: list[tuple[str, str]]) -> torch.Tensor:
 
 
 def load_corpus(path: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Corpus:
-    """The default corpus (path None) or a user's file/folder, split into train/val."""
-    docs = _default_documents(max_bytes) if path is None else _user_documents(path)
+    """The default corpus (path None) or a user's file/folder, split into train/val.
+
+    The default corpus is read once per process (it cannot change while Python runs); a user's
+    files are read on every call."""
+    return _default_corpus(max_bytes) if path is None else _split(_user_documents(path), str(path))
+
+
+@functools.lru_cache(maxsize=2)
+def _default_corpus(max_bytes: int) -> Corpus:
+    return _split(_default_documents(max_bytes), "default corpus (pydoc topics + Python stdlib sources)")
+
+
+def _split(docs: list[tuple[str, str]], source: str) -> Corpus:
     val = [d for d in docs if _hash("val:" + d[0]) % 10_000 < VAL_FRACTION * 10_000]
     train = [d for d in docs if _hash("val:" + d[0]) % 10_000 >= VAL_FRACTION * 10_000]
     if not val or len(val) == len(docs):  # a single file: hold out its tail instead
@@ -131,7 +143,6 @@ def load_corpus(path: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) ->
     digest = hashlib.sha256()
     for name, text in docs:
         digest.update(name.encode() + b"\0" + text.encode("utf-8"))
-    source = "default corpus (pydoc topics + Python stdlib sources)" if path is None else str(path)
     return Corpus(tr, va, source, len(docs), digest.hexdigest())
 
 
