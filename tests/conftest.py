@@ -8,6 +8,10 @@ import torch
 from edge.config import MatFormerConfig
 from edge.model import MatFormerLM
 
+# One intra-op thread in the test process: tiny models gain nothing from two, and two threads
+# that spin while the other core is busy were measured several times slower per step.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def tiny_config() -> MatFormerConfig:
