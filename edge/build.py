@@ -144,6 +144,9 @@ def build_all(profiles: list[DeviceProfile], settings: BuildSettings, log=print)
 
 def build_device(profile: DeviceProfile, model, losses: LossCache, settings: BuildSettings, log=print):
     """Plan, export, verify and measure one device; returns (manifest, folder)."""
+    from edge.profiler import fit_context
+
+    profile = fit_context(profile, model.config)  # the context and prompt the model can hold
 
     table, table_status, transport = ensure_table(profile, model.config, settings, log)
     limits = limits_of(profile)
