@@ -11,7 +11,6 @@ artifact on the device when reachable, and write ``build/<device>/`` atomically:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import sys
@@ -73,14 +72,6 @@ def cost_fn_for(table: dict):
     return costs
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class LossCache:
     """Validation loss per spec for one checkpoint, persisted as JSON across builds."""
 
@@ -88,7 +79,9 @@ class LossCache:
         from edge.data import load_corpus
         from edge.evaluate import SpecScorer
 
-        self.ckpt_sha = file_sha256(Path(checkpoint) / WEIGHTS)
+        from exporters.base import sha256
+
+        self.ckpt_sha = sha256(Path(checkpoint) / WEIGHTS)
         data = load_meta(checkpoint).get("train_args", {}).get("data")
         self.corpus = load_corpus(Path(data) if data else None)
         self.scorer = SpecScorer(model, self.corpus.val, settings.seq_len, settings.eval_tokens)

@@ -68,9 +68,8 @@ class SpecScorer:
     def __init__(self, model: MatFormerLM, stream: torch.Tensor, seq_len: int, max_tokens: int,
                  max_cached_prefixes: int = 48):
         self.model = model.eval()
-        windows = [w for w, _ in eval_batches(stream, seq_len, max_tokens, batch=10**9)]
-        targets = [t for _, t in eval_batches(stream, seq_len, max_tokens, batch=10**9)]
-        self.x, self.y = windows[0], targets[0]  # (n, T) each
+        # One batch holding every window: (n, T) inputs and targets.
+        self.x, self.y = next(eval_batches(stream, seq_len, max_tokens, batch=10**9))
         self.losses: dict[tuple[str, ...], float] = {}
         self._prefix: dict[tuple[str, ...], torch.Tensor] = {}  # insertion order = LRU order
         self._max = max_cached_prefixes
