@@ -67,7 +67,8 @@ def export_parallel(jobs, workers: int):
 def run_precision(args, model, precision: str, tmp: Path) -> dict:
     from edge.commands.profile import device_profile, print_validation
     from edge.predictor import table_path, write_table
-    from edge.profiler import STATISTICS, compare, fit_context, measure_all, micro_layouts, plot_table, table_from
+    from edge.costfit import STATISTICS
+    from edge.profiler import compare, fit_context, measure_all, micro_layouts, plot_table, table_from
     from edge.spec import format_spec, random_spec
     from edge.transports import get_transport
 
@@ -112,7 +113,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="build/bench/predictor_accuracy.json")
     p.add_argument("--statistic", choices=("min", "median"), default="min",

@@ -7,8 +7,9 @@ model's depth). Each runs on the device in its own runner process (warm-up, then
 
     cost(micro-model) = fixed + sum over its layers of layer[g]
 
-over all of them separates the fixed parts (embedding, final norm, head, runtime overhead) from
-the per-layer cost of each width. Two depths rather than "one layer minus nothing": a model
+over all of them (``edge.costfit``) separates the fixed parts (embedding, final norm, head,
+runtime overhead) from the per-layer cost of each width, plus, where it predicts better, a
+cache-spill term for weights past a cache knee. Two depths rather than "one layer minus nothing": a model
 cannot have zero layers, and the deep micro-model puts each layer in the cache/bandwidth regime
 it will see in the real model. The same fit applies to memory: artifact bytes (weights), the
 program's planned arena (activations + KV cache) and the rest of the runner's peak RSS.
@@ -34,7 +35,8 @@ import tempfile
 from pathlib import Path
 
 from edge.errors import MatEdgeError
-from edge.predictor import COST_KEYS, SCHEMA
+from edge.costfit import fit_costs, observed
+from edge.predictor import SCHEMA
 from edge.profiles import DeviceProfile
 from edge.transports import get_transport, parse_transport
 
@@ -127,9 +129,10 @@ def artifact_bytes(path: Path) -> int:
 
 # -- micro-models --------------------------------------------------------------------------------
 CALIBRATION_SEED = 1234  # not the seed validate_predictor draws its specs from
+CALIBRATION_MODELS = 12  # mixed full-depth micro-models; on the host (fp32) 6 gave 3.4% mean decode error, 12 gave 2.5%
 
 
-def micro_layouts(config, calibration: int = 6) -> list[tuple[str, tuple[str, ...]]]:
+def micro_layouts(config, calibration: int = CALIBRATION_MODELS) -> list[tuple[str, tuple[str, ...]]]:
     """(name, per-layer granularities) of the micro-models.
 
     One layer of every granularity, and ``calibration`` mixed models of the target depth
@@ -178,43 +181,6 @@ def export_artifact(model, profile: DeviceProfile, out_dir: Path, name: str) -> 
     out = Path(out_dir) / f"{name}{module.SUFFIX}"
     module.export(model, profile.precision, out, **kwargs)
     return out
-
-
-# -- fitting -------------------------------------------------------------------------------------
-STATISTICS = ("median", "min")
-
-
-def fit_costs(micro: list[dict], names: tuple[str, ...], statistic: str = "median") -> tuple[dict, dict]:
-    """Least squares: cost = fixed + sum of layer costs, for every key; -> (fixed, {g: costs}).
-
-    ``statistic`` picks what ``prefill_ms`` / ``decode_ms`` mean: the median of the timed runs,
-    or their minimum (the uncontended cost: on a machine shared with other work the median
-    carries the neighbours' load, measured here as ~9% run-to-run spread against ~3% for min).
-    """
-    import numpy as np
-
-    X = np.array([[1.0] + [m["layers"].count(g) for g in names] for m in micro])
-    if np.linalg.matrix_rank(X) < len(names) + 1:
-        raise ProfilerError(f"too few micro-models succeeded to separate fixed and per-layer costs "
-                            f"({len(micro)} measured; see the errors above)")
-    fixed, layers = {}, {g: {} for g in names}
-    for key in COST_KEYS:
-        y = np.array([_observed(m, key, statistic) for m in micro], dtype=float)
-        coef = np.linalg.lstsq(X, y, rcond=None)[0]
-        fixed[key] = float(coef[0])
-        for g, c in zip(names, coef[1:]):
-            layers[g][key] = max(0.0, float(c))  # a cost is never negative; noise can push a tiny one below 0
-    return fixed, layers
-
-
-def _observed(m: dict, key: str, statistic: str = "median") -> float:
-    if statistic == "min" and key in ("prefill_ms", "decode_ms"):
-        return m[key.replace("_ms", "_min_ms")]
-    if key == "weight_bytes":
-        return m["artifact_bytes"]
-    if key == "runtime_bytes":  # the part of peak RSS that is neither weights nor planned arena
-        return m["peak_rss_bytes"] - m["artifact_bytes"] - m["arena_bytes"]
-    return m[key]
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -280,13 +246,13 @@ def measure_all(transport, profile: DeviceProfile, found: dict, *, runs: int, wa
 
 
 def table_from(profile: DeviceProfile, config, transport, measured: dict, errors: list, *, runs: int, warmup: int,
-               rounds: int, statistic: str = "median", calibration: int = 6) -> dict:
+               rounds: int, statistic: str = "median", calibration: int = CALIBRATION_MODELS) -> dict:
     """Fit micro-model measurements ({name: measurement}) into a cost table with provenance."""
     layouts = dict(micro_layouts(config, calibration))
     micro = [{"name": n, "layers": list(layouts[n]), **m} for n, m in measured.items() if n in layouts]
-    fixed, layers = fit_costs(micro, config.granularity_names, statistic)
+    fixed, layers, spill = fit_costs(micro, config.granularity_names, statistic)
     table = table_header(profile, config, estimated=False)
-    table.update(fixed=fixed, layers=layers, micro=micro, errors=errors,
+    table.update(fixed=fixed, layers=layers, **({"spill": spill} if spill else {}), micro=micro, errors=errors,
                  provenance={**transport.describe(), "device": profile.name, "libraries": library_versions(profile.backend),
                              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                              "runs": runs, "warmup": warmup, "rounds": rounds, "statistic": statistic,
@@ -294,12 +260,12 @@ def table_from(profile: DeviceProfile, config, transport, measured: dict, errors
     return table
 
 
-def micro_jobs(config, calibration: int = 6) -> list:
+def micro_jobs(config, calibration: int = CALIBRATION_MODELS) -> list:
     """Export jobs [(name, make_model)] for every micro-model."""
     return [(name, lambda layers=layers: micro_model(config, layers)) for name, layers in micro_layouts(config, calibration)]
 
 
-def measure_table(profile: DeviceProfile, config, *, runs: int = 100, warmup: int = 10, rounds: int = 2,
+def measure_table(profile: DeviceProfile, config, *, runs: int = 100, warmup: int = 10, rounds: int = 3,
                   statistic: str = "median", transport=None, progress: bool = True, work_dir: Path | None = None) -> dict:
     """Export and run every micro-model on the device; fit and return the cost table.
 
@@ -386,7 +352,9 @@ def plot_table(table: dict, path: Path) -> Path:
         ax.bar(names, [c[key] for c in lay], color="#4c72b0")
         spread = [max(0.0, c[key.replace("_ms", "_p90_ms")] - c[key]) for c in lay]  # up to p90
         ax.errorbar(names, [c[key] for c in lay], yerr=[[0.0] * len(lay), spread], fmt="none", ecolor="black", capsize=3)
-        ax.set_title(f"{label} (ms / layer)\nfixed part {table['fixed'][key]:.3f} ms", fontsize=10)
+        term = table.get("spill", {}).get(key)
+        extra = f"; +{term['ms_per_mib']:.3f} ms/MiB past {term['above_bytes'] / 2**20:.1f} MiB" if term else ""
+        ax.set_title(f"{label} (ms / layer)\nfixed part {table['fixed'][key]:.3f} ms{extra}", fontsize=10)
     bottom = [0.0] * len(lay)
     for key, color in (("weight_bytes", "#4c72b0"), ("arena_bytes", "#55a868"), ("runtime_bytes", "#c44e52")):
         vals = [c[key] / 2**20 for c in lay]
@@ -429,8 +397,8 @@ def compare(table: dict, specs: list, jobs: list, measured: dict, errors: list) 
         meas, pred = measured[name], predict(table, spec)
         stat = table.get("provenance", {}).get("statistic", "median")
         row = {"spec": format_spec(spec)}
-        for key, m, p in (("decode_ms", _observed(meas, "decode_ms", stat), pred["decode_ms"]),
-                          ("prefill_ms", _observed(meas, "prefill_ms", stat), pred["prefill_ms"]),
+        for key, m, p in (("decode_ms", observed(meas, "decode_ms", stat), pred["decode_ms"]),
+                          ("prefill_ms", observed(meas, "prefill_ms", stat), pred["prefill_ms"]),
                           ("memory_bytes", meas["peak_rss_bytes"], pred["total_bytes"])):
             row[key] = {"predicted": p, "measured": m, "error_pct": 100.0 * (p - m) / m if m else float("nan")}
         rows.append(row)
@@ -442,7 +410,7 @@ def compare(table: dict, specs: list, jobs: list, measured: dict, errors: list) 
 
 
 def validate_predictor(profile: DeviceProfile, model, table: dict, *, k: int = 20, seed: int = 0, runs: int = 100,
-                       warmup: int = 10, rounds: int = 1, transport=None, progress: bool = True) -> dict:
+                       warmup: int = 10, rounds: int = 3, transport=None, progress: bool = True) -> dict:
     """Measure ``k`` random specs of ``model`` end to end on the device against the prediction.
 
     Returns {"rows": [per spec: predicted / measured decode ms, prefill ms, peak memory and %

@@ -32,7 +32,9 @@ def configure(p) -> None:
     p.add_argument("--out", help="cost table path (default: build/cost_tables/<device>-<precision>.json)")
     p.add_argument("--runs", type=int, default=100, help="timed runs per method (default: 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
-    p.add_argument("--rounds", type=int, default=2, help="round-robin passes over the micro-models (default: 2)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="round-robin passes over the micro-models, each run in a fresh process; the table keeps "
+                        "the median of the passes (default: 3)")
     p.add_argument("--chart", help="also write a PNG chart of the table here")
     p.add_argument("--statistic", choices=("median", "min"), default="median",
                    help="latency of a method: median of the runs, or min (uncontended cost on a shared machine)")
@@ -48,6 +50,8 @@ def configure(p) -> None:
     val.add_argument("--specs", type=int, default=20, help="random specs to measure (default: 20)")
     val.add_argument("--seed", type=int, default=0)
     val.add_argument("--runs", dest="val_runs", type=int, default=100, help="timed runs per method (default: 100)")
+    val.add_argument("--rounds", dest="val_rounds", type=int, default=3,
+                     help="processes per spec, median kept: one process alone varies by ~3%% on the host (default: 3)")
 
 
 def device_profile(name: str, precision: str | None):
@@ -113,6 +117,9 @@ def _print_table(table: dict) -> None:
     print(f"{table['device']}: {table['backend']} {table['precision']}, {table['threads']} thread(s), "
           f"context {table['context']}, prompt {table['prompt_tokens']} tokens{tag}")
     print(format_table(["part", "prefill ms", "p90", "decode ms", "p90", "weights MiB", "arena MiB", "runtime MiB"], rows))
+    for key, term in table.get("spill", {}).items():
+        print(f"cache spill: {key} + {term['ms_per_mib']:.4f} ms per MiB of weights above "
+              f"{term['above_bytes'] / 2**20:.1f} MiB")
 
 
 def _cells(c: dict) -> list:
@@ -151,7 +158,8 @@ def _validate(args) -> int:
     profile = device_profile(args.device, args.precision)
     table = load_table(args.table or table_path(profile.name, profile.precision))
     model, _ = load_any(args.checkpoint)
-    result = validate_predictor(profile, model, table, k=args.specs, seed=args.seed, runs=args.val_runs)
+    result = validate_predictor(profile, model, table, k=args.specs, seed=args.seed, runs=args.val_runs,
+                                rounds=args.val_rounds)
     print_validation(result)
     return 0
 

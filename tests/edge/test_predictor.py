@@ -10,7 +10,8 @@ import pytest
 from edge.checkpoint import save_model
 from edge.cli import main
 from edge.predictor import CostTableError, check_model, load_table, predict, validate_table, write_table
-from edge.profiler import estimate_table, fit_costs, micro_layouts
+from edge.costfit import fit_costs, monotone_lstsq
+from edge.profiler import estimate_table, micro_layouts
 from edge.profiles import load_profile
 
 
@@ -47,10 +48,59 @@ def test_fit_recovers_known_costs(tiny_config):
         micro.append({"name": name, "layers": list(layers), "prefill_ms": 10 * cost, "prefill_p90_ms": 11 * cost,
                       "decode_ms": cost, "decode_p90_ms": cost, "arena_bytes": 100 * len(layers),
                       "artifact_bytes": 1000 * cost, "peak_rss_bytes": 5000 + 1100 * cost + 100 * len(layers)})
-    fixed, layers = fit_costs(micro, tiny_config.granularity_names)
+    fixed, layers, spill = fit_costs(micro, tiny_config.granularity_names)
+    assert spill == {}  # additive truth: no cache-spill term survives leave-one-out
     assert fixed["decode_ms"] == pytest.approx(3.0) and layers["XL"]["decode_ms"] == pytest.approx(8.0)
     assert layers["M"]["weight_bytes"] == pytest.approx(2000) and layers["S"]["arena_bytes"] == pytest.approx(100)
     assert fixed["runtime_bytes"] == pytest.approx(5000 + 300) and layers["L"]["runtime_bytes"] == pytest.approx(400)
+
+
+def _spill_micro(config, knee_mib: float, slope: float) -> list[dict]:
+    """Micro-models whose decode cost is additive plus ``slope`` ms per MiB of weights past the knee."""
+    truth = {"S": 1.0, "M": 2.0, "L": 3.0, "XL": 5.0}
+    micro = []
+    for name, layers in micro_layouts(config):
+        mib = 0.5 + sum(truth[g] for g in layers)  # weights grow with the same widths
+        cost = 3.0 + sum(truth[g] for g in layers) + slope * max(0.0, mib - knee_mib)
+        micro.append({"name": name, "layers": list(layers), "prefill_ms": 10 * cost, "prefill_p90_ms": 11 * cost,
+                      "decode_ms": cost, "decode_p90_ms": cost, "arena_bytes": 0, "artifact_bytes": mib * 2**20,
+                      "peak_rss_bytes": 2**20 + mib * 2**20})
+    return micro
+
+
+def test_fit_finds_a_cache_spill_and_the_prediction_uses_it(tiny_config):
+    """Weights past a cache knee cost extra per MiB: the fit finds knee and slope, and the
+    predictor adds them to specs past the knee only."""
+    deep = sorted(0.5 + sum({"S": 1.0, "M": 2.0, "L": 3.0, "XL": 5.0}[g] for g in layers)
+                  for name, layers in micro_layouts(tiny_config) if len(layers) > 1)
+    knee = deep[len(deep) // 2]  # a knee with deep micro-models on both sides
+    fixed, layers, spill = fit_costs(_spill_micro(tiny_config, knee, 0.25), tiny_config.granularity_names)
+    assert spill["decode_ms"]["above_bytes"] == pytest.approx(knee * 2**20)
+    assert spill["decode_ms"]["ms_per_mib"] == pytest.approx(0.25)
+    assert layers["XL"]["decode_ms"] == pytest.approx(5.0) and fixed["decode_ms"] == pytest.approx(3.0)
+    table = estimate_table(load_profile("iphone-15"), tiny_config)
+    table.update(fixed=fixed, layers=layers, spill=spill)
+    assert validate_table(table) == []
+    small, big = ("S",) * tiny_config.n_layers, ("XL",) * tiny_config.n_layers
+    assert predict(table, small)["decode_ms"] == pytest.approx(3.0 + tiny_config.n_layers * 1.0)  # under the knee
+    big_mib = 0.5 + 5.0 * tiny_config.n_layers
+    assert predict(table, big)["decode_ms"] == pytest.approx(3.0 + 5.0 * tiny_config.n_layers + 0.25 * (big_mib - knee))
+
+
+def test_layer_costs_never_decrease_with_width():
+    """Noise that puts M below S is pooled: the two share one cost, the rest of the fit stays exact."""
+    import numpy as np
+
+    counts = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [2, 1, 1, 2], [1, 2, 2, 1], [3, 1, 0, 2]]
+    X = np.array([[1.0, *c] for c in counts])
+    truth = np.array([1.0, 2.0, 2.0, 3.0, 5.0])
+    y = X @ truth
+    y[1] -= 0.9  # the lone M model measured fast
+    free = np.linalg.lstsq(X, y, rcond=None)[0]
+    assert free[2] < free[1]  # what plain least squares would ship
+    coef = monotone_lstsq(X, y, 4)
+    assert coef[1] == pytest.approx(coef[2]) and coef[2] <= coef[3] <= coef[4]
+    assert np.allclose(monotone_lstsq(X, X @ truth, 4), truth)  # consistent data: unchanged
 
 
 def test_geometry_mismatch_is_refused(table, tiny_config):
@@ -80,6 +130,9 @@ def test_import_accepts_a_valid_table_and_charts_it(table, tmp_path, capsys):
     (lambda t: {**t, "layers": {g: c for g, c in t["layers"].items() if g != "XL"}}, "exactly the granularities"),
     (lambda t: {**t, "surprise": 1}, "surprise: unknown field"),
     (lambda t: [1, 2], "top level is list"),
+    (lambda t: {**t, "spill": {"decode_ms": {"above_bytes": 1e6, "ms_per_mib": -0.1}}}, "spill.decode_ms.ms_per_mib = -0.1"),
+    (lambda t: {**t, "spill": {"memory": {"above_bytes": 1e6, "ms_per_mib": 0.1}}}, "spill.memory: unknown latency key"),
+    (lambda t: {**t, "spill": {"decode_ms": {"knee": 1}}}, "allowed: an object with exactly above_bytes, ms_per_mib"),
 ])
 def test_malformed_import_is_one_line_exit_2_nothing_written(table, tmp_path, capsys, corrupt, expected):
     bad = corrupt(copy.deepcopy(table))
