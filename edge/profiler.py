@@ -1,18 +1,20 @@
 """The profiler: measure what each granularity costs on a device and write its cost table.
 
-Micro-models. For every granularity g the profiler exports two dense ``MatFormerLM`` models with
-the device's backend and precision: one layer at g, and ``n_layers`` layers at g (the target
-model's depth). Each runs on the device in its own runner process (warm-up, then N timed runs of
-``prefill`` and ``decode``; median and p90). A least-squares fit of
+Micro-models. The profiler exports small dense ``MatFormerLM`` models in the device's backend
+and precision: one layer at each granularity g, and ``CALIBRATION_MODELS`` mixed models of the
+target depth (random per-layer granularities, fixed seed). Each runs on the device in its own
+runner process (warm-up, then N timed runs of ``prefill`` and ``decode``; median and p90). A
+least-squares fit of
 
     cost(micro-model) = fixed + sum over its layers of layer[g]
 
 over all of them (``edge.costfit``) separates the fixed parts (embedding, final norm, head,
 runtime overhead) from the per-layer cost of each width, plus, where it predicts better, a
-cache-spill term for weights past a cache knee. Two depths rather than "one layer minus nothing": a model
-cannot have zero layers, and the deep micro-model puts each layer in the cache/bandwidth regime
-it will see in the real model. The same fit applies to memory: artifact bytes (weights), the
-program's planned arena (activations + KV cache) and the rest of the runner's peak RSS.
+cache-spill term for weights past a cache knee. Two depths rather than "one layer minus
+nothing": a model cannot have zero layers, and the deep micro-models put each layer in the
+cache/bandwidth regime it will see in the real model. The same fit applies to memory: artifact
+bytes (weights), the program's planned arena (activations + KV cache) and the rest of the
+runner's peak RSS.
 
 Runners never import torch: ExecuTorch programs run in ``apps/cpp`` (``matedge_runner``, built
 once with CMake against the executorch wheel and cached), LiteRT files in
