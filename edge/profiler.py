@@ -137,20 +137,26 @@ CALIBRATION_MODELS = 12  # mixed full-depth micro-models; on the host (fp32) 6 g
 def micro_layouts(config, calibration: int = CALIBRATION_MODELS) -> list[tuple[str, tuple[str, ...]]]:
     """(name, per-layer granularities) of the micro-models.
 
-    One layer of every granularity, and ``calibration`` mixed models of the target depth
-    (random per-layer granularities from a fixed seed). Why mixed rather than uniform deep
-    models: a layer's cost depends on the working set of the whole model (measured here: all-XL
-    at 23 MiB falls off a cache cliff that no mixed spec reaches, and fitting to it over-predicts
-    every spec by ~9%); mixed models put each width in the cache regime real specs see.
+    One layer of every granularity; the full model at its widest granularity; and
+    ``calibration`` mixed models of the target depth (random per-layer granularities from a
+    fixed seed). Why mostly mixed models: a layer's cost depends on the working set of the whole
+    model (measured here: all-XL at 23 MiB falls off a cache cliff, and an additive fit to
+    uniform deep models over-predicted every mixed spec by ~9%); mixed models put each width in
+    the cache regime real specs see. The widest model is there so that the cache-spill term is
+    measured up to the largest spec, never extrapolated past it.
     """
     import random
 
     names = config.granularity_names
     layouts = [(f"{g}x1", (g,)) for g in names]
+    top = (names[-1],) * config.n_layers
+    if config.n_layers > 1:
+        layouts.append((f"{names[-1]}x{config.n_layers}", top))
     rng, seen = random.Random(CALIBRATION_SEED), set()
-    while len(seen) < calibration and config.n_layers > 1 and len(seen) < len(names) ** config.n_layers:
+    possible = len(names) ** config.n_layers - 1  # every layout but the widest
+    while len(seen) < min(calibration, possible) and config.n_layers > 1:
         layers = tuple(rng.choice(names) for _ in range(config.n_layers))
-        if layers not in seen:
+        if layers not in seen and layers != top:
             seen.add(layers)
             layouts.append((f"mix{len(seen)}-{''.join(layers)}", layers))
     return layouts

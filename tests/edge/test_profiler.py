@@ -55,7 +55,7 @@ def test_micro_models_fit_a_table_that_predicts_a_new_spec(tmp_path):
     from edge.model import MatFormerLM
     from edge.transports import LocalTransport
 
-    # Two granularities, two layers, two calibration mixes: 4 micro-model exports.
+    # Two granularities, two layers: 2 one-layer models, the widest model and 2 calibration mixes.
     config = MatFormerConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_context=32,
                              granularity_fractions=(0.5, 1.0), granularity_names=("S", "XL"))
     profile = fit_context(load_profile("host"), config)
@@ -64,16 +64,16 @@ def test_micro_models_fit_a_table_that_predicts_a_new_spec(tmp_path):
     model = MatFormerLM(config).eval()
     jobs = micro_jobs(config, calibration=2) + spec_jobs(model, [spec])
     found, errors = export_all(profile, jobs, tmp_path, progress=False)
-    assert errors == [] and len(found) == 5
+    assert errors == [] and len(found) == 6
     broken = tmp_path / "broken.pte"
     broken.write_bytes(b"\0" * 64)
     found["broken"] = broken  # a runner that crashes: reported, and the others carry on
     t = LocalTransport()
     measured, run_errors = measure_all(t, profile, found, runs=20, warmup=3, rounds=1, progress=False)
-    assert "broken" not in measured and len(measured) == 5
+    assert "broken" not in measured and len(measured) == 6
     assert run_errors[0]["name"] == "broken" and "cannot load program" in run_errors[0]["error"]
     table = table_from(profile, config, t, measured, run_errors, runs=20, warmup=3, rounds=1, calibration=2)
-    assert validate_table(table) == [] and not table["estimated"] and len(table["micro"]) == 4
+    assert validate_table(table) == [] and not table["estimated"] and len(table["micro"]) == 5
     assert table["provenance"]["cpu_model"] and table["provenance"]["libraries"]["executorch"]
     assert table["layers"]["XL"]["weight_bytes"] > table["layers"]["S"]["weight_bytes"] > 0
     result = compare(table, [spec], jobs[-1:], measured, run_errors)
