@@ -273,7 +273,7 @@ def micro_jobs(config, calibration: int = CALIBRATION_MODELS) -> list:
     return [(name, lambda layers=layers: micro_model(config, layers)) for name, layers in micro_layouts(config, calibration)]
 
 
-def measure_table(profile: DeviceProfile, config, *, runs: int = 100, warmup: int = 10, rounds: int = 3,
+def measure_table(profile: DeviceProfile, config, *, runs: int = 100, warmup: int = 10, rounds: int = 5,
                   statistic: str = "median", transport=None, progress: bool = True, work_dir: Path | None = None) -> dict:
     """Export and run every micro-model on the device; fit and return the cost table.
 
@@ -418,7 +418,7 @@ def compare(table: dict, specs: list, jobs: list, measured: dict, errors: list) 
 
 
 def validate_predictor(profile: DeviceProfile, model, table: dict, *, k: int = 20, seed: int = 0, runs: int = 100,
-                       warmup: int = 10, rounds: int = 3, transport=None, progress: bool = True) -> dict:
+                       warmup: int = 10, rounds: int = 5, transport=None, progress: bool = True) -> dict:
     """Measure ``k`` random specs of ``model`` end to end on the device against the prediction.
 
     Returns {"rows": [per spec: predicted / measured decode ms, prefill ms, peak memory and %

@@ -32,9 +32,9 @@ def configure(p) -> None:
     p.add_argument("--out", help="cost table path (default: build/cost_tables/<device>-<precision>.json)")
     p.add_argument("--runs", type=int, default=100, help="timed runs per method (default: 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
-    p.add_argument("--rounds", type=int, default=3,
+    p.add_argument("--rounds", type=int, default=5,
                    help="round-robin passes over the micro-models, each run in a fresh process; the table keeps "
-                        "the median of the passes (default: 3)")
+                        "the median of the passes (default: 5)")
     p.add_argument("--chart", help="also write a PNG chart of the table here")
     p.add_argument("--statistic", choices=("median", "min"), default="median",
                    help="latency of a method: median of the runs, or min (uncontended cost on a shared machine)")
@@ -50,8 +50,8 @@ def configure(p) -> None:
     val.add_argument("--specs", type=int, default=20, help="random specs to measure (default: 20)")
     val.add_argument("--seed", type=int, default=0)
     val.add_argument("--runs", dest="val_runs", type=int, default=100, help="timed runs per method (default: 100)")
-    val.add_argument("--rounds", dest="val_rounds", type=int, default=3,
-                     help="processes per spec, median kept: one process alone varies by ~3%% on the host (default: 3)")
+    val.add_argument("--rounds", dest="val_rounds", type=int, default=5,
+                     help="processes per spec, median kept: one process alone varies by ~3%% on the host (default: 5)")
 
 
 def device_profile(name: str, precision: str | None):
