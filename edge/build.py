@@ -159,11 +159,22 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
         artifacts = {role: export_cached(model, cand.spec, profile, settings, losses.ckpt_sha, tmp, role,
                                          losses.corpus.val, log)
                      for role, cand in shipped.items()}
-        measured = measure_on_device(transport, profile, artifacts["model"], settings, log)
+        measured = measure_on_device(transport, profile, artifacts["model"], settings, table, log)
         manifest = make_manifest(profile, model, result, artifacts, measured, table, table_status, losses, settings)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         write_report(tmp, manifest, result, table)
+    warn_if_over(manifest)
     return manifest, folder
+
+
+def warn_if_over(manifest: dict) -> None:
+    """A warning (stderr) for each limit the measured artifact exceeds although predicted under it:
+    the device has changed (load, thermal state, another tenant) since its cost table was measured."""
+    for key, ok in (manifest.get("measured_within_limits") or {}).items():
+        if not ok:
+            print(f"warning: {manifest['device']}: measured {key} {manifest['measured'][key]:.3f} exceeds the limit "
+                  f"{manifest['limits'][key]} (predicted {manifest['predicted'][key]:.3f}); if the device is busier "
+                  f"than when it was profiled, re-run `matedge profile --device {manifest['device']}`", file=sys.stderr)
 
 
 def _candidate_dict(c: Candidate | None) -> dict | None:

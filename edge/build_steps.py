@@ -148,8 +148,12 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
 
 
 # -- measurement ---------------------------------------------------------------------------------------
-def measure_on_device(transport, profile: DeviceProfile, artifact: dict, settings, log=print) -> dict | None:
-    """Latency and peak memory of the shipped artifact on the device (None when unreachable)."""
+def measure_on_device(transport, profile: DeviceProfile, artifact: dict, settings, table: dict, log=print) -> dict | None:
+    """Latency and peak memory of the shipped artifact on the device (None when unreachable).
+
+    Latency uses the statistic the cost table was fitted with (median or min of the runs), so
+    the prediction and the measurement in the report mean the same thing."""
+    from edge.costfit import observed
     from edge.profiler import measure_artifact
 
     if transport is None:
@@ -159,9 +163,10 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
     art = next(p for p in src.iterdir() if not p.name.endswith(".json"))
     log(f"   measuring {artifact['spec']} on {profile.name}")
     m = measure_artifact(transport, profile, art, settings.runs, settings.warmup)
-    return {"decode_ms_per_token": m["decode_ms"], "decode_p90_ms": m["decode_p90_ms"],
-            "first_token_ms": m["prefill_ms"], "first_token_p90_ms": m["prefill_p90_ms"],
-            "memory_mb": m["peak_rss_bytes"] / 2**20, "arena_bytes": m.get("arena_bytes")}
+    stat = table.get("provenance", {}).get("statistic", "median")
+    return {"decode_ms_per_token": observed(m, "decode_ms", stat), "decode_p90_ms": m["decode_p90_ms"],
+            "first_token_ms": observed(m, "prefill_ms", stat), "first_token_p90_ms": m["prefill_p90_ms"],
+            "memory_mb": m["peak_rss_bytes"] / 2**20, "arena_bytes": m.get("arena_bytes"), "statistic": stat}
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -191,7 +196,9 @@ def write_report(folder: Path, manifest: dict, result, table: dict) -> None:
         f"- consistency with XL: {manifest['consistency_with_xl']['agreement_pct']:.1f}% greedy agreement, "
         f"KL {manifest['consistency_with_xl']['kl']:.4f}",
         f"- fallback: " + (f"`{manifest['fallback']['spec']}`" if manifest["fallback"] else "none (memory not tight)"),
-        "", "## Limits", "", "```", format_table(["limit", "max", "predicted", "measured"], rows), "```",
+        "", "## Limits", "", f"Latency is the {meas.get('statistic', table.get('provenance', {}).get('statistic', 'median'))} "
+        "of the timed runs, as in the cost table.", "",
+        "```", format_table(["limit", "max", "predicted", "measured"], rows), "```",
         "", "## Best candidates", "", "```",
         format_table(["spec", "source", "params", "val loss", *best[0].costs], [c.row() for c in best]), "```",
         "", "## Parity", "", "```", json.dumps({r: a.get("parity") for r, a in manifest["artifacts"].items()}, indent=2),

@@ -148,3 +148,19 @@ def test_changed_profile_rebuilds_only_what_changed(ckpt, tmp_path):
     [c] = build_all([int8], settings(ckpt, tmp_path / "build"), log=logs.append)
     assert c.ok and any("exporting model" in line for line in logs)
     assert c.manifest["artifacts"]["model"]["cache_key"] != b.manifest["artifacts"]["model"]["cache_key"]
+
+
+def test_a_measured_limit_overrun_warns_with_what_to_do(capsys):
+    """Predicted under the limit, measured over it: one warning per exceeded limit, none otherwise."""
+    from edge.build import warn_if_over
+
+    manifest = {"device": "board", "limits": {"decode_ms_per_token": 0.45, "memory_mb": 60},
+                "predicted": {"decode_ms_per_token": 0.41, "memory_mb": 50.0},
+                "measured": {"decode_ms_per_token": 0.53, "memory_mb": 49.0},
+                "measured_within_limits": {"decode_ms_per_token": False, "memory_mb": True}}
+    warn_if_over(manifest)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "decode_ms_per_token 0.530 exceeds the limit 0.45" in err[0]
+    assert "matedge profile --device board" in err[0]
+    warn_if_over({**manifest, "measured_within_limits": None})  # not measured (estimated device)
+    assert capsys.readouterr().err == ""
