@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from edge.config import MatFormerConfig
-from edge.model import MatFormerLM
+from edge.model import MatFormerLM, lm_loss
 
 # One intra-op thread in the test process: tiny models gain nothing from two, and two threads
 # that spin while the other core is busy were measured several times slower per step.
@@ -31,3 +31,37 @@ def val_tokens() -> torch.Tensor:
 
     val = load_corpus(max_bytes=400_000).val
     return val[: 2 * 48].view(2, 48)
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    from edge.data import load_corpus
+
+    return load_corpus(max_bytes=400_000)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(corpus) -> MatFormerLM:
+    """The `tiny` universal model after 150 sampled-granularity steps on real text.
+
+    Trained so that its next-token distributions are peaked like a real model's: greedy
+    agreement of quantized artifacts is meaningless on the flat logits of random weights.
+    """
+    from edge.data import random_batch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see one_torch_thread (this session fixture may be set up first)
+    torch.manual_seed(0)
+    cfg = MatFormerConfig.from_preset("tiny")
+    model = MatFormerLM(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    names = cfg.granularity_names
+    for step in range(150):
+        x, y = random_batch(corpus.train, 8, 64, gen)
+        loss = lm_loss(model(x, (names[step % len(names)],) * cfg.n_layers), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.set_num_threads(threads)
+    return model.eval()

@@ -3,6 +3,7 @@
 //   matedge_runner --model m.pte --benchmark [--methods prefill,decode] [--warmup 3] [--runs 20]
 //                  [--threads 1]
 //   matedge_runner --model m.pte --describe
+//   matedge_runner --model m.pte --generate "prompt" --context 256 [--max-new-tokens 32] [--json]
 //
 // Inputs are built from each method's own metadata (MethodMeta: tensor shapes and dtypes),
 // filled with zeros, so the runner works for any program: a prefill taking tokens [1, T], a
@@ -10,6 +11,11 @@
 // one JSON object on stdout: per method the median / p90 / mean latency in ms, the planned
 // memory (arena, including mutable buffers such as a KV cache), and the process's peak RSS.
 // Errors go to stderr with a non-zero exit code.
+//
+// Generation mode is the sample app's core: the byte-level tokenizer of edge/data.py (<bos>, then
+// UTF-8 bytes as ids 0..255), one prefill of the right-padded prompt, then greedy decode steps
+// until <eos>, --max-new-tokens or the end of the KV cache (--context, from the artifact's .json).
+// It prints the text (or, with --json, the token ids and timings).
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
@@ -49,6 +55,11 @@ struct Options {
   int runs = 20;
   int threads = 0;  // 0 = leave the runtime's default
   bool describe = false;
+  bool generate = false;
+  bool json = false;
+  std::string prompt;
+  int context = 0;  // KV-cache positions of the artifact (generation mode)
+  int max_new_tokens = 32;
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -86,9 +97,14 @@ Options parse(int argc, char** argv) {
     else if (a == "--threads") o.threads = to_int(a, next());
     else if (a == "--benchmark") o.describe = false;
     else if (a == "--describe") o.describe = true;
+    else if (a == "--generate") o.generate = true, o.prompt = next();
+    else if (a == "--context") o.context = to_int(a, next());
+    else if (a == "--max-new-tokens") o.max_new_tokens = std::max(1, to_int(a, next()));
+    else if (a == "--json") o.json = true;
     else fail("unknown argument '" + a + "' (see the header of runner.cpp)");
   }
   if (o.model.empty()) fail("--model PATH is required");
+  if (o.generate && o.context <= 0) fail("--generate needs --context N: the artifact's KV-cache length (its .json: \"context\")");
   return o;
 }
 
@@ -175,14 +191,122 @@ long long peak_rss_bytes() {
   return static_cast<long long>(usage.ru_maxrss) * 1024;
 }
 
+
+// -- generation (the sample app's core) -----------------------------------------------------------
+constexpr int64_t kPad = 256, kBos = 257, kEos = 258;  // the specials of edge/data.py
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// Input `index` of a method as an integer tensor of the shape and dtype (int64 or int32) it expects.
+executorch::extension::TensorPtr int_input(const MethodMeta& meta, size_t index, const std::vector<int64_t>& values) {
+  auto info = meta.input_tensor_meta(index);
+  if (!info.ok()) fail("cannot read the metadata of input " + std::to_string(index));
+  std::vector<executorch::aten::SizesType> sizes(info->sizes().begin(), info->sizes().end());
+  using executorch::aten::ScalarType;
+  if (info->scalar_type() == ScalarType::Long) return executorch::extension::make_tensor_ptr(sizes, std::vector<int64_t>(values));
+  if (info->scalar_type() == ScalarType::Int)
+    return executorch::extension::make_tensor_ptr(sizes, std::vector<int32_t>(values.begin(), values.end()));
+  fail("input " + std::to_string(index) + " is not an integer tensor: not a matedge prefill/decode program");
+}
+
+// Greedy choice: the largest logit of row `row` in a float32 [1, T, V] output.
+int64_t argmax_row(const executorch::aten::Tensor& logits, int64_t row) {
+  if (logits.scalar_type() != executorch::aten::ScalarType::Float) fail("the logits are not float32");
+  const int64_t vocab = logits.size(logits.dim() - 1);
+  const float* p = logits.const_data_ptr<float>() + row * vocab;
+  return std::max_element(p, p + vocab) - p;
+}
+
+struct Generation {
+  size_t prompt_tokens = 0;
+  std::vector<int64_t> tokens;  // generated, without <eos>
+  std::string stopped;          // "eos", "max_new_tokens" or "context"
+  double prefill_ms = 0, decode_ms = 0;
+  int decode_steps = 0;
+};
+
+int64_t run_step(Module& module, const char* method, std::vector<EValue> inputs, int64_t row) {
+  auto out = module.execute(method, inputs);
+  if (!out.ok()) fail(std::string(method) + " failed with error " + std::to_string(static_cast<int>(out.error())));
+  return argmax_row(out->at(0).toTensor(), row);
+}
+
+// Prefill the right-padded prompt, then one decode step per token (position = its index).
+Generation generate(Module& module, const Options& o) {
+  auto pre = module.method_meta("prefill");
+  auto dec = module.method_meta("decode");
+  if (!pre.ok() || !dec.ok()) fail("the program has no prefill and decode methods (export it with `matedge export`)");
+  for (const char* name : {"prefill", "decode"})  // loaded up front: the timings are the steps alone
+    if (module.load_method(name) != executorch::runtime::Error::Ok) fail(std::string("cannot load method '") + name + "'");
+  auto shape = pre->input_tensor_meta(0);
+  if (!shape.ok() || shape->sizes().empty()) fail("cannot read the prefill input's shape");
+  const int64_t T = shape->sizes()[shape->sizes().size() - 1];
+  std::vector<int64_t> ids{kBos};
+  for (unsigned char c : o.prompt) ids.push_back(c);
+  if (static_cast<int64_t>(ids.size()) > T)
+    fail("the prompt is " + std::to_string(ids.size()) + " tokens with <bos>; this program's prefill takes at most " +
+         std::to_string(T) + ": shorten it");
+  Generation g;
+  g.prompt_tokens = ids.size();
+  std::vector<int64_t> padded(ids);
+  padded.resize(T, kPad);  // causal attention: the pad after the prompt never reaches its logits
+  auto tokens = int_input(*pre, 0, padded);
+  auto t0 = Clock::now();
+  int64_t next = run_step(module, "prefill", {EValue(*tokens)}, static_cast<int64_t>(ids.size()) - 1);
+  g.prefill_ms = ms_since(t0);
+  auto t1 = Clock::now();
+  for (int64_t pos = static_cast<int64_t>(ids.size());; ++pos) {
+    if (next == kEos) { g.stopped = "eos"; break; }
+    g.tokens.push_back(next);
+    if (static_cast<int>(g.tokens.size()) >= o.max_new_tokens) { g.stopped = "max_new_tokens"; break; }
+    if (pos >= o.context) { g.stopped = "context"; break; }
+    auto token = int_input(*dec, 0, {next});
+    auto position = int_input(*dec, 1, {pos});
+    next = run_step(module, "decode", {EValue(*token), EValue(*position)}, 0);
+    ++g.decode_steps;
+  }
+  g.decode_ms = ms_since(t1);
+  return g;
+}
+
+void print_generation(const Generation& g, const Options& o, long long peak_rss) {
+  double per_token = g.decode_steps ? g.decode_ms / g.decode_steps : 0.0;
+  if (o.json) {
+    std::ostringstream js;
+    js << "{\"runner\": \"matedge_runner\", \"mode\": \"generate\", \"threads\": " << o.threads
+       << ", \"prompt_tokens\": " << g.prompt_tokens << ", \"tokens\": [";
+    for (size_t i = 0; i < g.tokens.size(); ++i) js << (i ? ", " : "") << g.tokens[i];
+    js << "], \"stopped\": \"" << g.stopped << "\", \"prefill_ms\": " << g.prefill_ms
+       << ", \"decode_ms_per_token\": " << per_token << ", \"peak_rss_bytes\": " << peak_rss << "}";
+    std::printf("%s\n", js.str().c_str());
+    return;
+  }
+  std::string text;  // bytes 0..255 are the text; specials are not
+  for (int64_t t : g.tokens)
+    if (t >= 0 && t < 256) text.push_back(static_cast<char>(t));
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::printf("\n");
+  std::fprintf(stderr, "matedge_runner: %zu tokens (stopped: %s), prefill %.2f ms, decode %.3f ms/token\n",
+               g.tokens.size(), g.stopped.c_str(), g.prefill_ms, per_token);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
   if (o.threads > 0) executorch::extension::threadpool::get_threadpool()->_unsafe_reset_threadpool(o.threads);
   // Mmap: weights are paged in from the file as the delegate reads them, as an app would do.
-  Module module(o.model, Module::LoadMode::Mmap);
+  // Shared arenas: prefill and decode must see one KV cache (the program is exported with
+  // share_mutable_buffers). Without it each method gets its own copy, and decode attends to an
+  // empty cache: generation silently diverges from eager after the first token.
+  Module module(o.model, Module::LoadMode::Mmap, nullptr, nullptr, nullptr, /*share_memory_arenas=*/true);
   if (module.load() != executorch::runtime::Error::Ok) fail("cannot load program '" + o.model + "'");
+  if (o.generate) {
+    Generation g = generate(module, o);
+    print_generation(g, o, peak_rss_bytes());
+    return 0;
+  }
   if (o.methods.empty()) {
     auto names = module.method_names();
     if (!names.ok()) fail("cannot list the methods of '" + o.model + "'");

@@ -1,12 +1,9 @@
-"""Fixtures for the exporter tests: a briefly trained tiny model and real validation text."""
+"""Fixtures for the exporter tests: one torch thread, the validation stream, the mixed spec."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
-from edge.config import MatFormerConfig
-from edge.model import MatFormerLM, lm_loss
 
 MIXED_SPEC = "S,M,L,XL"  # one granularity per layer of the `tiny` preset
 
@@ -22,39 +19,5 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
-def corpus():
-    from edge.data import load_corpus
-
-    return load_corpus(max_bytes=400_000)
-
-
-@pytest.fixture(scope="session")
 def val_stream(corpus) -> torch.Tensor:
     return corpus.val
-
-
-@pytest.fixture(scope="session")
-def trained_tiny(corpus) -> MatFormerLM:
-    """The `tiny` universal model after 150 sampled-granularity steps on real text.
-
-    Trained so that its next-token distributions are peaked like a real model's: greedy
-    agreement of quantized artifacts is meaningless on the flat logits of random weights.
-    """
-    from edge.data import random_batch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see one_torch_thread (this session fixture may be set up first)
-    torch.manual_seed(0)
-    cfg = MatFormerConfig.from_preset("tiny")
-    model = MatFormerLM(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    names = cfg.granularity_names
-    for step in range(150):
-        x, y = random_batch(corpus.train, 8, 64, gen)
-        loss = lm_loss(model(x, (names[step % len(names)],) * cfg.n_layers), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    torch.set_num_threads(threads)
-    return model.eval()
