@@ -113,7 +113,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="build/bench/predictor_accuracy.json")
     p.add_argument("--statistic", choices=("min", "median"), default="min",

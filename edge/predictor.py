@@ -4,7 +4,7 @@ A cost table (JSON, one per device and precision) holds the measured cost of the
 (embedding, final norm, head, runtime) and of *one layer* at each granularity:
 
     latency(spec) = fixed + sum over layers of layer[g]            (prefill and decode, ms)
-                  + spill: ms_per_mib * max(0, weights(spec) - above_bytes) / MiB   [optional]
+                  + spill: sum over its terms of ms_per_mib * max(0, weights(spec) - above_bytes) / MiB
     memory(spec)  = weights + arena + runtime                      (bytes), each part fixed + sum:
         weights : exact bytes of the artifact's weights (additive per layer; from file sizes)
         arena   : planned memory of the program (activations + the KV cache of each layer)
@@ -13,9 +13,9 @@ A cost table (JSON, one per device and precision) holds the measured cost of the
 Why the spill term: per-layer costs are additive only while the model's weights stay in the
 CPU's caches. Past that, every further MiB of weights is read from a slower level on every token,
 so big specs cost more than the sum of their layers (measured on the host, fp32: all-XL at 23 MiB
-took 15% longer than the additive fit said, mixed specs of 9 to 15 MiB were within noise). The
-profiler fits the knee (``above_bytes``) and slope per latency key, and keeps the term only where
-it predicts held-out micro-models better (leave-one-out); tables without it stay additive.
+took 15% longer than the additive fit said). The profiler fits up to two knees (``above_bytes``)
+with their slopes per latency key, a convex piecewise-linear curve, and keeps them only where they
+predict held-out micro-models better (leave-one-out); tables without them stay additive.
 
 Schema ``matedge.cost_table/1`` (every key required unless marked optional):
 
@@ -23,7 +23,7 @@ Schema ``matedge.cost_table/1`` (every key required unless marked optional):
     model       {vocab_size, d_model, n_heads, n_kv_heads, d_ff, widths: {g: hidden units}}
     fixed       {prefill_ms, prefill_p90_ms, decode_ms, decode_p90_ms, weight_bytes, arena_bytes, runtime_bytes}
     layers      {g: same keys as fixed} for every granularity in model.widths
-    spill       [optional] {latency key: {above_bytes, ms_per_mib}} for any of the four latency keys
+    spill       [optional] {latency key: [{above_bytes, ms_per_mib}, ...]} for any of the four latency keys
     micro       [optional] raw micro-model measurements the fit came from
     errors      [optional] micro-models that failed (name, stderr)
     provenance  {device, transport, cpu_model, libraries, date, runs, warmup, runner}
@@ -112,16 +112,21 @@ def _check_costs(c, where: str, allow_negative: bool) -> list[str]:
 
 
 def _check_spill(spill) -> list[str]:
-    allowed = f"an object {{latency key: {{{', '.join(SPILL_KEYS)}}}}} with latency keys from {', '.join(LATENCY_KEYS)}"
+    allowed = (f"an object {{latency key: [{{{', '.join(SPILL_KEYS)}}}, ...]}} with latency keys from "
+               f"{', '.join(LATENCY_KEYS)}")
     if not isinstance(spill, dict):
         return [f"spill = {spill!r} (allowed: {allowed})"]
     p = [f"spill.{k}: unknown latency key (allowed: {', '.join(LATENCY_KEYS)})" for k in spill if k not in LATENCY_KEYS]
-    for k, term in spill.items():
-        if not isinstance(term, dict) or set(term) != set(SPILL_KEYS):
-            p.append(f"spill.{k} = {term!r} (allowed: an object with exactly {', '.join(SPILL_KEYS)})")
+    for k, terms in spill.items():
+        if not isinstance(terms, list):
+            p.append(f"spill.{k} = {terms!r} (allowed: a list of objects with exactly {', '.join(SPILL_KEYS)})")
             continue
-        p += [f"spill.{k}.{f} = {term[f]!r} (allowed: a finite number >= 0)" for f in SPILL_KEYS
-              if not (_num(term[f]) and term[f] >= 0)]
+        for i, term in enumerate(terms):
+            if not isinstance(term, dict) or set(term) != set(SPILL_KEYS):
+                p.append(f"spill.{k}[{i}] = {term!r} (allowed: an object with exactly {', '.join(SPILL_KEYS)})")
+                continue
+            p += [f"spill.{k}[{i}].{f} = {term[f]!r} (allowed: a finite number >= 0)" for f in SPILL_KEYS
+                  if not (_num(term[f]) and term[f] >= 0)]
     return p
 
 
@@ -180,11 +185,9 @@ def predict_latency(table: dict, spec: Sequence[str]) -> dict:
     return {k: _sum(table, spec, k) + spill_ms(table.get("spill", {}).get(k), weights) for k in LATENCY_KEYS}
 
 
-def spill_ms(term: dict | None, weight_bytes: float) -> float:
-    """Extra latency of weights beyond the cache knee: ms_per_mib * max(0, weights - above) / MiB."""
-    if not term:
-        return 0.0
-    return term["ms_per_mib"] * max(0.0, weight_bytes - term["above_bytes"]) / 2**20
+def spill_ms(terms: list | None, weight_bytes: float) -> float:
+    """Extra latency of weights beyond the cache knees: sum of ms_per_mib * max(0, weights - above) / MiB."""
+    return sum(t["ms_per_mib"] * max(0.0, weight_bytes - t["above_bytes"]) / 2**20 for t in terms or ())
 
 
 def _sum(table: dict, spec: Sequence[str], key: str) -> float:

@@ -9,8 +9,8 @@ least-squares fit of
     cost(micro-model) = fixed + sum over its layers of layer[g]
 
 over all of them (``edge.costfit``) separates the fixed parts (embedding, final norm, head,
-runtime overhead) from the per-layer cost of each width, plus, where it predicts better, a
-cache-spill term for weights past a cache knee. Two depths rather than "one layer minus
+runtime overhead) from the per-layer cost of each width, plus, where they predict better,
+cache-spill terms for weights past one or two cache knees. Two depths rather than "one layer minus
 nothing": a model cannot have zero layers, and the deep micro-models put each layer in the
 cache/bandwidth regime it will see in the real model. The same fit applies to memory: artifact
 bytes (weights), the program's planned arena (activations + KV cache) and the rest of the
@@ -360,8 +360,8 @@ def plot_table(table: dict, path: Path) -> Path:
         ax.bar(names, [c[key] for c in lay], color="#4c72b0")
         spread = [max(0.0, c[key.replace("_ms", "_p90_ms")] - c[key]) for c in lay]  # up to p90
         ax.errorbar(names, [c[key] for c in lay], yerr=[[0.0] * len(lay), spread], fmt="none", ecolor="black", capsize=3)
-        term = table.get("spill", {}).get(key)
-        extra = f"; +{term['ms_per_mib']:.3f} ms/MiB past {term['above_bytes'] / 2**20:.1f} MiB" if term else ""
+        terms = table.get("spill", {}).get(key, [])
+        extra = "".join(f"; +{t['ms_per_mib']:.3f} ms/MiB past {t['above_bytes'] / 2**20:.1f} MiB" for t in terms)
         ax.set_title(f"{label} (ms / layer)\nfixed part {table['fixed'][key]:.3f} ms{extra}", fontsize=10)
     bottom = [0.0] * len(lay)
     for key, color in (("weight_bytes", "#4c72b0"), ("arena_bytes", "#55a868"), ("runtime_bytes", "#c44e52")):

@@ -117,9 +117,9 @@ def _print_table(table: dict) -> None:
     print(f"{table['device']}: {table['backend']} {table['precision']}, {table['threads']} thread(s), "
           f"context {table['context']}, prompt {table['prompt_tokens']} tokens{tag}")
     print(format_table(["part", "prefill ms", "p90", "decode ms", "p90", "weights MiB", "arena MiB", "runtime MiB"], rows))
-    for key, term in table.get("spill", {}).items():
-        print(f"cache spill: {key} + {term['ms_per_mib']:.4f} ms per MiB of weights above "
-              f"{term['above_bytes'] / 2**20:.1f} MiB")
+    for key, terms in table.get("spill", {}).items():
+        print(f"cache spill: {key} " + ", ".join(f"+ {t['ms_per_mib']:.4f} ms per MiB of weights above "
+                                                 f"{t['above_bytes'] / 2**20:.1f} MiB" for t in terms))
 
 
 def _cells(c: dict) -> list:

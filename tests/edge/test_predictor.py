@@ -55,13 +55,14 @@ def test_fit_recovers_known_costs(tiny_config):
     assert fixed["runtime_bytes"] == pytest.approx(5000 + 300) and layers["L"]["runtime_bytes"] == pytest.approx(400)
 
 
-def _spill_micro(config, knee_mib: float, slope: float) -> list[dict]:
-    """Micro-models whose decode cost is additive plus ``slope`` ms per MiB of weights past the knee."""
+def _spill_micro(config, knees: list[tuple[float, float]]) -> list[dict]:
+    """Micro-models whose decode cost is additive plus, per (knee MiB, slope), ``slope`` ms per
+    MiB of weights past the knee."""
     truth = {"S": 1.0, "M": 2.0, "L": 3.0, "XL": 5.0}
     micro = []
     for name, layers in micro_layouts(config):
         mib = 0.5 + sum(truth[g] for g in layers)  # weights grow with the same widths
-        cost = 3.0 + sum(truth[g] for g in layers) + slope * max(0.0, mib - knee_mib)
+        cost = 3.0 + sum(truth[g] for g in layers) + sum(slope * max(0.0, mib - k) for k, slope in knees)
         micro.append({"name": name, "layers": list(layers), "prefill_ms": 10 * cost, "prefill_p90_ms": 11 * cost,
                       "decode_ms": cost, "decode_p90_ms": cost, "arena_bytes": 0, "artifact_bytes": mib * 2**20,
                       "peak_rss_bytes": 2**20 + mib * 2**20})
@@ -74,9 +75,10 @@ def test_fit_finds_a_cache_spill_and_the_prediction_uses_it(tiny_config):
     deep = sorted(0.5 + sum({"S": 1.0, "M": 2.0, "L": 3.0, "XL": 5.0}[g] for g in layers)
                   for name, layers in micro_layouts(tiny_config) if len(layers) > 1)
     knee = deep[len(deep) // 2]  # a knee with deep micro-models on both sides
-    fixed, layers, spill = fit_costs(_spill_micro(tiny_config, knee, 0.25), tiny_config.granularity_names)
-    assert spill["decode_ms"]["above_bytes"] == pytest.approx(knee * 2**20)
-    assert spill["decode_ms"]["ms_per_mib"] == pytest.approx(0.25)
+    fixed, layers, spill = fit_costs(_spill_micro(tiny_config, [(knee, 0.25)]), tiny_config.granularity_names)
+    assert len(spill["decode_ms"]) == 1  # one knee in the truth: a second one does not pay
+    assert spill["decode_ms"][0]["above_bytes"] == pytest.approx(knee * 2**20)
+    assert spill["decode_ms"][0]["ms_per_mib"] == pytest.approx(0.25)
     assert layers["XL"]["decode_ms"] == pytest.approx(5.0) and fixed["decode_ms"] == pytest.approx(3.0)
     table = estimate_table(load_profile("iphone-15"), tiny_config)
     table.update(fixed=fixed, layers=layers, spill=spill)
@@ -85,6 +87,16 @@ def test_fit_finds_a_cache_spill_and_the_prediction_uses_it(tiny_config):
     assert predict(table, small)["decode_ms"] == pytest.approx(3.0 + tiny_config.n_layers * 1.0)  # under the knee
     big_mib = 0.5 + 5.0 * tiny_config.n_layers
     assert predict(table, big)["decode_ms"] == pytest.approx(3.0 + 5.0 * tiny_config.n_layers + 0.25 * (big_mib - knee))
+
+
+def test_fit_follows_a_second_knee(tiny_config):
+    """A cost that steepens twice (L2, then L3) is fitted with two knees and their slopes."""
+    deep = sorted(0.5 + sum({"S": 1.0, "M": 2.0, "L": 3.0, "XL": 5.0}[g] for g in layers)
+                  for name, layers in micro_layouts(tiny_config) if len(layers) > 1)
+    k1, k2 = deep[2], deep[len(deep) - 5]
+    _, _, spill = fit_costs(_spill_micro(tiny_config, [(k1, 0.1), (k2, 0.4)]), tiny_config.granularity_names)
+    got = [(t["above_bytes"] / 2**20, t["ms_per_mib"]) for t in spill["decode_ms"]]
+    assert got == [(pytest.approx(k1), pytest.approx(0.1)), (pytest.approx(k2), pytest.approx(0.4))]
 
 
 def test_layer_costs_never_decrease_with_width():
@@ -130,9 +142,10 @@ def test_import_accepts_a_valid_table_and_charts_it(table, tmp_path, capsys):
     (lambda t: {**t, "layers": {g: c for g, c in t["layers"].items() if g != "XL"}}, "exactly the granularities"),
     (lambda t: {**t, "surprise": 1}, "surprise: unknown field"),
     (lambda t: [1, 2], "top level is list"),
-    (lambda t: {**t, "spill": {"decode_ms": {"above_bytes": 1e6, "ms_per_mib": -0.1}}}, "spill.decode_ms.ms_per_mib = -0.1"),
-    (lambda t: {**t, "spill": {"memory": {"above_bytes": 1e6, "ms_per_mib": 0.1}}}, "spill.memory: unknown latency key"),
-    (lambda t: {**t, "spill": {"decode_ms": {"knee": 1}}}, "allowed: an object with exactly above_bytes, ms_per_mib"),
+    (lambda t: {**t, "spill": {"decode_ms": [{"above_bytes": 1e6, "ms_per_mib": -0.1}]}}, "spill.decode_ms[0].ms_per_mib = -0.1"),
+    (lambda t: {**t, "spill": {"memory": [{"above_bytes": 1e6, "ms_per_mib": 0.1}]}}, "spill.memory: unknown latency key"),
+    (lambda t: {**t, "spill": {"decode_ms": [{"knee": 1}]}}, "allowed: an object with exactly above_bytes, ms_per_mib"),
+    (lambda t: {**t, "spill": {"decode_ms": {"above_bytes": 1, "ms_per_mib": 1}}}, "spill.decode_ms = {"),
 ])
 def test_malformed_import_is_one_line_exit_2_nothing_written(table, tmp_path, capsys, corrupt, expected):
     bad = corrupt(copy.deepcopy(table))
