@@ -177,4 +177,4 @@ def print_validation(result: dict) -> None:
         print(f"{result['device']} {result['precision']} {key:<13} mean |error| {s['mean_abs_pct']:.2f}%   "
               f"max |error| {s['max_abs_pct']:.2f}%   ({len(result['rows'])} specs)")
     for e in result["errors"]:
-        print(f"failed: {e['spec']}: {e['error']}")
+        print(f"failed: {e['name']} ({e['stage']}): {e['error']}")

@@ -80,3 +80,23 @@ def test_micro_models_fit_a_table_that_predicts_a_new_spec(tmp_path):
     row = result["rows"][0]
     assert abs(row["memory_bytes"]["error_pct"]) < 10  # memory is stable even on a busy machine
     assert abs(row["decode_ms"]["error_pct"]) < 60  # latency only loosely: CI machines are shared
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_validate_predictor_measures_random_specs_end_to_end(tmp_path, tiny_model, capsys):
+    """`matedge profile validate-predictor`: K random specs sliced, exported, run by the native
+    runner, and compared with the table's prediction (here a roofline table of the same geometry)."""
+    pytest.importorskip("executorch")
+    from edge.predictor import write_table
+    from edge.profiler import estimate_table
+
+    ckpt = tmp_path / "ckpt"
+    save_model(tiny_model, ckpt)
+    table = write_table(estimate_table(load_profile("host"), tiny_model.config), tmp_path / "host.json")
+    assert main(["profile", "validate-predictor", str(ckpt), "--device", "host", "--table", str(table),
+                 "--specs", "2", "--runs", "5", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for key in ("decode_ms", "prefill_ms", "memory_bytes"):
+        assert f"host fp32 {key}" in out and "(2 specs)" in out
+    assert "failed:" not in out
