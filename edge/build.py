@@ -78,7 +78,6 @@ class LossCache:
     def __init__(self, model, checkpoint: Path, settings: BuildSettings):
         from edge.data import load_corpus
         from edge.evaluate import SpecScorer
-
         from exporters.base import sha256
 
         self.ckpt_sha = sha256(Path(checkpoint) / WEIGHTS)
@@ -137,14 +136,13 @@ def build_all(profiles: list[DeviceProfile], settings: BuildSettings, log=print)
 
 def build_device(profile: DeviceProfile, model, losses: LossCache, settings: BuildSettings, log=print):
     """Plan, export, verify and measure one device; returns (manifest, folder)."""
+    from tqdm import tqdm
+
     from edge.profiler import fit_context
 
     profile = fit_context(profile, model.config)  # the context and prompt the model can hold
-
     table, table_status, transport = ensure_table(profile, model.config, settings, log)
     limits = limits_of(profile)
-    from tqdm import tqdm
-
     with tqdm(total=settings.search.max_evaluations, desc="   scoring feasible specs (val loss)", unit="spec",
               disable=not settings.progress, leave=False) as losses.bar:
         result = plan(model.config, cost_fn_for(table), losses, limits, settings.search)

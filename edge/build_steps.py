@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edge import predictor
 from edge.checkpoint import atomic_dir
+from edge.costfit import observed, table_statistic
 from edge.errors import MatEdgeError
 from edge.profiles import DeviceProfile
 from edge.spec import Spec, format_spec
@@ -153,7 +154,6 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
 
     Latency uses the statistic the cost table was fitted with (median or min of the runs), so
     the prediction and the measurement in the report mean the same thing."""
-    from edge.costfit import observed
     from edge.profiler import measure_artifact
 
     if transport is None:
@@ -163,7 +163,7 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
     art = next(p for p in src.iterdir() if not p.name.endswith(".json"))
     log(f"   measuring {artifact['spec']} on {profile.name}")
     m = measure_artifact(transport, profile, art, settings.runs, settings.warmup)
-    stat = table.get("provenance", {}).get("statistic", "median")
+    stat = table_statistic(table)
     return {"decode_ms_per_token": observed(m, "decode_ms", stat), "decode_p90_ms": m["decode_p90_ms"],
             "first_token_ms": observed(m, "prefill_ms", stat), "first_token_p90_ms": m["prefill_p90_ms"],
             "memory_mb": m["peak_rss_bytes"] / 2**20, "arena_bytes": m.get("arena_bytes"), "statistic": stat}
@@ -196,8 +196,7 @@ def write_report(folder: Path, manifest: dict, result, table: dict) -> None:
         f"- consistency with XL: {manifest['consistency_with_xl']['agreement_pct']:.1f}% greedy agreement, "
         f"KL {manifest['consistency_with_xl']['kl']:.4f}",
         f"- fallback: " + (f"`{manifest['fallback']['spec']}`" if manifest["fallback"] else "none (memory not tight)"),
-        "", "## Limits", "", f"Latency is the {meas.get('statistic', table.get('provenance', {}).get('statistic', 'median'))} "
-        "of the timed runs, as in the cost table.", "",
+        "", "## Limits", "", f"Latency is the {table_statistic(table)} of the timed runs, as in the cost table.", "",
         "```", format_table(["limit", "max", "predicted", "measured"], rows), "```",
         "", "## Best candidates", "", "```",
         format_table(["spec", "source", "params", "val loss", *best[0].costs], [c.row() for c in best]), "```",

@@ -19,11 +19,10 @@ from typing import Iterator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from edge.config import ConfigError, MatFormerConfig
+from edge.config import DEFAULT_CHECKPOINT, ConfigError, MatFormerConfig  # DEFAULT_CHECKPOINT: re-exported
 from edge.model import MatFormerLM
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.json", "meta.json"
-from edge.config import DEFAULT_CHECKPOINT  # noqa: E402  (re-exported: defined without torch)
 
 
 class CheckpointError(MatEdgeError):

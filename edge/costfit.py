@@ -2,8 +2,8 @@
 
 Each cost key is fitted by least squares over the micro-models (rows: one micro-model; columns:
 the fixed part and the number of layers of each granularity). Latency keys get two refinements
-measured to matter on the host: per-layer costs that never decrease with width, and an optional
-cache-spill term chosen by leave-one-out error (see ``edge.predictor`` for how it is applied).
+measured to matter on the host: per-layer costs that never decrease with width, and up to two
+cache-spill terms chosen by leave-one-out error (see ``edge.predictor`` for how they are applied).
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ def fit_costs(micro: list[dict], names: tuple[str, ...], statistic: str = "media
     ``statistic`` picks what ``prefill_ms`` / ``decode_ms`` mean: the median of the timed runs,
     or their minimum (the uncontended cost: on a machine shared with other work the median
     carries the neighbours' load, measured here as ~9% run-to-run spread against ~3% for min).
-    Latency keys may also get a cache-spill term (see ``fit_latency``); ``spill`` holds those.
+    Latency keys may also get cache-spill terms (see ``fit_latency``); ``spill`` holds those.
     """
     import numpy as np
 
     X = np.array([[1.0] + [m["layers"].count(g) for g in names] for m in micro])
     if np.linalg.matrix_rank(X) < len(names) + 1:
         raise FitError(f"too few micro-models succeeded to separate fixed and per-layer costs "
-                            f"({len(micro)} measured; see the errors above)")
+                       f"({len(micro)} measured; see the errors above)")
     weights = np.array([m["artifact_bytes"] for m in micro], dtype=float)
     knees = spill_knees(micro)
     fixed, layers, spill = {}, {g: {} for g in names}, {}
@@ -132,7 +132,13 @@ def _loo_error(X, y, n_widths: int) -> float:
     return float(np.mean(errs))
 
 
+def table_statistic(table: dict) -> str:
+    """The latency statistic a cost table was fitted with: "median" (the default) or "min"."""
+    return table.get("provenance", {}).get("statistic", "median")
+
+
 def observed(m: dict, key: str, statistic: str = "median") -> float:
+    """The value of cost ``key`` in one runner measurement, latency read with ``statistic``."""
     if statistic == "min" and key in ("prefill_ms", "decode_ms"):
         return m[key.replace("_ms", "_min_ms")]
     if key == "weight_bytes":

@@ -25,19 +25,16 @@ def tiny_model(tiny_config) -> MatFormerLM:
 
 
 @pytest.fixture(scope="session")
-def val_tokens() -> torch.Tensor:
-    """2 x 48 tokens of real validation text (the default corpus)."""
-    from edge.data import load_corpus
-
-    val = load_corpus(max_bytes=400_000).val
-    return val[: 2 * 48].view(2, 48)
-
-
-@pytest.fixture(scope="session")
 def corpus():
     from edge.data import load_corpus
 
     return load_corpus(max_bytes=400_000)
+
+
+@pytest.fixture(scope="session")
+def val_tokens(corpus) -> torch.Tensor:
+    """2 x 48 tokens of real validation text (the default corpus)."""
+    return corpus.val[: 2 * 48].view(2, 48)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +47,7 @@ def trained_tiny(corpus) -> MatFormerLM:
     from edge.data import random_batch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see one_torch_thread (this session fixture may be set up first)
+    torch.set_num_threads(1)  # whatever a test before it set (training tests may use 2 threads)
     torch.manual_seed(0)
     cfg = MatFormerConfig.from_preset("tiny")
     model = MatFormerLM(cfg)

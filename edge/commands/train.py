@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from edge.config import DEFAULT_CHECKPOINT
-from edge.config import PRESETS
+from edge.config import DEFAULT_CHECKPOINT, PRESETS
 
 HELP = "train the universal MatFormer model (resumes an unfinished run in --out)"
 DESCRIPTION = """\
