@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edge.validate import int_arg
+
 from edge.commands.common import add_checkpoint
 
 HELP = "export a spec to ExecuTorch (.pte), LiteRT (.tflite) or Core ML (.mlpackage), with a parity check"
@@ -28,8 +30,8 @@ def configure(p) -> None:
     p.add_argument("--precision", help="default: fp32 (executorch, litert) or fp16 (coreml)")
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     p.add_argument("--name", default="model", help="artifact file name without suffix (default: model)")
-    p.add_argument("--context", type=int, help="KV-cache length (default: the model's max_context)")
-    p.add_argument("--prefill-len", type=int, help="prefill tokens T (default: min(64, context/4))")
+    p.add_argument("--context", type=int_arg(2, 1 << 20), help="KV-cache length (default: the model's max_context)")
+    p.add_argument("--prefill-len", type=int_arg(1, 1 << 20), help="prefill tokens T (default: min(64, context/4))")
     p.add_argument("--no-parity", action="store_true", help="skip the eager-vs-artifact parity check")
 
 

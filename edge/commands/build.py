@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edge.validate import int_arg
+
 HELP = "choose each device's best submodel under its limits; slice, export, verify, measure, report"
 DESCRIPTION = """\
 For each device profile: make sure a cost table exists (measured when the device is reachable
@@ -25,10 +27,10 @@ def configure(p) -> None:
     p.add_argument("--checkpoint", help="the universal checkpoint (default: the model `make demo` trains)")
     p.add_argument("--out", default="build", help="output root (default: build)")
     p.add_argument("--no-measure", action="store_true", help="estimate costs even for reachable devices")
-    p.add_argument("--eval-tokens", type=int, default=4096, help="held-out tokens per candidate (default: 4096)")
-    p.add_argument("--generations", type=int, default=6, help="evolutionary search generations (default: 6)")
-    p.add_argument("--population", type=int, default=16, help="children per generation (default: 16)")
-    p.add_argument("--runs", type=int, default=20, help="timed runs when measuring on a device (default: 20)")
+    p.add_argument("--eval-tokens", type=int_arg(1, 1 << 24), default=4096, help="held-out tokens per candidate (default: 4096)")
+    p.add_argument("--generations", type=int_arg(0, 1000), default=6, help="evolutionary search generations (default: 6)")
+    p.add_argument("--population", type=int_arg(1, 10_000), default=16, help="children per generation (default: 16)")
+    p.add_argument("--runs", type=int_arg(1, 100_000), default=20, help="timed runs when measuring on a device (default: 20)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edge.validate import int_arg
+
 from edge.config import DEFAULT_CHECKPOINT
 
 
@@ -14,5 +16,5 @@ def add_checkpoint(p, required: bool = False) -> None:
 
 
 def add_eval_tokens(p) -> None:
-    p.add_argument("--eval-tokens", type=int, default=32_768,
+    p.add_argument("--eval-tokens", type=int_arg(1, 1 << 24), default=32_768,
                    help="validation tokens to score (default: 32768)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edge.validate import int_arg
+
 from edge.commands.common import add_checkpoint, add_eval_tokens
 
 HELP = "table of S/M/L/XL: parameters, FLOPs/token, validation loss"
@@ -10,7 +12,7 @@ HELP = "table of S/M/L/XL: parameters, FLOPs/token, validation loss"
 def configure(p) -> None:
     add_checkpoint(p)
     add_eval_tokens(p)
-    p.add_argument("--seq-len", type=int, default=128, help="evaluation window (default: 128)")
+    p.add_argument("--seq-len", type=int_arg(2, 1 << 20), default=128, help="evaluation window (default: 128)")
 
 
 def run(args) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edge.validate import int_arg
+
 from edge.config import DEFAULT_CHECKPOINT, PRESETS
 
 HELP = "train the universal MatFormer model (resumes an unfinished run in --out)"
@@ -18,17 +20,17 @@ Several processes: torchrun --nproc_per_node 2 -m edge train ... (DDP, gloo on C
 
 def configure(p) -> None:
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model size (default: small)")
-    p.add_argument("--steps", type=int, help="optimizer steps (default: per preset)")
+    p.add_argument("--steps", type=int_arg(1, 10**9), help="optimizer steps (default: per preset)")
     p.add_argument("--data", help="a UTF-8 text file or a folder of them (default: Python's own docs and sources)")
     p.add_argument("--out", default=str(DEFAULT_CHECKPOINT), help=f"checkpoint folder (default: {DEFAULT_CHECKPOINT})")
     p.add_argument("--regime", default="sample", choices=["sample", "sum", "random-layer"])
     p.add_argument("--probs", help="sampling probabilities per granularity, e.g. .17,.20,.22,.41")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seq-len", type=int)
+    p.add_argument("--batch-size", type=int_arg(1, 1 << 16))
+    p.add_argument("--seq-len", type=int_arg(2, 1 << 20))
     p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="CPU threads (default: one per core; 1 is faster on a busy machine)")
-    p.add_argument("--eval-every", type=int, default=250, help="steps between validation passes")
+    p.add_argument("--seed", type=int_arg(0, 2**63 - 1), default=0)
+    p.add_argument("--threads", type=int_arg(1, 256), help="CPU threads (default: one per core; 1 is faster on a busy machine)")
+    p.add_argument("--eval-every", type=int_arg(1, 10**9), default=250, help="steps between validation passes")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
