@@ -33,9 +33,9 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from edge import interrupt
 from edge.errors import MatEdgeError
 from edge.costfit import fit_costs, observed, table_statistic
 from edge.predictor import SCHEMA
@@ -83,7 +83,7 @@ def ensure_cpp_runner(build_dir: Path = CPP_BUILD, rebuild: bool = False) -> Pat
 def runner_command(profile: DeviceProfile, artifact: Path, runs: int, warmup: int) -> list:
     """The command a transport runs: files to ship are Paths, literal arguments are strings."""
     args = ["--model", Path(artifact), "--methods", "prefill,decode", "--runs", str(runs),
-            "--warmup", str(warmup), "--threads", str(profile.threads)]
+            "--warmup", str(warmup), "--threads", str(profile.threads), *verify_args(artifact)]
     if profile.backend == "executorch":
         return [ensure_cpp_runner(), *args]
     if profile.backend == "litert":
@@ -91,6 +91,13 @@ def runner_command(profile: DeviceProfile, artifact: Path, runs: int, warmup: in
         return [sys.executable if local else "python3", LITERT_RUNNER, *args]
     raise ProfilerError(f"no runner for backend {profile.backend!r} on this machine: measure on the device "
                         f"(the sample app's benchmark mode) and `matedge profile import` its table")
+
+
+def verify_args(artifact: Path) -> list:
+    """The runner checks the artifact's size and sha256 against the metadata JSON that
+    ``matedge export`` wrote beside it (shipped with it); a file without one runs unverified."""
+    meta = Path(artifact).with_suffix(".json")
+    return ["--meta", meta] if meta.is_file() else ["--no-verify"]
 
 
 def parse_runner_output(result, name: str) -> dict:
@@ -285,7 +292,7 @@ def measure_table(profile: DeviceProfile, config, *, runs: int = 100, warmup: in
     profile = fit_context(profile, config)
     transport = transport or get_transport(profile.transport)
     transport.check()  # an unreachable device fails now, not after minutes of exports
-    with tempfile.TemporaryDirectory(prefix="matedge-profile-", dir=work_dir) as tmp:
+    with interrupt.temp_dir("matedge-profile-", work_dir) as tmp:  # removed on SIGINT/SIGTERM too
         found, errors = export_all(profile, micro_jobs(config), Path(tmp), progress)
         measured, run_errors = measure_all(transport, profile, found, runs=runs, warmup=warmup, rounds=rounds,
                                            progress=progress)
@@ -437,7 +444,7 @@ def validate_predictor(profile: DeviceProfile, model, table: dict, *, k: int = 2
     rng = random.Random(seed)
     specs = [random_spec(model.config, rng) for _ in range(k)]
     jobs = spec_jobs(model, specs)
-    with tempfile.TemporaryDirectory(prefix="matedge-validate-") as tmp:
+    with interrupt.temp_dir("matedge-validate-") as tmp:
         found, errors = export_all(profile, jobs, Path(tmp), progress)
         measured, run_errors = measure_all(transport, profile, found, runs=runs, warmup=warmup, rounds=rounds,
                                            progress=progress)

@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+from edge import interrupt
 from exporters.base import Artifact, ExportError, file_size, sha256, write_json
 
 # backend name -> module implementing it (PRECISIONS, SUFFIX, EXTRA, CACHE, export, load_runner)
@@ -136,6 +137,7 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     out_dir = _prepare_out(out_dir)
     final = out_dir / f"{name}{module.SUFFIX}"
     tmp = out_dir / f".{name}.tmp-{os.getpid()}{module.SUFFIX}"
+    interrupt.track(tmp)  # removed by the CLI even if a signal arrives inside a converter
     t0 = time.perf_counter()
     try:
         info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len)
@@ -143,10 +145,13 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
         meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds)
         if parity:
             meta["parity"] = run_parity(module, tmp, meta, dense, precision, prefill_len, val_stream)
+        interrupt.check()  # a signal swallowed by a converter still stops here, before the rename
         _replace(tmp, final)
     except BaseException:
         _remove(tmp)
         raise
+    finally:
+        interrupt.untrack(tmp)
     meta["file"] = final.name
     meta_path = out_dir / f"{name}.json"
     write_json(meta_path, meta)

@@ -16,11 +16,25 @@
 // UTF-8 bytes as ids 0..255), one prefill of the right-padded prompt, then greedy decode steps
 // until <eos>, --max-new-tokens or the end of the KV cache (--context, from the artifact's .json).
 // It prints the text (or, with --json, the token ids and timings).
+//
+// Safety: before anything is loaded, the artifact's size and sha256 are checked against its
+// metadata JSON (--meta FILE, default: the artifact's path with .json for its suffix, as
+// `matedge export` writes it); a mismatch or a missing file is refused with one line. --no-verify
+// skips the check for programs made by other tools. The program is then loaded with the
+// runtime's InternalConsistency verification. Numeric options are range-checked. Every error is
+// one line on stderr and exit code 2.
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
 
+#include <openssl/evp.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <climits>
 
 #include <algorithm>
 #include <fstream>
@@ -60,6 +74,8 @@ struct Options {
   std::string prompt;
   int context = 0;  // KV-cache positions of the artifact (generation mode)
   int max_new_tokens = 32;
+  std::string meta;        // metadata JSON with file_size and sha256 ("" = beside the model)
+  bool verify = true;      // --no-verify: run a program that has no metadata
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -75,10 +91,14 @@ std::vector<std::string> split(const std::string& text) {
   return out;
 }
 
-int to_int(const std::string& flag, const char* value) {
+// An integer option in [lo, hi]: no overflow, no trailing text (strtol alone would wrap or abort).
+int to_int(const std::string& flag, const char* value, long lo, long hi) {
   char* end = nullptr;
+  errno = 0;
   long v = std::strtol(value, &end, 10);
-  if (*end != '\0' || v < 0) fail(flag + " needs a non-negative integer, got '" + value + "'");
+  if (end == value || *end != '\0' || errno == ERANGE || v < lo || v > hi)
+    fail(flag + " needs an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
+         std::string(value).substr(0, 40) + "'");
   return static_cast<int>(v);
 }
 
@@ -92,20 +112,137 @@ Options parse(int argc, char** argv) {
     };
     if (a == "--model") o.model = next();
     else if (a == "--methods") o.methods = split(next());
-    else if (a == "--warmup") o.warmup = to_int(a, next());
-    else if (a == "--runs") o.runs = std::max(1, to_int(a, next()));
-    else if (a == "--threads") o.threads = to_int(a, next());
+    else if (a == "--warmup") o.warmup = to_int(a, next(), 0, 10000);
+    else if (a == "--runs") o.runs = to_int(a, next(), 1, 100000);
+    else if (a == "--threads") o.threads = to_int(a, next(), 0, 256);
+    else if (a == "--meta") o.meta = next();
+    else if (a == "--no-verify") o.verify = false;
     else if (a == "--benchmark") o.describe = false;
     else if (a == "--describe") o.describe = true;
     else if (a == "--generate") o.generate = true, o.prompt = next();
-    else if (a == "--context") o.context = to_int(a, next());
-    else if (a == "--max-new-tokens") o.max_new_tokens = std::max(1, to_int(a, next()));
+    else if (a == "--context") o.context = to_int(a, next(), 0, 1 << 20);
+    else if (a == "--max-new-tokens") o.max_new_tokens = to_int(a, next(), 1, 1 << 20);
     else if (a == "--json") o.json = true;
     else fail("unknown argument '" + a + "' (see the header of runner.cpp)");
   }
   if (o.model.empty()) fail("--model PATH is required");
   if (o.generate && o.context <= 0) fail("--generate needs --context N: the artifact's KV-cache length (its .json: \"context\")");
   return o;
+}
+
+// -- artifact verification (before the runtime sees a byte) --------------------------------------
+constexpr long long kMaxMetaBytes = 16 << 20;
+
+std::string read_small_file(const std::string& path, const char* what) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) fail(std::string(what) + " '" + path + "' not found");
+  if (!S_ISREG(st.st_mode)) fail(std::string(what) + " '" + path + "' is not a regular file");
+  if (st.st_size > kMaxMetaBytes) fail(std::string(what) + " '" + path + "' is too large");
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (!in.good() && !in.eof()) fail(std::string("cannot read ") + what + " '" + path + "'");
+  return ss.str();
+}
+
+// Every value of the JSON key `"key": ...` in `text` (the metadata's top level holds it once; a
+// second, different value makes the file ambiguous and it is refused).
+std::vector<std::string> json_values(const std::string& text, const std::string& key) {
+  std::vector<std::string> out;
+  const std::string quoted = "\"" + key + "\"";
+  for (size_t pos = text.find(quoted); pos != std::string::npos; pos = text.find(quoted, pos + 1)) {
+    size_t i = text.find_first_not_of(" \t\r\n", pos + quoted.size());
+    if (i == std::string::npos || text[i] != ':') continue;  // the word inside a string, not a key
+    i = text.find_first_not_of(" \t\r\n", i + 1);
+    if (i == std::string::npos) break;
+    size_t end = text[i] == '"' ? text.find('"', i + 1) : text.find_first_of(",}\n", i);
+    if (end == std::string::npos) break;
+    out.push_back(text[i] == '"' ? text.substr(i + 1, end - i - 1) : text.substr(i, end - i));
+  }
+  return out;
+}
+
+std::string one_value(const std::string& text, const std::string& key, const std::string& meta_path) {
+  auto values = json_values(text, key);
+  if (values.empty()) fail("metadata '" + meta_path + "' has no \"" + key + "\"");
+  for (const auto& v : values)
+    if (v != values[0]) fail("metadata '" + meta_path + "' has conflicting \"" + key + "\" values");
+  return values[0];
+}
+
+std::string sha256_hex(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open '" + path + "'");
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  if (ctx == nullptr || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) fail("cannot start sha256");
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (in.gcount() > 0) EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(in.gcount()));
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx, digest, &n);
+  EVP_MD_CTX_free(ctx);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) out += {hex[digest[i] >> 4], hex[digest[i] & 15]};
+  return out;
+}
+
+std::string default_meta_path(const std::string& model) {
+  size_t slash = model.find_last_of('/');
+  size_t dot = model.find_last_of('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return model + ".json";
+  return model.substr(0, dot) + ".json";
+}
+
+// Refuse (one line, exit 2) an artifact whose size or sha256 differ from its metadata JSON.
+void verify_artifact(const Options& o) {
+  struct stat st {};
+  if (stat(o.model.c_str(), &st) != 0) fail("program '" + o.model + "' not found");
+  if (!S_ISREG(st.st_mode)) fail("program '" + o.model + "' is not a regular file");
+  if (!o.verify) return;
+  const std::string meta_path = o.meta.empty() ? default_meta_path(o.model) : o.meta;
+  struct stat ms {};
+  if (o.meta.empty() && stat(meta_path.c_str(), &ms) != 0)
+    fail("no metadata '" + meta_path + "' beside the program to verify it against (pass --meta FILE, or "
+         "--no-verify for a program not written by matedge)");
+  const std::string text = read_small_file(meta_path, "metadata");
+  const std::string size = one_value(text, "file_size", meta_path);
+  const std::string digest = one_value(text, "sha256", meta_path);
+  if (size != std::to_string(static_cast<long long>(st.st_size)))
+    fail("program '" + o.model + "' is " + std::to_string(static_cast<long long>(st.st_size)) +
+         " bytes but its metadata says " + size.substr(0, 24) + ": refusing a damaged or substituted file");
+  if (sha256_hex(o.model) != digest)
+    fail("program '" + o.model + "' does not match the sha256 in '" + meta_path +
+         "': refusing a damaged or substituted file");
+}
+
+// Last line of defence: the checks above stop a damaged file, but a hostile file that carries a
+// matching sha256 can still make the runtime read out of bounds (measured: 1 in 40 re-signed
+// mutants). Report that as one line and exit 2 instead of dying by a signal. Only
+// async-signal-safe calls here (write, _exit).
+void on_crash(int sig) {
+  static const char msg[] = "matedge_runner: error: the runtime crashed reading the program (a damaged or hostile file; "
+                            "re-export it)\n";
+  ssize_t ignored = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+  (void)ignored;
+  (void)sig;
+  _exit(2);
+}
+
+void install_crash_handler() {
+  static std::vector<char> alt(1 << 16);  // an own stack: the crash may be a stack overflow
+  stack_t ss{};
+  ss.ss_sp = alt.data();
+  ss.ss_size = alt.size();
+  sigaltstack(&ss, nullptr);
+  struct sigaction sa {};
+  sa.sa_handler = on_crash;
+  sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &sa, nullptr);
 }
 
 // Zero-filled inputs shaped by the method's metadata; the TensorPtrs own the memory.
@@ -294,14 +431,18 @@ void print_generation(const Generation& g, const Options& o, long long peak_rss)
 }  // namespace
 
 int main(int argc, char** argv) {
+  install_crash_handler();
   Options o = parse(argc, argv);
+  verify_artifact(o);
   if (o.threads > 0) executorch::extension::threadpool::get_threadpool()->_unsafe_reset_threadpool(o.threads);
   // Mmap: weights are paged in from the file as the delegate reads them, as an app would do.
   // Shared arenas: prefill and decode must see one KV cache (the program is exported with
   // share_mutable_buffers). Without it each method gets its own copy, and decode attends to an
   // empty cache: generation silently diverges from eager after the first token.
   Module module(o.model, Module::LoadMode::Mmap, nullptr, nullptr, nullptr, /*share_memory_arenas=*/true);
-  if (module.load() != executorch::runtime::Error::Ok) fail("cannot load program '" + o.model + "'");
+  // InternalConsistency: the runtime checks the flatbuffer's structure before trusting it.
+  if (module.load(executorch::runtime::Program::Verification::InternalConsistency) != executorch::runtime::Error::Ok)
+    fail("cannot load program '" + o.model + "' (not a valid ExecuTorch program)");
   if (o.generate) {
     Generation g = generate(module, o);
     print_generation(g, o, peak_rss_bytes());

@@ -31,6 +31,7 @@ def configure(p) -> None:
     p.add_argument("--generations", type=int_arg(0, 1000), default=6, help="evolutionary search generations (default: 6)")
     p.add_argument("--population", type=int_arg(1, 10_000), default=16, help="children per generation (default: 16)")
     p.add_argument("--runs", type=int_arg(1, 100_000), default=20, help="timed runs when measuring on a device (default: 20)")
+    p.add_argument("--force", action="store_true", help="replace OUT/<device> folders that matedge did not write")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -52,7 +53,7 @@ def run(args) -> int:
         raise CheckpointError(f"checkpoint {str(ckpt)!r} not found (run `make demo` or `matedge train`)")
     settings = BuildSettings(checkpoint=ckpt, out_root=Path(args.out), runs=args.runs, eval_tokens=args.eval_tokens,
                              search=SearchSettings(generations=args.generations, population=args.population),
-                             measure=not args.no_measure, progress=not args.quiet)
+                             measure=not args.no_measure, progress=not args.quiet, force=args.force)
     results = build_all(profiles, settings)
     print()
     print(summary(results))

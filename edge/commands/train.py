@@ -27,11 +27,12 @@ def configure(p) -> None:
     p.add_argument("--probs", help="sampling probabilities per granularity, e.g. .17,.20,.22,.41")
     p.add_argument("--batch-size", type=int_arg(1, 1 << 16))
     p.add_argument("--seq-len", type=int_arg(2, 1 << 20))
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=float, help="peak learning rate, in (0, 10] (default: per preset)")
     p.add_argument("--seed", type=int_arg(0, 2**63 - 1), default=0)
     p.add_argument("--threads", type=int_arg(1, 256), help="CPU threads (default: one per core; 1 is faster on a busy machine)")
     p.add_argument("--eval-every", type=int_arg(1, 10**9), default=250, help="steps between validation passes")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a run")
+    p.add_argument("--force", action="store_true", help="replace an --out folder that matedge did not write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -44,7 +45,9 @@ def _probs(text: str | None) -> tuple[float, ...] | None:
         probs = tuple(float(v) for v in text.split(","))
     except ValueError:
         probs = ()
-    if len(probs) != 4 or any(p < 0 for p in probs) or sum(probs) <= 0:
+    import math
+
+    if len(probs) != 4 or not all(math.isfinite(p) and 0 <= p <= 1e6 for p in probs) or sum(probs) <= 0:
         raise MatEdgeError(f"--probs {text!r}: need 4 non-negative numbers for S,M,L,XL, e.g. .17,.20,.22,.41")
     return probs
 
@@ -56,7 +59,7 @@ def run(args) -> int:
     targs = TrainArgs(preset=args.preset, steps=args.steps, data=args.data, out=args.out, regime=args.regime,
                       probs=_probs(args.probs), batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                       seed=args.seed, threads=args.threads, eval_every=args.eval_every, resume=not args.no_resume,
-                      progress=not args.quiet)
+                      force=args.force, progress=not args.quiet)
     meta = train(targs)
     if "history" in meta and meta["history"]:
         val = meta["history"][-1]["val_loss"]
