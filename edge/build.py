@@ -22,6 +22,7 @@ from edge import predictor
 from edge.checkpoint import WEIGHTS, atomic_dir, load_meta, load_model
 from edge.errors import MatEdgeError
 from edge.fsguard import atomic_write_text
+from edge.guard import os_error_text
 from edge.validate import is_number, read_json, safe_id
 from edge.profiles import DeviceProfile
 from edge.build_steps import ParityFailure, ensure_table, export_cached, measure_on_device, write_report
@@ -129,6 +130,9 @@ def build_all(profiles: list[DeviceProfile], settings: BuildSettings, log=print)
         except ParityFailure as e:
             results.append(DeviceResult(profile.name, False, error=str(e)))
             log(f"   failed: {e}")
+        except OSError as e:  # disk full, read-only folder, ...: the user's to fix, one line
+            results.append(DeviceResult(profile.name, False, error=os_error_text(e), bad_input=True))
+            log(f"   failed: {os_error_text(e)}")
         except Exception as e:  # a bug in one device's build must not stop the others
             results.append(DeviceResult(profile.name, False, error=f"{type(e).__name__}: {e}"))
             traceback.print_exc(file=sys.stderr)

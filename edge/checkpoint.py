@@ -35,7 +35,10 @@ def write_model(model: MatFormerLM, folder: Path, meta: dict | None = None) -> N
     """Write weights, config and meta into an existing folder (no atomicity: see save_model)."""
     folder = Path(folder)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS))
+    try:
+        save_file(state, str(folder / WEIGHTS))
+    except SafetensorError as e:  # its I/O errors (disk full, ...) are not OSErrors
+        raise CheckpointError(f"cannot write {str(folder / WEIGHTS)!r}: {' '.join(str(e).split())}") from None
     model.config.save(folder / CONFIG)
     (folder / META).write_text(json.dumps(meta or {}, indent=2) + "\n")
 

@@ -160,6 +160,7 @@ def _resume(out: Path, model, opt, gens) -> tuple[int, list]:
 
 def train(args: TrainArgs) -> dict:
     """Train (or resume) and save to ``args.out``; returns the final meta dict."""
+    check_dir_destination(args.out, args.force)  # before minutes of training, not at the first save
     rank, world = _dist_info()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -174,7 +175,6 @@ def train(args: TrainArgs) -> dict:
     data_gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
     gran_gen = torch.Generator().manual_seed(args.seed)  # identical on every rank
     out, start, history = Path(args.out), 0, []
-    check_dir_destination(out, args.force)  # before minutes of training, not at the first save
     if args.resume and (out / STATE).exists():
         start, history = _resume(out, model, opt, (data_gen, gran_gen))
         data_gen.manual_seed(args.seed * 1000 + rank + 7919 * start)  # fresh windows per rank

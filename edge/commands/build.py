@@ -48,6 +48,7 @@ def run(args) -> int:
         raise MatEdgeError("name a device with --device NAME (see `matedge profiles list`) or use --all")
     names = list_profiles() if args.all else args.device
     profiles = [load_profile(n) for n in names]  # every profile is checked before any work starts
+    _check_destinations(Path(args.out), profiles, args.force)
     ckpt = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if not ckpt.exists():
         raise CheckpointError(f"checkpoint {str(ckpt)!r} not found (run `make demo` or `matedge train`)")
@@ -66,6 +67,17 @@ def run(args) -> int:
     if not failed:
         return 0
     return 2 if all(r.bad_input for r in failed) else 1
+
+
+def _check_destinations(root, profiles, force: bool) -> None:
+    """Before any work: OUT is a folder (or can be one) and no OUT/<device> is someone else's."""
+    from edge.fsguard import DestinationError, check_dir_destination
+    from edge.validate import safe_id
+
+    if root.exists() and not root.is_dir():
+        raise DestinationError(f"--out {str(root)!r} exists and is not a folder (allowed: a folder for the build)")
+    for profile in profiles:
+        check_dir_destination(root / safe_id(profile.name, "profile name"), force, what=f"build folder of {profile.name}")
 
 
 def summary(results) -> str:
