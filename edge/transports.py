@@ -207,10 +207,13 @@ class SshTransport(_RemoteTransport):
     def _shell(self, line: str) -> list[str]:
         return ["ssh", *self.opts, "-p", str(self.port), "--", self.target, line]
 
-    def _push(self, files: list[Path], folder: str, timeout: float) -> None:
+    def push_argv(self, files: list[Path], folder: str) -> list[str]:
         # Absolute local paths: a relative name with a ':' would be read as a remote one.
-        self._checked(["scp", "-q", "-p", *self.opts, "-P", str(self.port), "--",
-                       *(str(f.resolve()) for f in files), f"{self.scp_target}:{folder}/"], timeout, "copy files")
+        return ["scp", "-q", "-p", *self.opts, "-P", str(self.port), "--", *(str(Path(f).resolve()) for f in files),
+                f"{self.scp_target}:{folder}/"]
+
+    def _push(self, files: list[Path], folder: str, timeout: float) -> None:
+        self._checked(self.push_argv(files, folder), timeout, "copy files")
 
 
 class AdbTransport(_RemoteTransport):
@@ -228,9 +231,11 @@ class AdbTransport(_RemoteTransport):
     def _shell(self, line: str) -> list[str]:
         return [*self.prefix, "shell", "--", line]  # adb shell parses options with getopt: "--" ends them
 
+    def push_argv(self, files: list[Path], folder: str) -> list[str]:
+        return [*self.prefix, "push", "--", *(str(Path(f).resolve()) for f in files), f"{folder}/"]
+
     def _push(self, files: list[Path], folder: str, timeout: float) -> None:
-        self._checked([*self.prefix, "push", "--", *(str(f.resolve()) for f in files), f"{folder}/"], timeout,
-                      "push files")
+        self._checked(self.push_argv(files, folder), timeout, "push files")
         names = " ".join(shlex.quote(f"{folder}/{f.name}") for f in files)
         self._checked(self._shell(f"chmod 755 {names}"), CONNECT_TIMEOUT_S * 3, "mark files executable")
 
