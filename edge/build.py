@@ -23,7 +23,7 @@ from edge.checkpoint import WEIGHTS, atomic_dir, load_meta, load_model
 from edge.errors import MatEdgeError
 from edge.fsguard import atomic_write_text
 from edge.guard import os_error_text
-from edge.validate import is_number, read_json, safe_id
+from edge.inputs import is_number, read_json, safe_id
 from edge.profiles import DeviceProfile
 from edge.build_steps import ParityFailure, ensure_table, export_cached, measure_on_device, write_report
 from edge.search import Candidate, Plan, SearchSettings, plan

@@ -14,7 +14,7 @@ from edge import predictor
 from edge.checkpoint import atomic_dir
 from edge.costfit import observed, table_statistic
 from edge.errors import MatEdgeError
-from edge.validate import read_json
+from edge.inputs import read_json
 from edge.profiles import DeviceProfile
 from edge.spec import Spec, format_spec
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from edge import fsguard, validate
+from edge import fsguard, inputs
 from edge.config import DEFAULT_CHECKPOINT, ConfigError, MatFormerConfig  # DEFAULT_CHECKPOINT: re-exported
 from edge.model import MatFormerLM
 
@@ -58,7 +58,7 @@ def load_config(folder: Path) -> MatFormerConfig:
     if not (folder / CONFIG).exists():
         raise CheckpointError(f"checkpoint {str(folder)!r} has no {CONFIG}")
     try:
-        data = validate.read_json(folder / CONFIG, "model config")
+        data = inputs.read_json(folder / CONFIG, "model config")
         return MatFormerConfig.from_dict(data)
     except MatEdgeError as e:
         raise CheckpointError(f"checkpoint {str(folder)!r}: corrupt {CONFIG}: {e}") from None
@@ -75,7 +75,7 @@ def load_meta(folder: Path) -> dict:
     if not path.exists() and not path.is_symlink():
         return {}
     try:
-        meta = validate.read_json(path, "checkpoint meta")
+        meta = inputs.read_json(path, "checkpoint meta")
     except MatEdgeError as e:
         raise CheckpointError(str(e)) from None
     if not isinstance(meta, dict):

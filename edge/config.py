@@ -8,7 +8,7 @@ layer's own intermediate size, as Gemma 3n's config does).
 from __future__ import annotations
 
 from edge.errors import MatEdgeError
-from edge.validate import RANGES, in_range, is_number, range_text, read_json
+from edge.inputs import RANGES, in_range, is_number, range_text, read_json
 
 import dataclasses
 import json

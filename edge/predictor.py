@@ -38,7 +38,7 @@ from typing import Sequence
 
 from edge.errors import MatEdgeError
 from edge.fsguard import atomic_write_text, check_file_destination
-from edge.validate import SAFE_ID_TEXT, in_range, is_safe_id, range_text, read_json, safe_id
+from edge.inputs import SAFE_ID_TEXT, in_range, is_safe_id, range_text, read_json, safe_id
 
 SCHEMA = "matedge.cost_table/1"
 LATENCY_KEYS = ("prefill_ms", "prefill_p90_ms", "decode_ms", "decode_p90_ms")

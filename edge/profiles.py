@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.errors import MatEdgeError
-from edge.validate import RANGES, SAFE_ID_TEXT, in_range, is_safe_id, range_text, read_toml
+from edge.inputs import RANGES, SAFE_ID_TEXT, in_range, is_safe_id, range_text, read_toml
 
 MAX_STR = 500  # description, cpu, transport: a line, not a document
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from edge.validate import int_arg
+from edge.inputs import int_arg
 
 from edge.commands.common import add_checkpoint
-from edge.validate import SAFE_ID_TEXT, is_safe_id
+from edge.inputs import SAFE_ID_TEXT, is_safe_id
 
 HELP = "export a spec to ExecuTorch (.pte), LiteRT (.tflite) or Core ML (.mlpackage), with a parity check"
 DESCRIPTION = """\
@@ -83,7 +83,7 @@ def _check_destination(args) -> None:
 
     from edge.errors import MatEdgeError
     from edge.fsguard import check_dir_destination, check_file_destination
-    from edge.validate import read_json
+    from edge.inputs import read_json
     from exporters import EXPORTERS
 
     suffix = importlib.import_module(EXPORTERS[args.backend]).SUFFIX  # the module itself is light

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.validate import int_arg
+from edge.inputs import int_arg
 
 HELP = "choose each device's best submodel under its limits; slice, export, verify, measure, report"
 DESCRIPTION = """\
@@ -72,7 +72,7 @@ def run(args) -> int:
 def _check_destinations(root, profiles, force: bool) -> None:
     """Before any work: OUT is a folder (or can be one) and no OUT/<device> is someone else's."""
     from edge.fsguard import DestinationError, check_dir_destination
-    from edge.validate import safe_id
+    from edge.inputs import safe_id
 
     if root.exists() and not root.is_dir():
         raise DestinationError(f"--out {str(root)!r} exists and is not a folder (allowed: a folder for the build)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edge.commands.common import add_checkpoint
-from edge.validate import int_arg
+from edge.inputs import int_arg
 
 HELP = "measure what each granularity costs on a device (cost table); import, chart, validate"
 DESCRIPTION = """\

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.validate import int_arg
+from edge.inputs import int_arg
 
 from edge.config import DEFAULT_CHECKPOINT, PRESETS
 
