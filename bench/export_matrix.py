@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 from edge.checkpoint import load_any  # noqa: E402
 from edge.slicing import slice_model  # noqa: E402
 from edge.spec import parse_spec  # noqa: E402
-from edge.table import format_table  # noqa: E402
+from edge.texttable import format_table  # noqa: E402
 from exporters import PRECISIONS, export_model, get_exporter  # noqa: E402
 from exporters.decoding import make_wrapper  # noqa: E402
 

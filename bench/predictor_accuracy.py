@@ -36,9 +36,9 @@ def _export_job(job):
     """Worker: build one model (micro-model or sliced spec) and export it; -> (name, path, error)."""
     global _MODEL
     from edge.checkpoint import load_model
-    from edge.commands.profile import device_profile
+    from edge.cli.cost_tables import device_profile
     from edge.errors import MatEdgeError
-    from edge.profiler import export_artifact, fit_context, micro_model
+    from edge.device.profiler import export_artifact, fit_context, micro_model
     from edge.slicing import slice_model
 
     name, kind, layers, checkpoint, device, precision, out_dir = job
@@ -65,12 +65,12 @@ def export_parallel(jobs, workers: int):
 
 
 def run_precision(args, model, precision: str, tmp: Path) -> dict:
-    from edge.commands.profile import device_profile, print_validation
-    from edge.predictor import table_path, write_table
-    from edge.costfit import STATISTICS
-    from edge.profiler import compare, fit_context, measure_all, micro_layouts, plot_table, table_from
+    from edge.cli.cost_tables import device_profile, print_validation
+    from edge.device.predictor import table_path, write_table
+    from edge.device.costfit import STATISTICS
+    from edge.device.profiler import compare, fit_context, measure_all, micro_layouts, plot_table, table_from
     from edge.spec import format_spec, random_spec
-    from edge.transports import get_transport
+    from edge.device.transports import get_transport
 
     profile = fit_context(device_profile(args.device, precision), model.config)
     transport = get_transport(profile.transport)
@@ -122,8 +122,8 @@ def main() -> int:
     args = p.parse_args()
 
     from edge.checkpoint import load_model
-    from edge.profiler import ensure_cpp_runner, library_versions
-    from edge.transports import local_cpu_model
+    from edge.device.profiler import ensure_cpp_runner, library_versions
+    from edge.device.transports import local_cpu_model
 
     model = load_model(args.checkpoint)
     ensure_cpp_runner()

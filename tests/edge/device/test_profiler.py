@@ -11,8 +11,8 @@ import pytest
 from edge.checkpoint import save_model
 from edge.cli import main
 from edge.config import MatFormerConfig
-from edge.predictor import validate_table
-from edge.profiles import load_profile
+from edge.device.predictor import validate_table
+from edge.device.profiles import load_profile
 
 UNREACHABLE = """\
 name = "{name}"
@@ -51,9 +51,9 @@ def test_unreachable_device_fails_fast_with_one_line(tmp_path, tiny_model, capsy
 @pytest.mark.integration
 def test_micro_models_fit_a_table_that_predicts_a_new_spec(tmp_path):
     pytest.importorskip("executorch")
-    from edge.profiler import compare, export_all, fit_context, measure_all, micro_jobs, spec_jobs, table_from
+    from edge.device.profiler import compare, export_all, fit_context, measure_all, micro_jobs, spec_jobs, table_from
     from edge.model import MatFormerLM
-    from edge.transports import LocalTransport
+    from edge.device.transports import LocalTransport
 
     # Two granularities, two layers: 2 one-layer models, the widest model and 2 calibration mixes.
     config = MatFormerConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_context=32,
@@ -88,8 +88,8 @@ def test_validate_predictor_measures_random_specs_end_to_end(tmp_path, tiny_mode
     """`matedge profile validate-predictor`: K random specs sliced, exported, run by the native
     runner, and compared with the table's prediction (here a roofline table of the same geometry)."""
     pytest.importorskip("executorch")
-    from edge.predictor import write_table
-    from edge.profiler import estimate_table
+    from edge.device.predictor import write_table
+    from edge.device.profiler import estimate_table
 
     ckpt = tmp_path / "ckpt"
     save_model(tiny_model, ckpt)

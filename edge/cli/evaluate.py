@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.commands.common import add_checkpoint, add_eval_tokens
+from edge.cli.common import add_checkpoint, add_eval_tokens
 
 HELP = "validation loss/perplexity of a spec and its consistency with XL"
 
@@ -20,7 +20,7 @@ def run(args) -> int:
     from edge.evaluate import bits_per_byte, consistency, eval_loss, perplexity
     from edge.errors import MatEdgeError
     from edge.spec import format_spec, parse_spec, param_count
-    from edge.table import format_table
+    from edge.texttable import format_table
 
     model, folder = load_any(args.checkpoint)
     if not model.config.is_universal:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.commands.common import add_checkpoint, add_eval_tokens
+from edge.cli.common import add_checkpoint, add_eval_tokens
 
 HELP = "table of S/M/L/XL: parameters, FLOPs/token, validation loss"
 
@@ -18,7 +18,7 @@ def run(args) -> int:
     from edge.data import load_corpus
     from edge.evaluate import bits_per_byte, eval_loss
     from edge.spec import flops_per_token, param_count, uniform_specs
-    from edge.table import format_table
+    from edge.texttable import format_table
 
     model, folder = load_any(args.checkpoint)
     config, meta = model.config, load_meta(folder)

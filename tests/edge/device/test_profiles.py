@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 from edge.cli import main
-from edge.profiles import BACKEND_PRECISIONS, PROFILES_DIR, ProfileError, list_profiles, load_profile
+from edge.device.profiles import BACKEND_PRECISIONS, PROFILES_DIR, ProfileError, list_profiles, load_profile
 
 GOOD = """\
 name = "{name}"

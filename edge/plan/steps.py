@@ -10,11 +10,11 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge import predictor
+from edge.device import predictor
 from edge.checkpoint import atomic_dir
-from edge.costfit import observed, table_statistic
+from edge.device.costfit import observed, table_statistic
 from edge.errors import MatEdgeError
-from edge.profiles import DeviceProfile
+from edge.device.profiles import DeviceProfile
 from edge.spec import Spec, format_spec
 
 PROBE_TIMEOUT_S = 10.0
@@ -46,8 +46,8 @@ def probe(transport) -> str:
 
 def ensure_table(profile: DeviceProfile, config, settings, log=print):
     """(table, status, transport or None): reuse, measure, or estimate the device's cost table."""
-    from edge.profiler import estimate_table, measure_table
-    from edge.transports import get_transport, parse_transport
+    from edge.device.profiler import estimate_table, measure_table
+    from edge.device.transports import get_transport, parse_transport
 
     path = predictor.table_path(profile.name, profile.precision, root=settings.out_root / "cost_tables")
     transport, why_not = None, "transport none"
@@ -154,7 +154,7 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
 
     Latency uses the statistic the cost table was fitted with (median or min of the runs), so
     the prediction and the measurement in the report mean the same thing."""
-    from edge.profiler import measure_artifact
+    from edge.device.profiler import measure_artifact
 
     if transport is None:
         return None
@@ -172,9 +172,9 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
 # -- report ------------------------------------------------------------------------------------------
 def write_report(folder: Path, manifest: dict, result, table: dict) -> None:
     """report.md with the decision, the limits, the frontier and cost charts."""
-    from edge.plots import plot_frontier
-    from edge.profiler import plot_table
-    from edge.table import format_table
+    from edge.plan.plots import plot_frontier
+    from edge.device.profiler import plot_table
+    from edge.texttable import format_table
 
     plot_frontier(result, folder / "frontier.png", f"{manifest['device']}: candidates under the limits")
     plot_table(table, folder / "costs.png")

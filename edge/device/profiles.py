@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge.errors import MatEdgeError
 
-PROFILES_DIR = Path(os.environ.get("MATEDGE_PROFILES_DIR", Path(__file__).resolve().parent.parent / "device_profiles"))
+PROFILES_DIR = Path(os.environ.get("MATEDGE_PROFILES_DIR", Path(__file__).resolve().parents[2] / "device_profiles"))
 
 # Precisions each backend's exporter offers: the exporters registry's own table (it imports no
 # backend library); the copy below stands in where the exporters package is not installed.
@@ -106,7 +106,7 @@ def _check_table(data: dict, schema: dict, prefix: str, problems: list[str]) -> 
 
 def validate_data(data: dict, stem: str | None = None) -> list[str]:
     """Every problem of one parsed profile, as ``field = value (allowed: ...)`` strings."""
-    from edge.transports import TransportError, parse_transport
+    from edge.device.transports import TransportError, parse_transport
 
     problems: list[str] = []
     _check_table(data, TOP, "", problems)

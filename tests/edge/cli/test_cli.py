@@ -9,7 +9,7 @@ import pytest
 from edge.checkpoint import save_model
 from edge.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def matedge(*args, cwd=ROOT):

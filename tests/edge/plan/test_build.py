@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from edge.build import BuildSettings, build_all
-from edge.profiles import load_profile
-from edge.search import SearchSettings
+from edge.plan.build import BuildSettings, build_all
+from edge.device.profiles import load_profile
+from edge.plan.planner import SearchSettings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 PROFILE = """\
 name = "{name}"
@@ -152,7 +152,7 @@ def test_changed_profile_rebuilds_only_what_changed(ckpt, tmp_path):
 
 def test_a_measured_limit_overrun_warns_with_what_to_do(capsys):
     """Predicted under the limit, measured over it: one warning per exceeded limit, none otherwise."""
-    from edge.build import warn_if_over
+    from edge.plan.build import warn_if_over
 
     manifest = {"device": "board", "limits": {"decode_ms_per_token": 0.45, "memory_mb": 60},
                 "predicted": {"decode_ms_per_token": 0.41, "memory_mb": 50.0},

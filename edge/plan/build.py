@@ -18,12 +18,12 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge import predictor
+from edge.device import predictor
 from edge.checkpoint import WEIGHTS, atomic_dir, load_meta, load_model
 from edge.errors import MatEdgeError
-from edge.profiles import DeviceProfile
-from edge.build_steps import ParityFailure, ensure_table, export_cached, measure_on_device, write_report
-from edge.search import Candidate, Plan, SearchSettings, plan
+from edge.device.profiles import DeviceProfile
+from edge.plan.steps import ParityFailure, ensure_table, export_cached, measure_on_device, write_report
+from edge.plan.planner import Candidate, Plan, SearchSettings, plan
 from edge.spec import Spec, format_spec, uniform_specs
 
 MANIFEST_SCHEMA = "matedge.manifest/1"
@@ -138,7 +138,7 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
     """Plan, export, verify and measure one device; returns (manifest, folder)."""
     from tqdm import tqdm
 
-    from edge.profiler import fit_context
+    from edge.device.profiler import fit_context
 
     profile = fit_context(profile, model.config)  # the context and prompt the model can hold
     table, table_status, transport = ensure_table(profile, model.config, settings, log)

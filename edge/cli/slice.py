@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.commands.common import add_checkpoint
+from edge.cli.common import add_checkpoint
 
 HELP = "write the dense submodel of a spec (safetensors + config.json with per-layer sizes)"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.commands.common import add_checkpoint
+from edge.cli.common import add_checkpoint
 
 HELP = "predict decode/prefill latency and memory of a spec on a device (from its cost table)"
 
@@ -19,11 +19,11 @@ def run(args) -> int:
     from pathlib import Path
 
     from edge.checkpoint import DEFAULT_CHECKPOINT, load_config
-    from edge.commands.profile import device_profile
-    from edge.predictor import CostTableError, check_model, load_table, predict, table_path
-    from edge.profiler import estimate_table
+    from edge.cli.cost_tables import device_profile
+    from edge.device.predictor import CostTableError, check_model, load_table, predict, table_path
+    from edge.device.profiler import estimate_table
     from edge.spec import format_spec, parse_spec
-    from edge.transports import parse_transport
+    from edge.device.transports import parse_transport
 
     profile = device_profile(args.device, args.precision)
     config = load_config(Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT)

@@ -16,15 +16,15 @@ from edge.errors import MatEdgeError
 
 # command -> module implementing it. Keep sorted by the order a user meets them.
 COMMANDS: dict[str, str] = {
-    "train": "edge.commands.train",
-    "info": "edge.commands.info",
-    "eval": "edge.commands.evaluate",
-    "slice": "edge.commands.slice",
-    "export": "exporters.cli",
-    "profiles": "edge.commands.profiles",
-    "profile": "edge.commands.profile",
-    "predict": "edge.commands.predict",
-    "build": "edge.commands.build",
+    "train": "edge.cli.train",
+    "info": "edge.cli.info",
+    "eval": "edge.cli.evaluate",
+    "slice": "edge.cli.slice",
+    "export": "edge.cli.export",
+    "profiles": "edge.cli.device_profiles",
+    "profile": "edge.cli.cost_tables",
+    "predict": "edge.cli.predict",
+    "build": "edge.cli.build",
 }
 
 DESCRIPTION = """\

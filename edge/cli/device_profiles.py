@@ -27,8 +27,8 @@ def run(args) -> int:
 
 
 def _list(args) -> int:
-    from edge.profiles import ProfileError, list_profiles, load_profile
-    from edge.table import format_table
+    from edge.device.profiles import ProfileError, list_profiles, load_profile
+    from edge.texttable import format_table
 
     rows = []
     for name in list_profiles():
@@ -43,7 +43,7 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
-    from edge.profiles import load_profile
+    from edge.device.profiles import load_profile
 
     p = load_profile(args.name)
     d = p.to_dict()
@@ -59,7 +59,7 @@ def _show(args) -> int:
 
 
 def _validate(args) -> int:
-    from edge.profiles import ProfileError, list_profiles, load_profile
+    from edge.device.profiles import ProfileError, list_profiles, load_profile
 
     names = args.names or list_profiles()
     if not names:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.commands.common import add_checkpoint
+from edge.cli.common import add_checkpoint
 
 HELP = "measure what each granularity costs on a device (cost table); import, chart, validate"
 DESCRIPTION = """\
@@ -58,7 +58,7 @@ def device_profile(name: str, precision: str | None):
     """Load a profile, with its precision overridden (and checked) when asked."""
     import dataclasses
 
-    from edge.profiles import BACKEND_PRECISIONS, ProfileError, load_profile
+    from edge.device.profiles import BACKEND_PRECISIONS, ProfileError, load_profile
 
     profile = load_profile(name)
     if precision is None:
@@ -87,9 +87,9 @@ def _measure(args) -> int:
     from pathlib import Path
 
     from edge.checkpoint import DEFAULT_CHECKPOINT, load_config
-    from edge.predictor import table_path, write_table
-    from edge.profiler import estimate_table, measure_table, plot_table
-    from edge.transports import parse_transport
+    from edge.device.predictor import table_path, write_table
+    from edge.device.profiler import estimate_table, measure_table, plot_table
+    from edge.device.transports import parse_transport
 
     profile = device_profile(args.device, args.precision)
     config = load_config(Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT)
@@ -110,7 +110,7 @@ def _measure(args) -> int:
 
 
 def _print_table(table: dict) -> None:
-    from edge.table import format_table
+    from edge.texttable import format_table
 
     rows = [["fixed", *(_cells(table["fixed"]))]] + [[g, *(_cells(c))] for g, c in table["layers"].items()]
     tag = " [estimated]" if table["estimated"] else ""
@@ -128,7 +128,7 @@ def _cells(c: dict) -> list:
 
 
 def _import(args) -> int:
-    from edge.predictor import load_table, table_path, write_table
+    from edge.device.predictor import load_table, table_path, write_table
 
     table = load_table(args.file)  # schema-checked: a malformed table stops here, nothing written
     out = write_table(table, args.import_out or table_path(table["device"], table["precision"]))
@@ -140,8 +140,8 @@ def _import(args) -> int:
 def _chart(args) -> int:
     from pathlib import Path
 
-    from edge.predictor import load_table, table_path
-    from edge.profiler import plot_table
+    from edge.device.predictor import load_table, table_path
+    from edge.device.profiler import plot_table
 
     profile = device_profile(args.device, args.precision)
     path = Path(args.table or table_path(profile.name, profile.precision))
@@ -152,8 +152,8 @@ def _chart(args) -> int:
 
 def _validate(args) -> int:
     from edge.checkpoint import load_any
-    from edge.predictor import load_table, table_path
-    from edge.profiler import validate_predictor
+    from edge.device.predictor import load_table, table_path
+    from edge.device.profiler import validate_predictor
 
     profile = device_profile(args.device, args.precision)
     table = load_table(args.table or table_path(profile.name, profile.precision))
@@ -166,7 +166,7 @@ def _validate(args) -> int:
 
 def print_validation(result: dict) -> None:
     """Per-spec rows, then mean and max absolute % error per metric."""
-    from edge.table import format_table
+    from edge.texttable import format_table
 
     rows = [[r["spec"], r["decode_ms"]["predicted"], r["decode_ms"]["measured"], r["decode_ms"]["error_pct"],
              r["prefill_ms"]["error_pct"], r["memory_bytes"]["predicted"] / 2**20,

@@ -9,10 +9,10 @@ import pytest
 
 from edge.checkpoint import save_model
 from edge.cli import main
-from edge.predictor import CostTableError, check_model, load_table, predict, validate_table, write_table
-from edge.costfit import fit_costs, monotone_lstsq
-from edge.profiler import estimate_table, micro_layouts
-from edge.profiles import load_profile
+from edge.device.predictor import CostTableError, check_model, load_table, predict, validate_table, write_table
+from edge.device.costfit import fit_costs, monotone_lstsq
+from edge.device.profiler import estimate_table, micro_layouts
+from edge.device.profiles import load_profile
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.commands.common import add_checkpoint
+from edge.cli.common import add_checkpoint
 
 HELP = "export a spec to ExecuTorch (.pte), LiteRT (.tflite) or Core ML (.mlpackage), with a parity check"
 DESCRIPTION = """\

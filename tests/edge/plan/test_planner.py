@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from edge.config import MatFormerConfig
-from edge.search import PlanError, SearchSettings, pareto_frontier, plan
+from edge.plan.planner import PlanError, SearchSettings, pareto_frontier, plan
 from edge.spec import is_monotone
 
 CFG = MatFormerConfig.from_preset("tiny")  # 4 layers -> 4**4 = 256 specs
@@ -91,7 +91,7 @@ def test_pareto_frontier_is_monotone():
 
 
 def test_frontier_plot(tmp_path):
-    from edge.plots import plot_frontier
+    from edge.plan.plots import plot_frontier
 
     p = plan(CFG, costs, loss, {"decode_ms_per_token": 12.0, "memory_mb": 40.0})
     out = plot_frontier(p, tmp_path / "frontier.png", "synthetic")

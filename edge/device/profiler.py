@@ -8,7 +8,7 @@ least-squares fit of
 
     cost(micro-model) = fixed + sum over its layers of layer[g]
 
-over all of them (``edge.costfit``) separates the fixed parts (embedding, final norm, head,
+over all of them (``edge.device.costfit``) separates the fixed parts (embedding, final norm, head,
 runtime overhead) from the per-layer cost of each width, plus, where they predict better,
 cache-spill terms for weights past one or two cache knees. Two depths rather than "one layer minus
 nothing": a model cannot have zero layers, and the deep micro-models put each layer in the
@@ -18,7 +18,7 @@ runner's peak RSS.
 
 Runners never import torch: ExecuTorch programs run in ``apps/cpp`` (``matedge_runner``, built
 once with CMake against the executorch wheel and cached), LiteRT files in
-``edge/runner_litert.py`` (imports only ai-edge-litert). A device that cannot be reached
+``edge/device/runner_litert.py`` (imports only ai-edge-litert). A device that cannot be reached
 (transport ``none``) gets a roofline estimate from its profile's ``[hardware]`` facts instead,
 marked ``estimated``.
 """
@@ -37,12 +37,12 @@ import tempfile
 from pathlib import Path
 
 from edge.errors import MatEdgeError
-from edge.costfit import fit_costs, observed, table_statistic
-from edge.predictor import SCHEMA
-from edge.profiles import DeviceProfile
-from edge.transports import get_transport, parse_transport
+from edge.device.costfit import fit_costs, observed, table_statistic
+from edge.device.predictor import SCHEMA
+from edge.device.profiles import DeviceProfile
+from edge.device.transports import get_transport, parse_transport
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CPP_DIR = REPO / "apps" / "cpp"
 CPP_BUILD = CPP_DIR / "build"
 LITERT_RUNNER = Path(__file__).resolve().parent / "runner_litert.py"
@@ -266,7 +266,7 @@ def table_from(profile: DeviceProfile, config, transport, measured: dict, errors
                  provenance={**transport.describe(), "device": profile.name, "libraries": library_versions(profile.backend),
                              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                              "runs": runs, "warmup": warmup, "rounds": rounds, "statistic": statistic,
-                             "runner": "apps/cpp matedge_runner" if profile.backend == "executorch" else "edge/runner_litert.py"})
+                             "runner": "apps/cpp matedge_runner" if profile.backend == "executorch" else "edge/device/runner_litert.py"})
     return table
 
 
@@ -397,7 +397,7 @@ def spec_jobs(model, specs: list) -> list:
 def compare(table: dict, specs: list, jobs: list, measured: dict, errors: list) -> dict:
     """Predicted vs measured for every spec that ran: rows, and mean / max |% error| per metric
     (measured latency uses the statistic the table was fitted with, median or min)."""
-    from edge.predictor import predict
+    from edge.device.predictor import predict
     from edge.spec import format_spec
 
     rows, stat = [], table_statistic(table)
@@ -427,7 +427,7 @@ def validate_predictor(profile: DeviceProfile, model, table: dict, *, k: int = 2
     """
     import random
 
-    from edge.predictor import check_model
+    from edge.device.predictor import check_model
     from edge.spec import random_spec
 
     check_model(table, model.config)

@@ -35,11 +35,11 @@ def configure(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from edge.build import BuildSettings, build_all
+    from edge.plan.build import BuildSettings, build_all
     from edge.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
     from edge.errors import MatEdgeError
-    from edge.profiles import list_profiles, load_profile
-    from edge.search import SearchSettings
+    from edge.device.profiles import list_profiles, load_profile
+    from edge.plan.planner import SearchSettings
 
     if not args.all and not args.device:
         raise MatEdgeError("name a device with --device NAME (see `matedge profiles list`) or use --all")
@@ -67,7 +67,7 @@ def run(args) -> int:
 
 def summary(results) -> str:
     """One aligned row per device: the decision, its quality and its costs."""
-    from edge.table import format_table
+    from edge.texttable import format_table
 
     rows = []
     for r in results:

@@ -48,7 +48,7 @@ def _probs(text: str | None) -> tuple[float, ...] | None:
 
 
 def run(args) -> int:
-    from edge.table import format_table
+    from edge.texttable import format_table
     from edge.train import TrainArgs, train
 
     targs = TrainArgs(preset=args.preset, steps=args.steps, data=args.data, out=args.out, regime=args.regime,

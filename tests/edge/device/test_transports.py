@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.transports import LocalTransport, SshTransport, TransportError, get_transport, parse_transport
+from edge.device.transports import LocalTransport, SshTransport, TransportError, get_transport, parse_transport
 
 SSHD = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.path.exists(p)), None)
 
@@ -142,8 +142,8 @@ def test_ssh_runs_the_native_runner_on_a_program(sshd, tmp_path):
     if shutil.which("cmake") is None:
         pytest.skip("cmake not installed (.ci/run installs it)")
     pytest.importorskip("executorch")
-    from edge.profiler import ensure_cpp_runner, measure_artifact
-    from edge.profiles import load_profile
+    from edge.device.profiler import ensure_cpp_runner, measure_artifact
+    from edge.device.profiles import load_profile
 
     script = tmp_path / "make.py"
     script.write_text(
