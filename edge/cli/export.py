@@ -39,7 +39,9 @@ def run(args) -> int:
     from exporters import _prepare_out, check_request, export_model
     from exporters.parity import summary
 
-    precision = args.precision or ("fp16" if args.backend == "coreml" else "fp32")
+    from exporters.backends import get_backend
+
+    precision = args.precision or get_backend(args.backend).default_precision
     check_request(args.backend, precision)
     if "/" in args.name or args.name.startswith("."):
         raise MatEdgeError(f"--name {args.name!r}: give a plain file name (no '/' or leading '.')")

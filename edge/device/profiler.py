@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib
 import importlib.util
 import json
 import shutil
@@ -41,12 +40,15 @@ from edge.device.costfit import fit_costs, observed, table_statistic
 from edge.device.predictor import SCHEMA
 from edge.device.profiles import DeviceProfile
 from edge.device.transports import get_transport, parse_transport
+from exporters.backends import get_backend
 
 REPO = Path(__file__).resolve().parents[2]
 CPP_DIR = REPO / "apps" / "cpp"
 CPP_BUILD = CPP_DIR / "build"
 LITERT_RUNNER = Path(__file__).resolve().parent / "runner_litert.py"
 RUNNER_TIMEOUT_S = 120.0
+# What a cost table's provenance says ran the micro-models, per runner of exporters.backends.
+RUNNER_LABELS = {"matedge_runner": "apps/cpp matedge_runner", "runner_litert": "edge/device/runner_litert.py"}
 
 
 class ProfilerError(MatEdgeError):
@@ -84,9 +86,10 @@ def runner_command(profile: DeviceProfile, artifact: Path, runs: int, warmup: in
     """The command a transport runs: files to ship are Paths, literal arguments are strings."""
     args = ["--model", Path(artifact), "--methods", "prefill,decode", "--runs", str(runs),
             "--warmup", str(warmup), "--threads", str(profile.threads)]
-    if profile.backend == "executorch":
+    runner = get_backend(profile.backend).runner
+    if runner == "matedge_runner":
         return [ensure_cpp_runner(), *args]
-    if profile.backend == "litert":
+    if runner == "runner_litert":
         local = parse_transport(profile.transport)["kind"] == "local"
         return [sys.executable if local else "python3", LITERT_RUNNER, *args]
     raise ProfilerError(f"no runner for backend {profile.backend!r} on this machine: measure on the device "
@@ -179,18 +182,12 @@ def micro_model(config, layers: tuple[str, ...], seed: int = 0):
 
 
 def export_artifact(model, profile: DeviceProfile, out_dir: Path, name: str) -> Path:
-    """Export a dense model in the profile's backend and precision (through ``exporters``)."""
-    exporters = importlib.import_module("exporters")
-    kwargs = dict(context=profile.context, prefill_len=profile.limits.prompt_tokens)
-    if hasattr(exporters, "export_model"):
-        art = exporters.export_model(model, profile.backend, profile.precision, out_dir, name=name,
-                                     parity=False, **kwargs)
-        return Path(art.path)
-    module = exporters.get_exporter(profile.backend) if hasattr(exporters, "get_exporter") else \
-        importlib.import_module(f"exporters.{profile.backend}")
-    out = Path(out_dir) / f"{name}{module.SUFFIX}"
-    module.export(model, profile.precision, out, **kwargs)
-    return out
+    """Export a dense model in the profile's backend and precision (no parity: timing only)."""
+    from exporters import export_model
+
+    art = export_model(model, profile.backend, profile.precision, out_dir, name=name, parity=False,
+                       context=profile.context, prefill_len=profile.limits.prompt_tokens)
+    return Path(art.path)
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -203,12 +200,11 @@ def table_header(profile: DeviceProfile, config, estimated: bool) -> dict:
 
 
 def library_versions(backend: str) -> dict:
+    """Versions of the libraries a backend's cost table depends on (its registry record's list)."""
     from importlib import metadata
 
-    dists = {"executorch": ("executorch", "torch"), "litert": ("ai-edge-litert", "litert-torch"),
-             "coreml": ("coremltools",)}.get(backend, ())
     out = {}
-    for d in dists:
+    for d in get_backend(backend).libraries:
         try:
             out[d] = metadata.version(d)
         except metadata.PackageNotFoundError:
@@ -266,7 +262,7 @@ def table_from(profile: DeviceProfile, config, transport, measured: dict, errors
                  provenance={**transport.describe(), "device": profile.name, "libraries": library_versions(profile.backend),
                              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                              "runs": runs, "warmup": warmup, "rounds": rounds, "statistic": statistic,
-                             "runner": "apps/cpp matedge_runner" if profile.backend == "executorch" else "edge/device/runner_litert.py"})
+                             "runner": RUNNER_LABELS[get_backend(profile.backend).runner]})
     return table
 
 
@@ -313,14 +309,11 @@ def _median_of(samples: list[dict]) -> dict:
 
 
 # -- the roofline estimate (transport "none") ------------------------------------------------------
-BYTES_PER_WEIGHT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "8da4w": 0.5, "pal4": 0.5}
-
-
 def estimate_table(profile: DeviceProfile, config) -> dict:
     """Roofline costs from ``[hardware]``: time = max(bytes / bandwidth, FLOPs / GEMM rate)."""
     profile = fit_context(profile, config)
     hw, ctx, T = profile.hardware, profile.context, profile.limits.prompt_tokens
-    wbytes = BYTES_PER_WEIGHT.get(profile.precision, 4.0)
+    wbytes = get_backend(profile.backend).bytes_per_weight.get(profile.precision, 4.0)
     act = 2 if profile.precision == "fp16" else 4  # KV cache element size
     d, kv = config.d_model, config.n_kv_heads * config.head_dim
     bw, rate = hw.memory_bandwidth_gbs * 1e9, hw.gemm_gflops * 1e9

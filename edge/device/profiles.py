@@ -14,16 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.errors import MatEdgeError
+from exporters.backends import BACKENDS
 
 PROFILES_DIR = Path(os.environ.get("MATEDGE_PROFILES_DIR", Path(__file__).resolve().parents[2] / "device_profiles"))
 
-# Precisions each backend's exporter offers: the exporters registry's own table (it imports no
-# backend library); the copy below stands in where the exporters package is not installed.
-try:
-    from exporters import PRECISIONS as BACKEND_PRECISIONS
-except ImportError:  # pragma: no cover - edge without exporters
-    BACKEND_PRECISIONS = {"executorch": ("fp32", "int8", "8da4w"), "litert": ("fp32", "int8"),
-                          "coreml": ("fp16", "int8", "pal4")}
+# Precisions each backend writes, from the exporters' registry (which imports no backend library).
+BACKEND_PRECISIONS = {name: b.precisions for name, b in BACKENDS.items()}
 
 
 class ProfileError(MatEdgeError):

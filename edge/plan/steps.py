@@ -80,9 +80,11 @@ def ensure_table(profile: DeviceProfile, config, settings, log=print):
 # -- export with a content-addressed cache ------------------------------------------------------------
 def artifact_key(ckpt_sha: str, spec: Spec, profile: DeviceProfile) -> str:
     """Content hash of everything that decides an artifact's bytes."""
+    from exporters.backends import BACKENDS
     from exporters.base import library_versions
 
-    libs = library_versions("torch", "executorch", "litert-torch", "ai-edge-litert", "coremltools")
+    # Every backend's libraries (not only this one's), as the cache has always been keyed.
+    libs = library_versions(*sorted({d for b in BACKENDS.values() for d in b.libraries}))
     blob = json.dumps({"ckpt": ckpt_sha, "spec": list(spec), "backend": profile.backend,
                        "precision": profile.precision, "context": profile.context,
                        "prefill": profile.limits.prompt_tokens, "libs": libs}, sort_keys=True)
