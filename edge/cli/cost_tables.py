@@ -56,17 +56,9 @@ def configure(p) -> None:
 
 def device_profile(name: str, precision: str | None):
     """Load a profile, with its precision overridden (and checked) when asked."""
-    import dataclasses
+    from edge.device.profiles import load_profile, with_precision
 
-    from edge.device.profiles import BACKEND_PRECISIONS, ProfileError, load_profile
-
-    profile = load_profile(name)
-    if precision is None:
-        return profile
-    allowed = BACKEND_PRECISIONS[profile.backend]
-    if precision not in allowed:
-        raise ProfileError(f"--precision {precision!r} (allowed for {profile.backend}: {', '.join(allowed)})")
-    return dataclasses.replace(profile, precision=precision)
+    return with_precision(load_profile(name), precision)
 
 
 def run(args) -> int:
@@ -88,7 +80,9 @@ def _measure(args) -> int:
 
     from edge.checkpoint import DEFAULT_CHECKPOINT, load_config
     from edge.device.predictor import table_path, write_table
-    from edge.device.profiler import estimate_table, measure_table, plot_table
+    from edge.device.chart import plot_table
+    from edge.device.estimate import estimate_table
+    from edge.device.profiler import measure_table
     from edge.device.transports import parse_transport
 
     profile = device_profile(args.device, args.precision)
@@ -141,7 +135,7 @@ def _chart(args) -> int:
     from pathlib import Path
 
     from edge.device.predictor import load_table, table_path
-    from edge.device.profiler import plot_table
+    from edge.device.chart import plot_table
 
     profile = device_profile(args.device, args.precision)
     path = Path(args.table or table_path(profile.name, profile.precision))
@@ -153,7 +147,7 @@ def _chart(args) -> int:
 def _validate(args) -> int:
     from edge.checkpoint import load_any
     from edge.device.predictor import load_table, table_path
-    from edge.device.profiler import validate_predictor
+    from edge.device.validate import validate_predictor
 
     profile = device_profile(args.device, args.precision)
     table = load_table(args.table or table_path(profile.name, profile.precision))
@@ -166,15 +160,6 @@ def _validate(args) -> int:
 
 def print_validation(result: dict) -> None:
     """Per-spec rows, then mean and max absolute % error per metric."""
-    from edge.texttable import format_table
+    from edge.device.validate import format_validation
 
-    rows = [[r["spec"], r["decode_ms"]["predicted"], r["decode_ms"]["measured"], r["decode_ms"]["error_pct"],
-             r["prefill_ms"]["error_pct"], r["memory_bytes"]["predicted"] / 2**20,
-             r["memory_bytes"]["measured"] / 2**20, r["memory_bytes"]["error_pct"]] for r in result["rows"]]
-    print(format_table(["spec", "decode pred ms", "decode meas ms", "decode err %", "prefill err %",
-                        "mem pred MiB", "mem meas MiB", "mem err %"], rows))
-    for key, s in result["summary"].items():
-        print(f"{result['device']} {result['precision']} {key:<13} mean |error| {s['mean_abs_pct']:.2f}%   "
-              f"max |error| {s['max_abs_pct']:.2f}%   ({len(result['rows'])} specs)")
-    for e in result["errors"]:
-        print(f"failed: {e['name']} ({e['stage']}): {e['error']}")
+    print(format_validation(result))

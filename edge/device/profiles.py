@@ -8,6 +8,7 @@ the schema below and reports *every* problem at once, each as ``file: field = va
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -171,3 +172,14 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
 def list_profiles() -> list[str]:
     """Names of the shipped profiles (file stems in the profiles folder), sorted."""
     return sorted(p.stem for p in PROFILES_DIR.glob("*.toml")) if PROFILES_DIR.is_dir() else []
+
+
+def with_precision(profile: DeviceProfile, precision: str | None) -> DeviceProfile:
+    """``profile`` with its precision replaced (None: unchanged); ProfileError if its backend
+    cannot write that precision."""
+    if precision is None:
+        return profile
+    allowed = BACKEND_PRECISIONS[profile.backend]
+    if precision not in allowed:
+        raise ProfileError(f"--precision {precision!r} (allowed for {profile.backend}: {', '.join(allowed)})")
+    return dataclasses.replace(profile, precision=precision)

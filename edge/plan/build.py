@@ -138,9 +138,9 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
     """Plan, export, verify and measure one device; returns (manifest, folder)."""
     from tqdm import tqdm
 
-    from edge.device.profiler import fit_context
+    from edge.device.profiler import clamp_to_model
 
-    profile = fit_context(profile, model.config)  # the context and prompt the model can hold
+    profile = clamp_to_model(profile, model.config)  # the context and prompt the model can hold
     table, table_status, transport = ensure_table(profile, model.config, settings, log)
     limits = limits_of(profile)
     with tqdm(total=settings.search.max_evaluations, desc="   scoring feasible specs (val loss)", unit="spec",

@@ -46,7 +46,8 @@ def probe(transport) -> str:
 
 def ensure_table(profile: DeviceProfile, config, settings, log=print):
     """(table, status, transport or None): reuse, measure, or estimate the device's cost table."""
-    from edge.device.profiler import estimate_table, measure_table
+    from edge.device.estimate import estimate_table
+    from edge.device.profiler import measure_table
     from edge.device.transports import get_transport, parse_transport
 
     path = predictor.table_path(profile.name, profile.precision, root=settings.out_root / "cost_tables")
@@ -156,7 +157,7 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
 
     Latency uses the statistic the cost table was fitted with (median or min of the runs), so
     the prediction and the measurement in the report mean the same thing."""
-    from edge.device.profiler import measure_artifact
+    from edge.device.runners import measure_artifact
 
     if transport is None:
         return None
@@ -175,7 +176,7 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
 def write_report(folder: Path, manifest: dict, result, table: dict) -> None:
     """report.md with the decision, the limits, the frontier and cost charts."""
     from edge.plan.plots import plot_frontier
-    from edge.device.profiler import plot_table
+    from edge.device.chart import plot_table
     from edge.texttable import format_table
 
     plot_frontier(result, folder / "frontier.png", f"{manifest['device']}: candidates under the limits")

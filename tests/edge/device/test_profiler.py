@@ -51,14 +51,16 @@ def test_unreachable_device_fails_fast_with_one_line(tmp_path, tiny_model, capsy
 @pytest.mark.integration
 def test_micro_models_fit_a_table_that_predicts_a_new_spec(tmp_path):
     pytest.importorskip("executorch")
-    from edge.device.profiler import compare, export_all, fit_context, measure_all, micro_jobs, spec_jobs, table_from
+    from edge.device.micro import micro_jobs
+    from edge.device.profiler import clamp_to_model, export_all, measure_all, table_from
+    from edge.device.validate import compare, spec_jobs
     from edge.model import MatFormerLM
     from edge.device.transports import LocalTransport
 
     # Two granularities, two layers: 2 one-layer models, the widest model and 2 calibration mixes.
     config = MatFormerConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_context=32,
                              granularity_fractions=(0.5, 1.0), granularity_names=("S", "XL"))
-    profile = fit_context(load_profile("host"), config)
+    profile = clamp_to_model(load_profile("host"), config)
     assert profile.context == 32 and profile.limits.prompt_tokens == 16
     spec = ("XL", "S")
     model = MatFormerLM(config).eval()
@@ -89,7 +91,7 @@ def test_validate_predictor_measures_random_specs_end_to_end(tmp_path, tiny_mode
     runner, and compared with the table's prediction (here a roofline table of the same geometry)."""
     pytest.importorskip("executorch")
     from edge.device.predictor import write_table
-    from edge.device.profiler import estimate_table
+    from edge.device.estimate import estimate_table
 
     ckpt = tmp_path / "ckpt"
     save_model(tiny_model, ckpt)

@@ -65,13 +65,13 @@ def _export(tmp_path, source, name):
 def runner():
     if shutil.which("cmake") is None:
         pytest.skip("cmake not installed (.ci/run installs it)")
-    from edge.device.profiler import ensure_cpp_runner
+    from edge.device.cpp_runner import ensure_cpp_runner
 
     return ensure_cpp_runner()
 
 
 def test_cpp_runner_benchmarks_any_program_from_its_metadata(runner, tmp_path):
-    from edge.device.profiler import measure_artifact
+    from edge.device.runners import measure_artifact
 
     pte = _export(tmp_path, TINY_EXECUTORCH, "tiny.pte")
     r = subprocess.run([str(runner), "--model", str(pte), "--benchmark", "--runs", "5", "--warmup", "1",
@@ -89,7 +89,7 @@ def test_cpp_runner_benchmarks_any_program_from_its_metadata(runner, tmp_path):
 
 
 def test_cpp_runner_crash_is_reported_with_its_stderr(runner, tmp_path):
-    from edge.device.profiler import ProfilerError, measure_artifact
+    from edge.device.runners import measure_artifact, ProfilerError
 
     bad = tmp_path / "corrupt.pte"
     bad.write_bytes(b"not a program" * 100)
@@ -98,7 +98,7 @@ def test_cpp_runner_crash_is_reported_with_its_stderr(runner, tmp_path):
 
 
 def test_cpp_runner_build_is_cached(runner):
-    from edge.device.profiler import ensure_cpp_runner
+    from edge.device.cpp_runner import ensure_cpp_runner
 
     before = runner.stat().st_mtime
     assert ensure_cpp_runner() == runner and runner.stat().st_mtime == before
@@ -106,7 +106,7 @@ def test_cpp_runner_build_is_cached(runner):
 
 def test_litert_runner_times_every_signature_without_torch(tmp_path):
     pytest.importorskip("ai_edge_litert")
-    from edge.device.profiler import LITERT_RUNNER
+    from edge.device.runners import LITERT_RUNNER
 
     tfl = _export(tmp_path, TINY_LITERT, "tiny.tflite")
     probe = ("import runpy, sys\nsys.argv = sys.argv[1:]\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"

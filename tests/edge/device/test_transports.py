@@ -142,7 +142,8 @@ def test_ssh_runs_the_native_runner_on_a_program(sshd, tmp_path):
     if shutil.which("cmake") is None:
         pytest.skip("cmake not installed (.ci/run installs it)")
     pytest.importorskip("executorch")
-    from edge.device.profiler import ensure_cpp_runner, measure_artifact
+    from edge.device.cpp_runner import ensure_cpp_runner
+    from edge.device.runners import measure_artifact
     from edge.device.profiles import load_profile
 
     script = tmp_path / "make.py"
