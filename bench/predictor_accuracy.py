@@ -67,7 +67,7 @@ def export_parallel(jobs, workers: int):
 
 
 def run_precision(args, model, precision: str, tmp: Path) -> dict:
-    from edge.device.predictor import table_path, write_table
+    from edge.device.cost_table import table_path, write_table
     from edge.device.costfit import STATISTICS
     from edge.device.chart import plot_table
     from edge.device.micro import micro_layouts

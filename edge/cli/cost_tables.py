@@ -79,7 +79,7 @@ def _measure(args) -> int:
     from pathlib import Path
 
     from edge.checkpoint import DEFAULT_CHECKPOINT, load_config
-    from edge.device.predictor import table_path, write_table
+    from edge.device.cost_table import table_path, write_table
     from edge.device.chart import plot_table
     from edge.device.estimate import estimate_table
     from edge.device.profiler import measure_table
@@ -122,7 +122,7 @@ def _cells(c: dict) -> list:
 
 
 def _import(args) -> int:
-    from edge.device.predictor import load_table, table_path, write_table
+    from edge.device.cost_table import load_table, table_path, write_table
 
     table = load_table(args.file)  # schema-checked: a malformed table stops here, nothing written
     out = write_table(table, args.import_out or table_path(table["device"], table["precision"]))
@@ -134,7 +134,7 @@ def _import(args) -> int:
 def _chart(args) -> int:
     from pathlib import Path
 
-    from edge.device.predictor import load_table, table_path
+    from edge.device.cost_table import load_table, table_path
     from edge.device.chart import plot_table
 
     profile = device_profile(args.device, args.precision)
@@ -146,7 +146,7 @@ def _chart(args) -> int:
 
 def _validate(args) -> int:
     from edge.checkpoint import load_any
-    from edge.device.predictor import load_table, table_path
+    from edge.device.cost_table import load_table, table_path
     from edge.device.validate import validate_predictor
 
     profile = device_profile(args.device, args.precision)

@@ -20,7 +20,7 @@ def run(args) -> int:
 
     from edge.checkpoint import DEFAULT_CHECKPOINT, load_config
     from edge.cli.cost_tables import device_profile
-    from edge.device.predictor import CostTableError, check_model, load_table, predict, table_path
+    from edge.device.cost_table import CostTableError, check_model, load_table, predict, table_path
     from edge.device.estimate import estimate_table
     from edge.spec import format_spec, parse_spec
     from edge.device.transports import parse_transport

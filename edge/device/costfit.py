@@ -3,13 +3,13 @@
 Each cost key is fitted by least squares over the micro-models (rows: one micro-model; columns:
 the fixed part and the number of layers of each granularity). Latency keys get two refinements
 measured to matter on the host: per-layer costs that never decrease with width, and up to two
-cache-spill terms chosen by leave-one-out error (see ``edge.device.predictor`` for how they are applied).
+cache-spill terms chosen by leave-one-out error (see ``edge.device.cost_table`` for how they are applied).
 """
 
 from __future__ import annotations
 
 from edge.errors import MatEdgeError
-from edge.device.predictor import COST_KEYS, LATENCY_KEYS
+from edge.device.cost_table import COST_KEYS, LATENCY_KEYS
 
 
 class FitError(MatEdgeError):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edge.device.costfit import fit_costs
 from edge.device.micro import CALIBRATION_MODELS, micro_jobs, micro_layouts
-from edge.device.predictor import SCHEMA
+from edge.device.cost_table import SCHEMA
 from edge.device.profiles import DeviceProfile
 from edge.device.runners import RUNNER_LABELS, ProfilerError, measure_artifact
 from edge.device.transports import get_transport

@@ -22,7 +22,7 @@ def spec_jobs(model, specs: list) -> list:
 def compare(table: dict, specs: list, jobs: list, measured: dict, errors: list) -> dict:
     """Predicted vs measured for every spec that ran: rows, and mean / max |% error| per metric
     (measured latency uses the statistic the table was fitted with, median or min)."""
-    from edge.device.predictor import predict
+    from edge.device.cost_table import predict
     from edge.spec import format_spec
 
     rows, stat = [], table_statistic(table)
@@ -52,7 +52,7 @@ def validate_predictor(profile: DeviceProfile, model, table: dict, *, k: int = 2
     """
     import random
 
-    from edge.device.predictor import check_model
+    from edge.device.cost_table import check_model
     from edge.spec import random_spec
 
     check_model(table, model.config)

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.device import predictor
+from edge.device import cost_table as predictor
 from edge.checkpoint import WEIGHTS, atomic_dir, load_meta, load_model
 from edge.errors import MatEdgeError
 from edge.device.profiles import DeviceProfile

@@ -10,7 +10,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge.device import predictor
+from edge.device import cost_table as predictor
 from edge.checkpoint import atomic_dir
 from edge.device.costfit import observed, table_statistic
 from edge.errors import MatEdgeError

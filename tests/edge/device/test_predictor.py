@@ -9,7 +9,7 @@ import pytest
 
 from edge.checkpoint import save_model
 from edge.cli import main
-from edge.device.predictor import CostTableError, check_model, load_table, predict, validate_table, write_table
+from edge.device.cost_table import CostTableError, check_model, load_table, predict, validate_table, write_table
 from edge.device.costfit import fit_costs, monotone_lstsq
 from edge.device.estimate import estimate_table
 from edge.device.micro import micro_layouts

@@ -11,7 +11,7 @@ import pytest
 from edge.checkpoint import save_model
 from edge.cli import main
 from edge.config import MatFormerConfig
-from edge.device.predictor import validate_table
+from edge.device.cost_table import validate_table
 from edge.device.profiles import load_profile
 
 UNREACHABLE = """\
@@ -90,7 +90,7 @@ def test_validate_predictor_measures_random_specs_end_to_end(tmp_path, tiny_mode
     """`matedge profile validate-predictor`: K random specs sliced, exported, run by the native
     runner, and compared with the table's prediction (here a roofline table of the same geometry)."""
     pytest.importorskip("executorch")
-    from edge.device.predictor import write_table
+    from edge.device.cost_table import write_table
     from edge.device.estimate import estimate_table
 
     ckpt = tmp_path / "ckpt"
