@@ -79,25 +79,19 @@ def _measure(args) -> int:
     from pathlib import Path
 
     from edge.checkpoint import DEFAULT_CHECKPOINT, load_config
-    from edge.device.cost_table import table_path, write_table
     from edge.device.chart import plot_table
-    from edge.device.estimate import estimate_table
-    from edge.device.profiler import measure_table
-    from edge.device.transports import parse_transport
+    from edge.device.table_source import get_cost_table
 
     profile = device_profile(args.device, args.precision)
     config = load_config(Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT)
-    if parse_transport(profile.transport)["kind"] == "none":
-        table = estimate_table(profile, config)
-    else:
-        table = measure_table(profile, config, runs=args.runs, warmup=args.warmup, rounds=args.rounds,
-                              statistic=args.statistic)
-    out = write_table(table, args.out or table_path(profile.name, profile.precision))
+    got = get_cost_table(profile, config, measure="always", path=args.out, runs=args.runs, warmup=args.warmup,
+                         rounds=args.rounds, statistic=args.statistic)
+    table, out = got.table, got.path
     _print_table(table)
-    print(f"wrote {out}{' (estimated: roofline from [hardware], not measured)' if table['estimated'] else ''}")
-    if table.get("errors"):
-        print(f"{len(table['errors'])} micro-model(s) failed and were left out of the fit: "
-              + "; ".join(e["error"] for e in table["errors"]))
+    print(f"wrote {out}{' (estimated: roofline from [hardware], not measured)' if table.estimated else ''}")
+    if table.errors:
+        print(f"{len(table.errors)} micro-model(s) failed and were left out of the fit: "
+              + "; ".join(e["error"] for e in table.errors))
     if args.chart:
         print(f"wrote {plot_table(table, args.chart)}")
     return 0
@@ -106,12 +100,12 @@ def _measure(args) -> int:
 def _print_table(table: dict) -> None:
     from edge.texttable import format_table
 
-    rows = [["fixed", *(_cells(table["fixed"]))]] + [[g, *(_cells(c))] for g, c in table["layers"].items()]
-    tag = " [estimated]" if table["estimated"] else ""
-    print(f"{table['device']}: {table['backend']} {table['precision']}, {table['threads']} thread(s), "
-          f"context {table['context']}, prompt {table['prompt_tokens']} tokens{tag}")
+    rows = [["fixed", *(_cells(table.fixed))]] + [[g, *(_cells(c))] for g, c in table.layers.items()]
+    tag = " [estimated]" if table.estimated else ""
+    print(f"{table.device}: {table.backend} {table.precision}, {table.threads} thread(s), "
+          f"context {table.context}, prompt {table.prompt_tokens} tokens{tag}")
     print(format_table(["part", "prefill ms", "p90", "decode ms", "p90", "weights MiB", "arena MiB", "runtime MiB"], rows))
-    for key, terms in table.get("spill", {}).items():
+    for key, terms in table.spill.items():
         print(f"cache spill: {key} " + ", ".join(f"+ {t['ms_per_mib']:.4f} ms per MiB of weights above "
                                                  f"{t['above_bytes'] / 2**20:.1f} MiB" for t in terms))
 
@@ -125,7 +119,7 @@ def _import(args) -> int:
     from edge.device.cost_table import load_table, table_path, write_table
 
     table = load_table(args.file)  # schema-checked: a malformed table stops here, nothing written
-    out = write_table(table, args.import_out or table_path(table["device"], table["precision"]))
+    out = write_table(table, args.import_out or table_path(table.device, table.precision))
     _print_table(table)
     print(f"imported {args.file} -> {out}")
     return 0

@@ -20,30 +20,21 @@ def run(args) -> int:
 
     from edge.checkpoint import DEFAULT_CHECKPOINT, load_config
     from edge.cli.cost_tables import device_profile
-    from edge.device.cost_table import CostTableError, check_model, load_table, predict, table_path
-    from edge.device.estimate import estimate_table
+    from edge.device.table_source import get_cost_table
     from edge.spec import format_spec, parse_spec
-    from edge.device.transports import parse_transport
 
     profile = device_profile(args.device, args.precision)
     config = load_config(Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT)
     spec = parse_spec(args.spec, config)
-    path = Path(args.table or table_path(profile.name, profile.precision))
-    if path.exists() or args.table:
-        table = load_table(path)
-    elif parse_transport(profile.transport)["kind"] == "none":
-        table = estimate_table(profile, config)  # nothing can be measured: the roofline stands in
-    else:
-        raise CostTableError(f"no cost table for {profile.name} {profile.precision} at {path}: run "
-                             f"`matedge profile --device {profile.name}"
-                             f"{' --precision ' + profile.precision if args.precision else ''}` first")
-    check_model(table, config)
-    pred = predict(table, spec)
+    hint = f"matedge profile --device {profile.name}{' --precision ' + profile.precision if args.precision else ''}"
+    table = get_cost_table(profile, config, measure="stored", path=args.table, hint=hint).table
+    table.check_model(config)
+    pred = table.predict(spec)
     lim = profile.limits
     tag = "  [estimated]" if pred["estimated"] else ""
-    print(f"{profile.name} ({table['backend']} {table['precision']}), spec {format_spec(spec)}{tag}")
+    print(f"{profile.name} ({table.backend} {table.precision}), spec {format_spec(spec)}{tag}")
     checks = [("decode", pred["decode_ms"], "ms/token", lim.decode_ms_per_token, f"(p90 {pred['decode_p90_ms']:.3f})"),
-              (f"first token ({table['prompt_tokens']} tok)", pred["prefill_ms"], "ms", lim.first_token_ms,
+              (f"first token ({table.prompt_tokens} tok)", pred["prefill_ms"], "ms", lim.first_token_ms,
                f"(p90 {pred['prefill_p90_ms']:.3f})"),
               ("memory", pred["total_bytes"] / 2**20, "MiB", lim.memory_mb,
                f"(weights {pred['weight_bytes'] / 2**20:.2f} + arena {pred['arena_bytes'] / 2**20:.2f} "

@@ -27,6 +27,9 @@ Schema ``matedge.cost_table/1`` (every key required unless marked optional):
     micro       [optional] raw micro-model measurements the fit came from
     errors      [optional] micro-models that failed (name, stderr)
     provenance  {device, transport, cpu_model, libraries, date, runs, warmup, runner}
+
+In code a table is a ``CostTable``: the JSON document itself (a dict, so it is written and
+compared as is) with typed accessors and its operations (load, save, validate, predict).
 """
 
 from __future__ import annotations
@@ -130,7 +133,55 @@ def _check_spill(spill) -> list[str]:
     return p
 
 
-def load_table(path: str | Path) -> dict:
+class CostTable(dict):
+    """A device's cost table (the JSON document above), read through typed properties."""
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CostTable":
+        """Read and validate a table file; CostTableError lists every problem."""
+        return load_table(path)
+
+    def save(self, path: str | Path) -> Path:
+        """Validate, then write atomically."""
+        return write_table(self, path)
+
+    def validate(self) -> list[str]:
+        """Every problem of the table (empty: valid)."""
+        return validate_table(self)
+
+    def predict(self, spec: Sequence[str]) -> dict:
+        """Latency and memory of ``spec`` (see ``predict``)."""
+        return predict(self, spec)
+
+    def check_model(self, config) -> None:
+        """CostTableError unless the table was measured for ``config``'s geometry."""
+        check_model(self, config)
+
+    device = property(lambda self: str(self["device"]), doc="the device profile's name")
+    backend = property(lambda self: str(self["backend"]))
+    precision = property(lambda self: str(self["precision"]))
+    threads = property(lambda self: int(self["threads"]))
+    context = property(lambda self: int(self["context"]))
+    prompt_tokens = property(lambda self: int(self["prompt_tokens"]), doc="the prefill length it was measured with")
+    estimated = property(lambda self: bool(self["estimated"]), doc="a roofline estimate, not a measurement")
+    fixed = property(lambda self: self["fixed"], doc="{cost key: value} of the fixed parts")
+    layers = property(lambda self: self["layers"], doc="{granularity: {cost key: value}} of one layer")
+    spill = property(lambda self: self.get("spill", {}), doc="{latency key: [{above_bytes, ms_per_mib}]}")
+    provenance = property(lambda self: self.get("provenance", {}))
+    errors = property(lambda self: self.get("errors", []), doc="micro-models that failed")
+
+    @property
+    def statistic(self) -> str:
+        """The latency statistic the table was fitted with: "median" (the default) or "min"."""
+        return table_statistic(self)
+
+
+def table_statistic(table: dict) -> str:
+    """The latency statistic a cost table was fitted with: "median" (the default) or "min"."""
+    return table.get("provenance", {}).get("statistic", "median")
+
+
+def load_table(path: str | Path) -> CostTable:
     """Read and validate a cost table; CostTableError lists every problem."""
     path = Path(path)
     try:
@@ -142,7 +193,7 @@ def load_table(path: str | Path) -> dict:
     problems = validate_table(table)
     if problems:
         raise CostTableError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems[:12]))
-    return table
+    return CostTable(table)
 
 
 def write_table(table: dict, path: str | Path) -> Path:

@@ -132,11 +132,6 @@ def _loo_error(X, y, n_widths: int) -> float:
     return float(np.mean(errs))
 
 
-def table_statistic(table: dict) -> str:
-    """The latency statistic a cost table was fitted with: "median" (the default) or "min"."""
-    return table.get("provenance", {}).get("statistic", "median")
-
-
 def observed(m: dict, key: str, statistic: str = "median") -> float:
     """The value of cost ``key`` in one runner measurement, latency read with ``statistic``."""
     if statistic == "min" and key in ("prefill_ms", "decode_ms"):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from edge.device.cost_table import CostTable
 from edge.device.profiler import clamp_to_model, table_header
 from edge.device.profiles import DeviceProfile
 from exporters.backends import get_backend
 
 
-def estimate_table(profile: DeviceProfile, config) -> dict:
+def estimate_table(profile: DeviceProfile, config) -> CostTable:
     """Roofline costs from ``[hardware]``: time = max(bytes / bandwidth, FLOPs / GEMM rate)."""
     profile = clamp_to_model(profile, config)
     hw, ctx, T = profile.hardware, profile.context, profile.limits.prompt_tokens

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edge.device.costfit import fit_costs
 from edge.device.micro import CALIBRATION_MODELS, micro_jobs, micro_layouts
-from edge.device.cost_table import SCHEMA
+from edge.device.cost_table import SCHEMA, CostTable
 from edge.device.profiles import DeviceProfile
 from edge.device.runners import RUNNER_LABELS, ProfilerError, measure_artifact
 from edge.device.transports import get_transport
@@ -40,13 +40,13 @@ def export_artifact(model, profile: DeviceProfile, out_dir: Path, name: str) -> 
 
 
 
-def table_header(profile: DeviceProfile, config, estimated: bool) -> dict:
+def table_header(profile: DeviceProfile, config, estimated: bool) -> CostTable:
     """The fields every cost table starts with: device, backend, lengths and the model geometry."""
-    return {"schema": SCHEMA, "device": profile.name, "backend": profile.backend, "precision": profile.precision,
+    return CostTable({"schema": SCHEMA, "device": profile.name, "backend": profile.backend, "precision": profile.precision,
             "threads": profile.threads, "context": profile.context, "prompt_tokens": profile.limits.prompt_tokens,
             "estimated": estimated,
             "model": {"vocab_size": config.vocab_size, "d_model": config.d_model, "n_heads": config.n_heads,
-                      "n_kv_heads": config.n_kv_heads, "d_ff": config.d_ff, "widths": dict(config.widths)}}
+                      "n_kv_heads": config.n_kv_heads, "d_ff": config.d_ff, "widths": dict(config.widths)}})
 
 
 def library_versions(backend: str) -> dict:
@@ -102,7 +102,7 @@ def measure_all(transport, profile: DeviceProfile, found: dict, *, runs: int, wa
 
 
 def table_from(profile: DeviceProfile, config, transport, measured: dict, errors: list, *, runs: int, warmup: int,
-               rounds: int, statistic: str = "median", calibration: int = CALIBRATION_MODELS) -> dict:
+               rounds: int, statistic: str = "median", calibration: int = CALIBRATION_MODELS) -> CostTable:
     """Fit micro-model measurements ({name: measurement}) into a cost table with provenance."""
     layouts = dict(micro_layouts(config, calibration))
     micro = [{"name": n, "layers": list(layouts[n]), **m} for n, m in measured.items() if n in layouts]
@@ -117,7 +117,7 @@ def table_from(profile: DeviceProfile, config, transport, measured: dict, errors
 
 
 def measure_table(profile: DeviceProfile, config, *, runs: int = 100, warmup: int = 10, rounds: int = 5,
-                  statistic: str = "median", transport=None, progress: bool = True, work_dir: Path | None = None) -> dict:
+                  statistic: str = "median", transport=None, progress: bool = True, work_dir: Path | None = None) -> CostTable:
     """Export and run every micro-model on the device; fit and return the cost table.
 
     Failed micro-models are listed under ``errors``; the fit needs at least one micro-model per

@@ -5,7 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from edge.device.costfit import observed, table_statistic
+from edge.device.cost_table import CostTable
+from edge.device.costfit import observed
 from edge.device.profiler import clamp_to_model, export_all, measure_all
 from edge.device.profiles import DeviceProfile
 from edge.device.transports import get_transport
@@ -25,7 +26,8 @@ def compare(table: dict, specs: list, jobs: list, measured: dict, errors: list) 
     from edge.device.cost_table import predict
     from edge.spec import format_spec
 
-    rows, stat = [], table_statistic(table)
+    table = CostTable(table)
+    rows, stat = [], table.statistic
     for spec, (name, _) in zip(specs, jobs):
         if name not in measured:
             continue
@@ -39,7 +41,7 @@ def compare(table: dict, specs: list, jobs: list, measured: dict, errors: list) 
     summary = {key: {"mean_abs_pct": sum(abs(r[key]["error_pct"]) for r in rows) / len(rows),
                      "max_abs_pct": max(abs(r[key]["error_pct"]) for r in rows)}
                for key in ("decode_ms", "prefill_ms", "memory_bytes")} if rows else {}
-    return {"device": table["device"], "precision": table["precision"], "k": len(specs), "rows": rows,
+    return {"device": table.device, "precision": table.precision, "k": len(specs), "rows": rows,
             "summary": summary, "errors": errors}
 
 

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.device import cost_table as predictor
+from edge.device.cost_table import CostTable
 from edge.checkpoint import WEIGHTS, atomic_dir, load_meta, load_model
 from edge.errors import MatEdgeError
 from edge.device.profiles import DeviceProfile
@@ -61,11 +61,11 @@ def limits_of(profile: DeviceProfile) -> dict[str, float]:
             "memory_mb": lim.memory_mb}
 
 
-def cost_fn_for(table: dict):
+def cost_fn_for(table: CostTable):
     """spec -> predicted {decode_ms_per_token, first_token_ms, memory_mb} from a cost table."""
 
     def costs(spec: Spec) -> dict[str, float]:
-        p = predictor.predict(table, spec)
+        p = table.predict(spec)
         return {"decode_ms_per_token": p["decode_ms"], "first_token_ms": p["prefill_ms"],
                 "memory_mb": p["total_bytes"] / MIB}
 
@@ -200,7 +200,7 @@ def make_manifest(profile, model, result: Plan, artifacts: dict, measured: dict 
         "schema": MANIFEST_SCHEMA, "device": profile.name, "description": profile.description,
         "backend": profile.backend, "precision": profile.precision, "threads": profile.threads,
         "context": profile.context, "prompt_tokens": profile.limits.prompt_tokens,
-        "limits": limits, "estimated": bool(table["estimated"]), "cost_table": table_status,
+        "limits": limits, "estimated": table.estimated, "cost_table": table_status,
         **_candidate_dict(result.chosen), "consistency_with_xl": cons,
         "best_uniform": _candidate_dict(result.best_uniform),
         "fallback": _candidate_dict(result.fallback),
@@ -211,5 +211,5 @@ def make_manifest(profile, model, result: Plan, artifacts: dict, measured: dict 
                        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        "eval_tokens": settings.eval_tokens, "seq_len": settings.seq_len,
                        "candidates_scored": len(result.candidates),
-                       "libraries": table.get("provenance", {}).get("libraries", {})},
+                       "libraries": table.provenance.get("libraries", {})},
     }

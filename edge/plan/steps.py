@@ -10,72 +10,21 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge.device import cost_table as predictor
+from edge.device.cost_table import table_path
 from edge.checkpoint import atomic_dir
-from edge.device.costfit import observed, table_statistic
-from edge.errors import MatEdgeError
+from edge.device.costfit import observed
 from edge.device.profiles import DeviceProfile
 from edge.spec import Spec, format_spec
 
-PROBE_TIMEOUT_S = 10.0
-
-
 # -- cost table ------------------------------------------------------------------------------------
-def table_is_stale(table: dict, profile: DeviceProfile, config) -> str:
-    """Why a stored table no longer describes this device and model ('' when it still does)."""
-    try:
-        predictor.check_model(table, config)
-    except MatEdgeError as e:
-        return str(e)
-    for key, want in (("backend", profile.backend), ("precision", profile.precision),
-                      ("threads", profile.threads), ("context", profile.context),
-                      ("prompt_tokens", profile.limits.prompt_tokens)):
-        if table.get(key) != want:
-            return f"{key} was {table.get(key)!r}, the profile now says {want!r}"
-    return ""
-
-
-def probe(transport) -> str:
-    """'' when the device answers a trivial command, else why not (bounded by a timeout)."""
-    try:
-        result = transport.run(["true"], timeout=PROBE_TIMEOUT_S)
-    except MatEdgeError as e:
-        return str(e)
-    return "" if result.returncode == 0 else f"probe exited with {result.returncode}: {result.stderr.strip()[:200]}"
-
-
 def ensure_table(profile: DeviceProfile, config, settings, log=print):
     """(table, status, transport or None): reuse, measure, or estimate the device's cost table."""
-    from edge.device.estimate import estimate_table
-    from edge.device.profiler import measure_table
-    from edge.device.transports import get_transport, parse_transport
+    from edge.device.table_source import get_cost_table
 
-    path = predictor.table_path(profile.name, profile.precision, root=settings.out_root / "cost_tables")
-    transport, why_not = None, "transport none"
-    if parse_transport(profile.transport)["kind"] != "none" and settings.measure:
-        transport = get_transport(profile.transport)
-        why_not = probe(transport)
-        if why_not:
-            transport = None
-    if path.exists():
-        table = predictor.load_table(path)
-        stale = table_is_stale(table, profile, config)
-        if not stale and (table["estimated"] is False or transport is None):
-            status = "estimated (cached)" if table["estimated"] else "measured (cached)"
-            log(f"   cost table: {status} {path}")
-            return table, status, transport
-        log(f"   cost table {path} is stale: {stale or 'an estimate, and the device is reachable now'}")
-    if transport is not None:
-        log(f"   measuring the cost table on {profile.name}")
-        table = measure_table(profile, config, transport=transport, rounds=settings.profile_rounds,
-                              progress=settings.progress)
-        status = "measured"
-    else:
-        table = estimate_table(profile, config)
-        status = f"estimated ({why_not})"
-        log(f"   cost table estimated from [hardware]: {why_not}")
-    predictor.write_table(table, path)
-    return table, status, transport
+    path = table_path(profile.name, profile.precision, root=settings.out_root / "cost_tables")
+    got = get_cost_table(profile, config, measure="auto" if settings.measure else "never", path=path, log=log,
+                         rounds=settings.profile_rounds, progress=settings.progress)
+    return got.table, got.status, got.transport
 
 
 # -- export with a content-addressed cache ------------------------------------------------------------
@@ -166,7 +115,7 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
     art = next(p for p in src.iterdir() if not p.name.endswith(".json"))
     log(f"   measuring {artifact['spec']} on {profile.name}")
     m = measure_artifact(transport, profile, art, settings.runs, settings.warmup)
-    stat = table_statistic(table)
+    stat = table.statistic
     return {"decode_ms_per_token": observed(m, "decode_ms", stat), "decode_p90_ms": m["decode_p90_ms"],
             "first_token_ms": observed(m, "prefill_ms", stat), "first_token_p90_ms": m["prefill_p90_ms"],
             "memory_mb": m["peak_rss_bytes"] / 2**20, "arena_bytes": m.get("arena_bytes"), "statistic": stat}
@@ -199,7 +148,7 @@ def write_report(folder: Path, manifest: dict, result, table: dict) -> None:
         f"- consistency with XL: {manifest['consistency_with_xl']['agreement_pct']:.1f}% greedy agreement, "
         f"KL {manifest['consistency_with_xl']['kl']:.4f}",
         f"- fallback: " + (f"`{manifest['fallback']['spec']}`" if manifest["fallback"] else "none (memory not tight)"),
-        "", "## Limits", "", f"Latency is the {table_statistic(table)} of the timed runs, as in the cost table.", "",
+        "", "## Limits", "", f"Latency is the {table.statistic} of the timed runs, as in the cost table.", "",
         "```", format_table(["limit", "max", "predicted", "measured"], rows), "```",
         "", "## Best candidates", "", "```",
         format_table(["spec", "source", "params", "val loss", *best[0].costs], [c.row() for c in best]), "```",
