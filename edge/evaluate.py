@@ -73,8 +73,6 @@ class SpecScorer:
         self.losses: dict[tuple[str, ...], float] = {}
         self._prefix: dict[tuple[str, ...], torch.Tensor] = {}  # insertion order = LRU order
         self._max = max_cached_prefixes
-        T = self.x.shape[1]
-        self._cos, self._sin = model.rope_cos[:T], model.rope_sin[:T]
 
     @torch.no_grad()
     def _hidden(self, spec: tuple[str, ...]) -> torch.Tensor:
@@ -84,9 +82,8 @@ class SpecScorer:
             k -= 1
         h = self._prefix[spec[:k]] if k else self.model.tok_emb(self.x)
         pad = (self.model.config.granularity_names[-1],) * (self.model.config.n_layers - len(spec))
-        widths = self.model.widths_for(spec + pad)
         for i in range(k, len(spec)):
-            h = self.model.layers[i](h, self._cos, self._sin, widths[i])
+            h = self.model.hidden(h, spec + pad, first=i, last=i + 1)
             self._remember(spec[: i + 1], h)
         return h
 
@@ -101,7 +98,7 @@ class SpecScorer:
         spec = tuple(spec)
         if spec not in self.losses:
             h = self._hidden(spec)
-            logits = self.model.head(self.model.norm(h))
+            logits = self.model.logits(h)
             self.losses[spec] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.y.reshape(-1)).item()
         return self.losses[spec]
 
