@@ -7,19 +7,18 @@ next token equals the reference's (XL by default), and the mean KL(reference || 
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from edge.data import eval_batches
 from edge.model import MatFormerLM
+from edge.spec import Spec
 
-Spec = Sequence[str] | None
 
 
 @torch.no_grad()
-def eval_loss(model: MatFormerLM, stream: torch.Tensor, spec: Spec, seq_len: int, max_tokens: int) -> float:
+def eval_loss(model: MatFormerLM, stream: torch.Tensor, spec: Spec | None, seq_len: int, max_tokens: int) -> float:
     """Mean next-token cross-entropy (nats/token) over deterministic windows of ``stream``."""
     was_training = model.training
     model.eval()
@@ -33,7 +32,7 @@ def eval_loss(model: MatFormerLM, stream: torch.Tensor, spec: Spec, seq_len: int
 
 
 @torch.no_grad()
-def consistency(ref: MatFormerLM, ref_spec: Spec, model: MatFormerLM, spec: Spec,
+def consistency(ref: MatFormerLM, ref_spec: Spec | None, model: MatFormerLM, spec: Spec | None,
                 stream: torch.Tensor, seq_len: int, max_tokens: int) -> dict[str, float]:
     """Greedy next-token agreement (%) and mean KL(ref || model) in nats per token."""
     ref.eval()

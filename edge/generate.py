@@ -27,12 +27,11 @@ from typing import Sequence
 import torch
 
 from edge.model import KVCache, MatFormerLM
-
-Spec = Sequence[str] | None
+from edge.spec import Spec
 
 
 @torch.inference_mode()
-def forward_cached(model: MatFormerLM, tokens: torch.Tensor, cache: KVCache, spec: Spec = None) -> torch.Tensor:
+def forward_cached(model: MatFormerLM, tokens: torch.Tensor, cache: KVCache, spec: Spec | None = None) -> torch.Tensor:
     """Run ``tokens`` (1, T) at positions [cache.length, +T) under ``spec``; logits (1, T, V).
 
     Writes this spec's K/V for those positions into ``cache`` and advances ``cache.length``
@@ -42,7 +41,7 @@ def forward_cached(model: MatFormerLM, tokens: torch.Tensor, cache: KVCache, spe
 
 
 @torch.inference_mode()
-def greedy_generate(model: MatFormerLM, prompt: Sequence[int], n_new: int, spec: Spec = None) -> list[int]:
+def greedy_generate(model: MatFormerLM, prompt: Sequence[int], n_new: int, spec: Spec | None = None) -> list[int]:
     """The ``n_new`` greedy tokens after ``prompt`` (prefill once, then one token per step)."""
     cache = KVCache(model, len(prompt) + n_new)
     logits = forward_cached(model, torch.tensor([list(prompt)]), cache, spec)
@@ -55,7 +54,7 @@ def greedy_generate(model: MatFormerLM, prompt: Sequence[int], n_new: int, spec:
 
 
 @dataclass
-class SpecStats:
+class GenerationStats:
     """What one speculative generation did; ``acceptance`` = accepted / drafted tokens."""
     drafted: int = 0
     accepted: int = 0
@@ -84,8 +83,8 @@ def _draft(model, spec, cache: KVCache, seq: list[int], k: int) -> list[int]:
 
 
 @torch.inference_mode()
-def speculative_generate(draft: MatFormerLM, draft_spec: Spec, verifier: MatFormerLM, verify_spec: Spec,
-                         prompt: Sequence[int], n_new: int, k: int = 4, shared_cache: bool = False) -> SpecStats:
+def speculative_generate(draft: MatFormerLM, draft_spec: Spec | None, verifier: MatFormerLM, verify_spec: Spec | None,
+                         prompt: Sequence[int], n_new: int, k: int = 4, shared_cache: bool = False) -> GenerationStats:
     """Greedy speculative decoding; ``stats.tokens`` equals the verifier's greedy output.
 
     draft/verifier may be one universal model at two specs or two models. ``shared_cache=True``
@@ -103,7 +102,7 @@ def speculative_generate(draft: MatFormerLM, draft_spec: Spec, verifier: MatForm
     seq = list(prompt)
     if len(seq) > 1:
         forward_cached(verifier, torch.tensor([seq[:-1]]), v_cache, verify_spec)
-    stats, n_prompt = SpecStats(), len(seq)
+    stats, n_prompt = GenerationStats(), len(seq)
     while len(seq) - n_prompt < n_new:
         committed = len(seq) - 1  # positions whose K/V are final (the last token is pending)
         drafts = _draft(draft, draft_spec, d_cache, seq, k)
@@ -126,8 +125,8 @@ def speculative_generate(draft: MatFormerLM, draft_spec: Spec, verifier: MatForm
 
 
 @torch.inference_mode()
-def timed_greedy(model: MatFormerLM, prompt: Sequence[int], n_new: int, spec: Spec = None) -> SpecStats:
+def timed_greedy(model: MatFormerLM, prompt: Sequence[int], n_new: int, spec: Spec | None = None) -> GenerationStats:
     """Plain greedy decoding with the same stats record (no drafts) for side-by-side tables."""
     t0 = time.perf_counter()
     tokens = greedy_generate(model, prompt, n_new, spec)
-    return SpecStats(tokens=tokens, seconds=time.perf_counter() - t0)
+    return GenerationStats(tokens=tokens, seconds=time.perf_counter() - t0)

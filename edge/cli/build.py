@@ -36,7 +36,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from edge.plan.build import BuildSettings, build_all
-    from edge.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+    from edge.checkpoint import CheckpointError, default_checkpoint
     from edge.errors import MatEdgeError
     from edge.device.profiles import list_profiles, load_profile
     from edge.plan.planner import SearchSettings
@@ -45,7 +45,7 @@ def run(args) -> int:
         raise MatEdgeError("name a device with --device NAME (see `matedge profiles list`) or use --all")
     names = list_profiles() if args.all else args.device
     profiles = [load_profile(n) for n in names]  # every profile is checked before any work starts
-    ckpt = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     if not ckpt.exists():
         raise CheckpointError(f"checkpoint {str(ckpt)!r} not found (run `make demo` or `matedge train`)")
     settings = BuildSettings(checkpoint=ckpt, out_root=Path(args.out), runs=args.runs, eval_tokens=args.eval_tokens,
