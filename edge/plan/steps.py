@@ -122,37 +122,37 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
 
 
 # -- report ------------------------------------------------------------------------------------------
-def write_report(folder: Path, manifest: dict, result, table: dict) -> None:
-    """report.md with the decision, the limits, the frontier and cost charts."""
+def write_report(folder: Path, manifest, result, table) -> None:
+    """report.md with the decision (a Manifest), the limits, the frontier and cost charts."""
     from edge.plan.plots import plot_frontier
     from edge.device.chart import plot_table
     from edge.texttable import format_table
 
-    plot_frontier(result, folder / "frontier.png", f"{manifest['device']}: candidates under the limits")
+    plot_frontier(result, folder / "frontier.png", f"{manifest.device}: candidates under the limits")
     plot_table(table, folder / "costs.png")
-    meas = manifest["measured"] or {}
-    rows = [[k, v, manifest["predicted"][k], meas.get(k, "-")] for k, v in manifest["limits"].items()]
+    meas = manifest.measured or {}
+    rows = [[k, v, manifest.predicted[k], meas.get(k, "-")] for k, v in manifest.limits.items()]
     best = sorted(result.candidates, key=lambda c: c.loss)[:10]
-    tag = "ESTIMATED (device not reachable: roofline from [hardware])" if manifest["estimated"] else "measured"
-    uni = manifest["best_uniform"]
+    tag = "ESTIMATED (device not reachable: roofline from [hardware])" if manifest.estimated else "measured"
+    uni = manifest.best_uniform
     lines = [
-        f"# {manifest['device']}: {manifest['spec']}", "", manifest["description"], "",
-        f"- backend {manifest['backend']}, precision {manifest['precision']}, {manifest['threads']} thread(s), "
-        f"context {manifest['context']}",
-        f"- costs: {tag}; cost table: {manifest['cost_table']}",
-        f"- chosen spec `{manifest['spec']}` ({manifest['source']}): {manifest['params']:,} parameters, "
-        f"val loss {manifest['val_loss']:.4f}",
+        f"# {manifest.device}: {manifest.spec}", "", manifest.description, "",
+        f"- backend {manifest.backend}, precision {manifest.precision}, {manifest.threads} thread(s), "
+        f"context {manifest.context}",
+        f"- costs: {tag}; cost table: {manifest.cost_table}",
+        f"- chosen spec `{manifest.spec}` ({manifest.source}): {manifest.params:,} parameters, "
+        f"val loss {manifest.val_loss:.4f}",
         f"- best uniform granularity that fits: " + (f"`{uni['spec']}` val loss {uni['val_loss']:.4f} "
-                                                      f"(planner better by {uni['val_loss'] - manifest['val_loss']:.4f})"
+                                                      f"(planner better by {uni['val_loss'] - manifest.val_loss:.4f})"
                                                       if uni else "none fits"),
-        f"- consistency with XL: {manifest['consistency_with_xl']['agreement_pct']:.1f}% greedy agreement, "
-        f"KL {manifest['consistency_with_xl']['kl']:.4f}",
-        f"- fallback: " + (f"`{manifest['fallback']['spec']}`" if manifest["fallback"] else "none (memory not tight)"),
+        f"- consistency with XL: {manifest.consistency_with_xl['agreement_pct']:.1f}% greedy agreement, "
+        f"KL {manifest.consistency_with_xl['kl']:.4f}",
+        f"- fallback: " + (f"`{manifest.fallback['spec']}`" if manifest.fallback else "none (memory not tight)"),
         "", "## Limits", "", f"Latency is the {table.statistic} of the timed runs, as in the cost table.", "",
         "```", format_table(["limit", "max", "predicted", "measured"], rows), "```",
         "", "## Best candidates", "", "```",
         format_table(["spec", "source", "params", "val loss", *best[0].costs], [c.row() for c in best]), "```",
-        "", "## Parity", "", "```", json.dumps({r: a.get("parity") for r, a in manifest["artifacts"].items()}, indent=2),
+        "", "## Parity", "", "```", json.dumps({r: a.get("parity") for r, a in manifest.artifacts.items()}, indent=2),
         "```", "", "![frontier](frontier.png)", "", "![costs](costs.png)", "",
     ]
     (folder / "report.md").write_text("\n".join(lines))

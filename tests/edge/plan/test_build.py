@@ -152,7 +152,7 @@ def test_changed_profile_rebuilds_only_what_changed(ckpt, tmp_path):
 
 def test_a_measured_limit_overrun_warns_with_what_to_do(capsys):
     """Predicted under the limit, measured over it: one warning per exceeded limit, none otherwise."""
-    from edge.plan.build import warn_if_over
+    from edge.plan.manifest import warn_if_over
 
     manifest = {"device": "board", "limits": {"decode_ms_per_token": 0.45, "memory_mb": 60},
                 "predicted": {"decode_ms_per_token": 0.41, "memory_mb": 50.0},
