@@ -1,4 +1,5 @@
-"""Checkpoints on disk: a folder with ``model.safetensors``, ``config.json`` and ``meta.json``.
+"""Checkpoints on disk: a folder with ``model.safetensors``, ``config.json``, ``meta.json`` and
+the model's tokenizer (``tokenizer.json`` + ``tokenizer_config.json``, see edge/tokenizer.py).
 
 Writes go to a temporary sibling folder that is renamed into place, so a crash never leaves a
 half-written checkpoint. Loading never unpickles: weights come from safetensors.
@@ -15,8 +16,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from edge import fsguard, inputs
-from edge.config import DEFAULT_CHECKPOINT, ConfigError, MatFormerConfig  # DEFAULT_CHECKPOINT: re-exported
+from edge.config import DEFAULT_CHECKPOINT, ConfigError, MatFormerConfig, default_checkpoint  # noqa: F401 (re-exported)
 from edge.model import MatFormerLM
+from edge.tokenizer import Tokenizer, byte_tokenizer, load_tokenizer  # load_tokenizer: re-exported
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.json", "meta.json"
 
@@ -31,8 +33,10 @@ def atomic_dir(final: Path, kind: str = "checkpoint", force: bool = False):
     return fsguard.atomic_dir(final, kind=kind, force=force)
 
 
-def write_model(model: MatFormerLM, folder: Path, meta: dict | None = None) -> None:
-    """Write weights, config and meta into an existing folder (no atomicity: see save_model)."""
+def write_model(model: MatFormerLM, folder: Path, meta: dict | None = None,
+                tokenizer: Tokenizer | None = None) -> None:
+    """Write weights, config, meta and tokenizer into an existing folder (no atomicity: see
+    save_model). ``tokenizer`` None means the byte tokenizer, which only fits its 260-id vocabulary."""
     folder = Path(folder)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     try:
@@ -41,12 +45,20 @@ def write_model(model: MatFormerLM, folder: Path, meta: dict | None = None) -> N
         raise CheckpointError(f"cannot write {str(folder / WEIGHTS)!r}: {' '.join(str(e).split())}") from None
     model.config.save(folder / CONFIG)
     (folder / META).write_text(json.dumps(meta or {}, indent=2) + "\n")
+    if tokenizer is None:
+        tokenizer = byte_tokenizer()
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise CheckpointError(f"tokenizer has {tokenizer.vocab_size} ids but the model only "
+                              f"{model.config.vocab_size} (vocab_size in {CONFIG})")
+    tokenizer.save(folder)
 
 
-def save_model(model: MatFormerLM, folder: Path, meta: dict | None = None, force: bool = False) -> Path:
-    """Atomically save ``model`` (and ``meta``) as a checkpoint folder (see atomic_dir)."""
+def save_model(model: MatFormerLM, folder: Path, meta: dict | None = None,
+               tokenizer: Tokenizer | None = None, force: bool = False) -> Path:
+    """Atomically save ``model`` (with ``meta`` and its ``tokenizer``) as a checkpoint folder
+    (see atomic_dir: only a folder matedge wrote is replaced, unless ``force``)."""
     with atomic_dir(folder, force=force) as tmp:
-        write_model(model, tmp, meta)
+        write_model(model, tmp, meta, tokenizer)
     return Path(folder)
 
 
@@ -121,8 +133,9 @@ def load_model(folder: Path) -> MatFormerLM:
 
 def load_any(folder: Path | None) -> tuple[MatFormerLM, Path]:
     """Load ``folder``, or the default model when None."""
-    folder = Path(folder) if folder is not None else DEFAULT_CHECKPOINT
-    if not folder.exists() and folder == DEFAULT_CHECKPOINT:
+    default = default_checkpoint()
+    folder = Path(folder) if folder is not None else default
+    if not folder.exists() and folder == default:
         raise CheckpointError(f"no default model at {str(folder)!r}: run `make demo` or "
                               f"`matedge train --out {folder}` first, or pass a CHECKPOINT")
     return load_model(folder), folder

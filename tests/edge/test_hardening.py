@@ -1,9 +1,9 @@
-"""Bad input, hostile files and faults: every case of bench/hostile_cases.py, family by family.
+"""Bad input, hostile files and faults: every case of tests/hostile/hostile_cases.py, family by family.
 
 Each case runs through the real CLI (in-process) and must end as the catalogue expects: exit 2
 with exactly one ``matedge ...: error:`` line for bad input (or 0 for the controls), no
 traceback, the user's files untouched and no temporaries left behind. The same catalogue is
-what ``python bench/hostile_inputs.py`` counts.
+what ``python tests/hostile/hostile_inputs.py`` counts.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests" / "hostile"))
 
 import hostile_cases as hc  # noqa: E402
 

@@ -1,5 +1,5 @@
 """SIGINT and SIGTERM, sent for real to a real ``matedge`` process, one test per command family
-(bench/hostile_signals.py): the command stops within seconds, exits 130 / 143 with one line and
+(tests/hostile/hostile_signals.py): the command stops within seconds, exits 130 / 143 with one line and
 leaves no temporary behind (no ``.tmp-``/``.old-`` names, no ``matedge-profile-`` folder, no
 half-written output)."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests" / "hostile"))
 
 import hostile_signals as hs  # noqa: E402
 
