@@ -78,15 +78,14 @@ def run(args) -> int:
 
 def _check_destination(args) -> None:
     """Refuse to overwrite OUT/NAME.<suffix> unless its metadata JSON says matedge wrote it."""
-    import importlib
     from pathlib import Path
 
     from edge.errors import MatEdgeError
     from edge.fsguard import check_dir_destination, check_file_destination
     from edge.inputs import read_json
-    from exporters import EXPORTERS
+    from exporters import get_backend
 
-    suffix = importlib.import_module(EXPORTERS[args.backend]).SUFFIX  # the module itself is light
+    suffix = get_backend(args.backend).suffix
     final = Path(args.out) / f"{args.name}{suffix}"
 
     def owned(path: Path) -> bool:
@@ -96,8 +95,8 @@ def _check_destination(args) -> None:
             return False
         return isinstance(meta, dict) and meta.get("file") == path.name and "sha256" in meta
 
-    if suffix == ".mlpackage":  # a package is a folder
-        if final.exists() and not owned(final) and not args.force:
-            check_dir_destination(final, args.force)
+    if final.is_dir() and not final.is_symlink():  # a package (.mlpackage) is a folder
+        if not args.force and not owned(final):
+            check_dir_destination(final, args.force)  # refused unless matedge's marker is inside
     else:
         check_file_destination(final, owned, args.force)
