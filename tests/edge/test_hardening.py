@@ -1,4 +1,4 @@
-"""Bad input, hostile files and faults: every case of tests/hostile/hostile_cases.py, family by family.
+"""Bad input, hostile files and faults: every case of tests/hostile/hostile_families.py.
 
 Each case runs through the real CLI (in-process) and must end as the catalogue expects: exit 2
 with exactly one ``matedge ...: error:`` line for bad input (or 0 for the controls), no
@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "hostile"))
 
 import hostile_cases as hc  # noqa: E402
+import hostile_families as hf  # noqa: E402
 
-CASES = hc.cases()
+CASES = hf.cases()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ leftovers (temporaries left behind) and other wrong outcomes, then every case th
     python tests/hostile/hostile_inputs.py --skip runners --skip signals    the in-process families only
 
 Families: destinations, transports, import, loaders, ranges, filesystem (full disk and
-read-only: needs mount rights) from tests/hostile/hostile_cases.py; runner arguments and fuzzing (plain
+read-only: needs mount rights) from tests/hostile/hostile_families.py; runner arguments and fuzzing (plain
 mutants, and mutants whose metadata was rewritten to match) from tests/hostile/hostile_runners.py;
 SIGINT/SIGTERM per command family from tests/hostile/hostile_signals.py.
 """
@@ -31,11 +31,12 @@ COLUMNS = ("tried", "clean", "tracebacks", "signals", "leftovers", "wrong")
 
 def cli_families(work: Path, counts, failures, include_slow: bool) -> None:
     import hostile_cases as hc
+    import hostile_families as hf
 
     fx_root = work / "fixtures"
     fx_root.mkdir(parents=True)
     fx = hc.Fixtures(fx_root)
-    for i, case in enumerate(hc.cases()):
+    for i, case in enumerate(hf.cases()):
         if case.slow and not include_slow:
             continue
         out = hc.run_case(case, work / f"case{i}", fx)
