@@ -15,6 +15,7 @@ from pathlib import Path
 
 from exporters.backends import BACKENDS, Backend, get_backend
 from exporters.base import Artifact, ExportError, file_size, sha256, write_json
+from exporters.logs import known_warnings_filtered
 
 # Views of the registry (exporters.backends.BACKENDS) kept for callers that want plain dicts.
 EXPORTERS: dict[str, str] = {name: b.module for name, b in BACKENDS.items()}  # name -> module
@@ -119,7 +120,8 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     tmp = out_dir / f".{name}.tmp-{os.getpid()}{module.SUFFIX}"
     t0 = time.perf_counter()
     try:
-        info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len)
+        with known_warnings_filtered():
+            info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len)
         seconds = time.perf_counter() - t0
         meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds)
         if parity:

@@ -7,11 +7,11 @@ import json
 import os
 import shutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 from edge.device.cost_table import table_path
 from edge.checkpoint import atomic_dir
+from exporters.logs import quiet_output
 from edge.device.costfit import observed
 from edge.device.profiles import DeviceProfile
 from edge.spec import Spec, format_spec
@@ -23,7 +23,8 @@ def ensure_table(profile: DeviceProfile, config, settings, log=print):
 
     path = table_path(profile.name, profile.precision, root=settings.out_root / "cost_tables")
     got = get_cost_table(profile, config, measure="auto" if settings.measure else "never", path=path, log=log,
-                         rounds=settings.profile_rounds, progress=settings.progress)
+                         rounds=settings.profile_rounds, progress=settings.progress,
+                         log_path=settings.out_root / "logs" / f"profile-{profile.name}-{profile.precision}.log")
     return got.table, got.status, got.transport
 
 
@@ -39,32 +40,6 @@ def artifact_key(ckpt_sha: str, spec: Spec, profile: DeviceProfile) -> str:
                        "precision": profile.precision, "context": profile.context,
                        "prefill": profile.limits.prompt_tokens, "libs": libs}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-@contextmanager
-def quiet_output(log_path: Path):
-    """Send the converters' chatter (native logs, progress bars) to ``log_path``, not the
-    terminal; on failure the log is kept and named so the user can read it."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(log_path, "w") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        except BaseException as e:
-            if isinstance(e, Exception):
-                e.args = (f"{e.args[0] if e.args else e} (converter log: {log_path})", *e.args[1:])
-            raise
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 class ParityFailure(Exception):
