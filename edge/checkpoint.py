@@ -1,4 +1,5 @@
-"""Checkpoints on disk: a folder with ``model.safetensors``, ``config.json`` and ``meta.json``.
+"""Checkpoints on disk: a folder with ``model.safetensors``, ``config.json``, ``meta.json`` and
+the model's tokenizer (``tokenizer.json`` + ``tokenizer_config.json``, see edge/tokenizer.py).
 
 Writes go to a temporary sibling folder that is renamed into place, so a crash never leaves a
 half-written checkpoint. Loading never unpickles: weights come from safetensors.
@@ -21,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from edge.config import DEFAULT_CHECKPOINT, ConfigError, MatFormerConfig, default_checkpoint  # noqa: F401 (re-exported)
 from edge.model import MatFormerLM
+from edge.tokenizer import Tokenizer, byte_tokenizer, load_tokenizer  # load_tokenizer: re-exported
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.json", "meta.json"
 
@@ -52,19 +54,28 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         raise
 
 
-def write_model(model: MatFormerLM, folder: Path, meta: dict | None = None) -> None:
-    """Write weights, config and meta into an existing folder (no atomicity: see save_model)."""
+def write_model(model: MatFormerLM, folder: Path, meta: dict | None = None,
+                tokenizer: Tokenizer | None = None) -> None:
+    """Write weights, config, meta and tokenizer into an existing folder (no atomicity: see
+    save_model). ``tokenizer`` None means the byte tokenizer, which only fits its 260-id vocabulary."""
     folder = Path(folder)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS))
     model.config.save(folder / CONFIG)
     (folder / META).write_text(json.dumps(meta or {}, indent=2) + "\n")
+    if tokenizer is None:
+        tokenizer = byte_tokenizer()
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise CheckpointError(f"tokenizer has {tokenizer.vocab_size} ids but the model only "
+                              f"{model.config.vocab_size} (vocab_size in {CONFIG})")
+    tokenizer.save(folder)
 
 
-def save_model(model: MatFormerLM, folder: Path, meta: dict | None = None) -> Path:
-    """Atomically save ``model`` (and ``meta``) as a checkpoint folder."""
+def save_model(model: MatFormerLM, folder: Path, meta: dict | None = None,
+               tokenizer: Tokenizer | None = None) -> Path:
+    """Atomically save ``model`` (with ``meta`` and its ``tokenizer``) as a checkpoint folder."""
     with atomic_dir(folder) as tmp:
-        write_model(model, tmp, meta)
+        write_model(model, tmp, meta, tokenizer)
     return Path(folder)
 
 

@@ -14,7 +14,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from edge.checkpoint import load_model, load_meta, save_model
+    from edge.checkpoint import load_meta, load_model, load_tokenizer, save_model
     from edge.errors import MatEdgeError
     from edge.slicing import slice_model
     from edge.spec import format_spec, param_count, parse_spec
@@ -27,7 +27,7 @@ def run(args) -> int:
     meta = {"sliced_from": str(args.checkpoint), "spec": format_spec(spec),
             "source_meta": {k: v for k, v in load_meta(args.checkpoint).items() if k != "history"}}
     _check_writable(args.out)
-    save_model(dense, args.out, meta)
+    save_model(dense, args.out, meta, load_tokenizer(args.checkpoint))
     print(f"wrote {args.out}: spec {format_spec(spec)}, ffn sizes {list(dense.config.ffn_sizes)}, "
           f"{param_count(None, dense.config):,} parameters")
     return 0
