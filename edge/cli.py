@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "profile": "edge.commands.profile",
     "predict": "edge.commands.predict",
     "build": "edge.commands.build",
+    "run": "edge.commands.run",
 }
 
 DESCRIPTION = """\

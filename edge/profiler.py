@@ -62,6 +62,14 @@ def executorch_root() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def package_root(name: str, extra: str = "executorch") -> Path:
+    """An installed package's folder (found without importing it)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ProfilerError(f"the ExecuTorch runner needs the Python package {name!r}: pip install 'matformer-edge[{extra}]'")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def ensure_cpp_runner(build_dir: Path = CPP_BUILD, rebuild: bool = False) -> Path:
     """Build ``matedge_runner`` with CMake once; reuse it while its sources are unchanged."""
     binary = Path(build_dir) / "matedge_runner"
@@ -71,7 +79,9 @@ def ensure_cpp_runner(build_dir: Path = CPP_BUILD, rebuild: bool = False) -> Pat
     if shutil.which("cmake") is None:
         raise ProfilerError("building the ExecuTorch runner needs cmake and a C++ compiler (apt-get install cmake g++)")
     steps = [["cmake", "-S", str(CPP_DIR), "-B", str(build_dir), f"-DEXECUTORCH_ROOT={executorch_root()}",
-              "-DCMAKE_BUILD_TYPE=Release"], ["cmake", "--build", str(build_dir), "-j2"]]
+              f"-DPYTORCH_TOKENIZERS_ROOT={package_root('pytorch_tokenizers')}",
+              f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_BUILD_TYPE=Release"],
+             ["cmake", "--build", str(build_dir), "-j2"]]
     for step in steps:
         r = subprocess.run(step, capture_output=True, text=True)
         if r.returncode != 0:
@@ -84,8 +94,8 @@ def runner_command(profile: DeviceProfile, artifact: Path, runs: int, warmup: in
     """The command a transport runs: files to ship are Paths, literal arguments are strings."""
     args = ["--model", Path(artifact), "--methods", "prefill,decode", "--runs", str(runs),
             "--warmup", str(warmup), "--threads", str(profile.threads)]
-    if profile.backend == "executorch":
-        return [ensure_cpp_runner(), *args]
+    if profile.backend == "executorch":  # its "prefill" phase: forward of the prompt at position 0
+        return [ensure_cpp_runner(), *args, "--prompt-tokens", str(profile.limits.prompt_tokens)]
     if profile.backend == "litert":
         local = parse_transport(profile.transport)["kind"] == "local"
         return [sys.executable if local else "python3", LITERT_RUNNER, *args]
@@ -104,7 +114,8 @@ def parse_runner_output(result, name: str) -> dict:
         meas = {"prefill_ms": m["prefill"]["median_ms"], "prefill_p90_ms": m["prefill"]["p90_ms"],
                 "decode_ms": m["decode"]["median_ms"], "decode_p90_ms": m["decode"]["p90_ms"],
                 "prefill_min_ms": m["prefill"]["min_ms"], "decode_min_ms": m["decode"]["min_ms"],
-                "arena_bytes": sum((v.get("arena_bytes") or 0) for v in m.values())}
+                # one forward method serves both phases: its arena once, not summed
+                "arena_bytes": out.get("arena_bytes") or sum((v.get("arena_bytes") or 0) for v in m.values())}
     except (json.JSONDecodeError, IndexError, KeyError, TypeError) as e:
         raise ProfilerError(f"runner output for {name} is not the expected JSON ({e})") from None
     # The runner's own VmHWM (peak RSS since exec). os.wait4's ru_maxrss of a child started
