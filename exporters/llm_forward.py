@@ -13,6 +13,8 @@ implementations of the cache write and the attention (``ops``):
 
 * ``"aten"``: ``index_copy_`` into (1, Hkv, C, hd) caches and attention as explicit matmuls over
   the whole cache with an additive mask (``KVCore.finish``); portable ops and XNNPACK only.
+* ``"prefix"``: as ``"aten"``, but attention spans only the filled prefix ``[0, input_pos + T)``
+  of the caches (a data-dependent size taken from ``input_pos``).
 * ``"llama"``: ExecuTorch's LLM custom ops, ``llama::update_cache`` into (1, C, Hkv, hd) caches
   and ``llama::custom_sdpa``, which attends only to the filled prefix ``[0, input_pos + T)``
   and handles grouped KV heads itself. The kernels ship in the executorch wheel and in
@@ -29,7 +31,7 @@ from torch import nn
 from edge.model import MatFormerLM
 from exporters.decoding import MASK_VALUE, KVCore
 
-OPS = ("aten", "llama")
+OPS = ("aten", "prefix", "llama")
 
 
 def load_llama_ops() -> None:
@@ -48,8 +50,8 @@ class ForwardLM(nn.Module):
         self.core = KVCore(model, context, prefill_len=1)  # its prefill mask is not used here
         self.ops = ops
         c = self.core
-        # aten: (1, Hkv, C, hd), heads first as the matmuls want; llama ops: (1, C, Hkv, hd)
-        shape = (1, c.n_kv, c.context, c.hd) if ops == "aten" else (1, c.context, c.n_kv, c.hd)
+        # aten/prefix: (1, Hkv, C, hd), heads first as the matmuls want; llama ops: (1, C, Hkv, hd)
+        shape = (1, c.context, c.n_kv, c.hd) if ops == "llama" else (1, c.n_kv, c.context, c.hd)
         for i in range(c.n_layers):
             self.register_buffer(f"k_cache_{i}", torch.zeros(shape))
             self.register_buffer(f"v_cache_{i}", torch.zeros(shape))
@@ -64,33 +66,38 @@ class ForwardLM(nn.Module):
         cos = self.core.cos.index_select(0, pos)  # (T, hd/2)
         sin = self.core.sin.index_select(0, pos)
         x = self.core.model.tok_emb(tokens)  # (1, T, d)
-        layers = self._aten if self.ops == "aten" else self._llama
+        layers = self._llama if self.ops == "llama" else self._aten
         x = layers(x, pos, input_pos, cos, sin)
         return self.core.head(x[:, -1, :])  # (1, V)
 
     def _aten(self, x, pos, input_pos, cos, sin):
         core, T = self.core, x.shape[1]
-        slots = torch.arange(core.context, dtype=pos.dtype)  # (C,)
-        mask = torch.where(slots[None, :] <= pos[:, None], 0.0, MASK_VALUE)  # (T, C)
-        mask = mask.repeat(core.rep, 1)[None]  # (1, rep*T, C): rows grouped as KVCore.qkv's q
+        S = core.context  # attended slots: the whole cache, or only its filled prefix
+        if self.ops == "prefix":
+            S = input_pos[0].item() + T
+            torch._check_is_size(S)
+            torch._check(S <= core.context)
+        slots = torch.arange(S, dtype=pos.dtype)  # (S,)
+        mask = torch.where(slots[None, :] <= pos[:, None], 0.0, MASK_VALUE)  # (T, S)
+        mask = mask.repeat(core.rep, 1)[None]  # (1, rep*T, S): rows grouped as KVCore.qkv's q
         for i, block in enumerate(core.model.layers):
             q, k, v = core.qkv(block, x, cos, sin)  # k, v (1, Hkv, T, hd)
             kc, vc = self.caches(i)
             kc.index_copy_(2, pos, k)  # slots input_pos .. input_pos + T - 1
             vc.index_copy_(2, pos, v)
-            x = self._attend(block, x, q, kc, vc, mask)
+            x = self._attend(block, x, q, kc[:, :, :S], vc[:, :, :S], mask)
         return x
 
     def _attend(self, block, x, q, kc, vc, mask):
         """KVCore.finish with the head merge written for a dynamic T: attention of q
-        (1, Hkv, rep*T, hd) over the caches (1, Hkv, C, hd) + mask (1, rep*T, C), the output
+        (1, Hkv, rep*T, hd) over the caches (1, Hkv, S, hd) + mask (1, rep*T, S), the output
         projection, the residual and the FFN. (A plain reshape to (1, H, T, hd) makes export
         emit a contiguity guard on T that it then cannot prove.)"""
         core = self.core
-        G, C, hd = core.n_kv, core.context, core.hd
+        G, S, hd = core.n_kv, kc.shape[2], core.hd
         q3 = q.reshape(G, -1, hd)  # (Hkv, rep*T, hd)
-        att = torch.softmax(torch.bmm(q3, kc.reshape(G, C, hd).transpose(1, 2)) + mask, dim=-1)
-        y = torch.bmm(att, vc.reshape(G, C, hd))  # (Hkv, rep*T, hd)
+        att = torch.softmax(torch.bmm(q3, kc.reshape(G, S, hd).transpose(1, 2)) + mask, dim=-1)
+        y = torch.bmm(att, vc.reshape(G, S, hd))  # (Hkv, rep*T, hd)
         y = y.unflatten(1, (core.rep, x.shape[1])).permute(2, 0, 1, 3).flatten(1)  # (T, H*hd)
         x = x + block.attn.wo(y.unsqueeze(0))
         return x + block.ffn(core.norm(block.ffn_norm, x))
