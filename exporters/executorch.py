@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.backends import BACKENDS
 from exporters.base import ExportError, library_versions, require, tensor_spec
 
-PRECISIONS = ("fp32", "int8", "8da4w")
-SUFFIX = ".pte"
-EXTRA = "executorch"
+BACKEND = BACKENDS["executorch"]  # the registry record: the one place its names and precisions live
+PRECISIONS = BACKEND.precisions
+SUFFIX = BACKEND.suffix
+EXTRA = BACKEND.extra
 CACHE = "buffers"
 GROUP_SIZE = 32  # int4 weight group along the input dimension
 # Cache write + attention: "aten" runs on any ExecuTorch runtime (this project's C++ runner

@@ -13,8 +13,8 @@ implementations of the cache write and the attention (``ops``):
 
 * ``"aten"``: ``index_copy_`` into (1, Hkv, C, hd) caches and attention as explicit matmuls over
   the whole cache with an additive mask (``KVCore.finish``); portable ops and XNNPACK only.
-* ``"prefix"``: as ``"aten"``, but attention spans only the filled prefix ``[0, input_pos + T)``
-  of the caches (a data-dependent size taken from ``input_pos``).
+  (Slicing the caches to the filled prefix with plain ops exports, but ExecuTorch's emitter
+  then fails on the data-dependent size: "dim_order_from_stride".)
 * ``"llama"``: ExecuTorch's LLM custom ops, ``llama::update_cache`` into (1, C, Hkv, hd) caches
   and ``llama::custom_sdpa``, which attends only to the filled prefix ``[0, input_pos + T)``
   and handles grouped KV heads itself. The kernels ship in the executorch wheel and in
@@ -31,7 +31,7 @@ from torch import nn
 from edge.model import MatFormerLM
 from exporters.decoding import MASK_VALUE, KVCore
 
-OPS = ("aten", "prefix", "llama")
+OPS = ("aten", "llama")
 
 
 def load_llama_ops() -> None:
@@ -50,7 +50,7 @@ class ForwardLM(nn.Module):
         self.core = KVCore(model, context, prefill_len=1)  # its prefill mask is not used here
         self.ops = ops
         c = self.core
-        # aten/prefix: (1, Hkv, C, hd), heads first as the matmuls want; llama ops: (1, C, Hkv, hd)
+        # aten: (1, Hkv, C, hd), heads first as the matmuls want; llama ops: (1, C, Hkv, hd)
         shape = (1, c.context, c.n_kv, c.hd) if ops == "llama" else (1, c.n_kv, c.context, c.hd)
         for i in range(c.n_layers):
             self.register_buffer(f"k_cache_{i}", torch.zeros(shape))
@@ -72,20 +72,15 @@ class ForwardLM(nn.Module):
 
     def _aten(self, x, pos, input_pos, cos, sin):
         core, T = self.core, x.shape[1]
-        S = core.context  # attended slots: the whole cache, or only its filled prefix
-        if self.ops == "prefix":
-            S = input_pos[0].item() + T
-            torch._check_is_size(S)
-            torch._check(S <= core.context)
-        slots = torch.arange(S, dtype=pos.dtype)  # (S,)
-        mask = torch.where(slots[None, :] <= pos[:, None], 0.0, MASK_VALUE)  # (T, S)
-        mask = mask.repeat(core.rep, 1)[None]  # (1, rep*T, S): rows grouped as KVCore.qkv's q
+        slots = torch.arange(core.context, dtype=pos.dtype)  # (C,)
+        mask = torch.where(slots[None, :] <= pos[:, None], 0.0, MASK_VALUE)  # (T, C)
+        mask = mask.repeat(core.rep, 1)[None]  # (1, rep*T, C): rows grouped as KVCore.qkv's q
         for i, block in enumerate(core.model.layers):
             q, k, v = core.qkv(block, x, cos, sin)  # k, v (1, Hkv, T, hd)
             kc, vc = self.caches(i)
             kc.index_copy_(2, pos, k)  # slots input_pos .. input_pos + T - 1
             vc.index_copy_(2, pos, v)
-            x = self._attend(block, x, q, kc[:, :, :S], vc[:, :, :S], mask)
+            x = self._attend(block, x, q, kc, vc, mask)
         return x
 
     def _attend(self, block, x, q, kc, vc, mask):

@@ -66,7 +66,7 @@ def test_artifact_names_its_tokenizer_and_runner_metadata(exported):
 
 
 def test_fp32_greedy_generation_equals_eager(exported, trained_tiny, val_stream):
-    from edge.stock_run import run_pte
+    from edge.device.stock_run import run_pte
     from edge.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
@@ -83,7 +83,7 @@ def test_fp32_greedy_generation_equals_eager(exported, trained_tiny, val_stream)
 
 def test_int8_agrees_with_eager_on_at_least_90_percent_of_tokens(exported, trained_tiny, val_stream):
     """Teacher-forced through the stock runner: the prompt plus eager's first i tokens, one new token."""
-    from edge.stock_run import PteChat
+    from edge.device.stock_run import PteChat
     from edge.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
@@ -97,7 +97,7 @@ def test_int8_agrees_with_eager_on_at_least_90_percent_of_tokens(exported, train
 
 
 def test_second_turn_continues_the_cache(exported, trained_tiny, val_stream):
-    from edge.stock_run import PteChat
+    from edge.device.stock_run import PteChat
     from edge.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
