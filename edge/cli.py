@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "profile": "edge.commands.profile",
     "predict": "edge.commands.predict",
     "build": "edge.commands.build",
+    "bundle": "edge.commands.bundle",
 }
 
 DESCRIPTION = """\

@@ -1,0 +1,62 @@
+"""Real builds of a tiny trained model, shared by the bundle and app tests.
+
+Two device profiles are written on the fly: ``webdev`` (LiteRT fp32, what the web app runs) and
+``nativedev`` (ExecuTorch fp32, what the native app runs). Both are built by the real pipeline
+(plan, slice, export, parity) with estimated costs (transport none), and with a memory limit
+tight enough that each build ships a fallback beside its chosen spec.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+PROFILE = """\
+name = "{name}"
+description = "test device for the {app} app"
+backend = "{backend}"
+precision = "fp32"
+threads = 1
+context = 64
+transport = "none"
+
+[limits]
+memory_mb = {memory_mb}
+decode_ms_per_token = 5.0
+first_token_ms = 1000
+prompt_tokens = 16
+
+[hardware]
+gemm_gflops = 20
+memory_bandwidth_gbs = 5
+runtime_overhead_mb = 4
+"""
+
+DEVICES = {"webdev": ("web", "litert"), "nativedev": ("native", "executorch")}
+
+
+def write_profile(folder: Path, name: str, app: str, backend: str, memory_mb: float = 5.2) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(PROFILE.format(name=name, app=app, backend=backend, memory_mb=memory_mb))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_builds(tmp_path_factory):
+    """(checkpoint folder, build root) with builds/webdev and builds/nativedev."""
+    from edge.build import BuildSettings, build_all
+    from edge.profiles import load_profile
+    from edge.search import SearchSettings
+    from edge.train import TrainArgs, train
+
+    root = tmp_path_factory.mktemp("apps")
+    ckpt = root / "ckpt"
+    train(TrainArgs(preset="tiny", steps=60, batch_size=8, seq_len=32, eval_every=60, eval_tokens=1024,
+                    progress=False, out=str(ckpt)))
+    profiles = [load_profile(write_profile(root, name, app, backend)) for name, (app, backend) in DEVICES.items()]
+    settings = BuildSettings(checkpoint=ckpt, out_root=root / "build", eval_tokens=1024, seq_len=32,
+                             search=SearchSettings(generations=2, population=6), measure=False, progress=False)
+    results = build_all(profiles, settings, log=lambda *_: None)
+    assert all(r.ok for r in results), [r.error for r in results]
+    return ckpt, root / "build"
