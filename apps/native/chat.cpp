@@ -1,0 +1,222 @@
+// matedge_chat: a terminal chat on the ExecuTorch C++ runtime that runs a bundle from
+// `matedge bundle --app native`.
+//
+//   matedge_chat BUNDLE [--prompt TEXT] [--max-new-tokens N] [--json]
+//
+// It reads BUNDLE/manifest.json, checks every file's sha256, times a few greedy tokens on the
+// variant with the least memory (slowdown = measured ms/token / predicted), reads the memory the
+// OS has available, chooses a variant with the bundle's rule (selection.hpp: the same function as
+// edge/bundle/selection.py and apps/web/selection.js), and generates greedily with the bundle's
+// tokenizer.json through pytorch/tokenizers (the tokenizer library of ExecuTorch's LLM runner).
+// Without --prompt it reads one prompt per line from stdin. Bad input: one line, exit code 2.
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+#include <pytorch/tokenizers/hf_tokenizer.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bundle.hpp"
+#include "selection.hpp"
+
+using executorch::extension::Module;
+using executorch::runtime::EValue;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// One variant's program: prefill(tokens [1, P]) and decode(token [1, 1], position [1]) with the
+// KV cache in the program's mutable buffers (the project's ExecuTorch convention).
+class Session {
+ public:
+  Session(const std::string& path, const json& variant) : module_(path, Module::LoadMode::MmapUseMlock) {
+    for (const char* m : {"prefill", "decode"})
+      if (module_.load_method(m) != executorch::runtime::Error::Ok)
+        throw matedge::BundleError(path + ": cannot load method '" + m + "' (not a matedge ExecuTorch program?)");
+    auto sizes = module_.method_meta("prefill")->input_tensor_meta(0)->sizes();  // tokens [1, P]
+    prefill_len_ = sizes[sizes.size() - 1];
+    context_ = variant["context"].get<int64_t>();
+  }
+
+  // Greedy tokens after `ids` (right-padded to the prefill length), stopping at a stop id,
+  // `max_new` tokens or the end of the context; the first includes prefill time.
+  std::vector<int64_t> generate(const std::vector<int64_t>& ids, int max_new, const std::vector<int64_t>& stop,
+                                int64_t pad, double* first_ms = nullptr, double* decode_ms = nullptr) {
+    if (static_cast<int64_t>(ids.size()) > prefill_len_)
+      throw matedge::BundleError("the prompt is " + std::to_string(ids.size()) + " tokens; this variant prefills at most " +
+                                 std::to_string(prefill_len_) + ": shorten it");
+    std::vector<int64_t> padded(ids);
+    padded.resize(prefill_len_, pad);
+    auto t0 = Clock::now();
+    int64_t next = step("prefill", {input("prefill", 0, padded)}, static_cast<int64_t>(ids.size()) - 1);
+    if (first_ms) *first_ms = ms_since(t0);
+    std::vector<int64_t> out{next};
+    auto t1 = Clock::now();
+    for (int64_t pos = ids.size(); static_cast<int>(out.size()) < max_new && pos < context_; ++pos) {
+      if (std::find(stop.begin(), stop.end(), next) != stop.end()) break;
+      next = step("decode", {input("decode", 0, {next}), input("decode", 1, {pos})}, 0);
+      out.push_back(next);
+    }
+    if (decode_ms) *decode_ms = out.size() > 1 ? ms_since(t1) / (out.size() - 1) : 0.0;
+    return out;
+  }
+
+ private:
+  // Input `index` of `method` as an int64 or int32 tensor, as the program declares it.
+  EValue input(const char* method, size_t index, const std::vector<int64_t>& values) {
+    auto info = module_.method_meta(method)->input_tensor_meta(index);
+    std::vector<executorch::aten::SizesType> sizes(info->sizes().begin(), info->sizes().end());
+    if (info->scalar_type() == executorch::aten::ScalarType::Int)
+      keep_.push_back(executorch::extension::make_tensor_ptr(sizes, std::vector<int32_t>(values.begin(), values.end())));
+    else
+      keep_.push_back(executorch::extension::make_tensor_ptr(sizes, std::vector<int64_t>(values)));
+    return EValue(*keep_.back());
+  }
+
+  // Run `method`; the argmax of logits row `row` ([1, T, V] float32).
+  int64_t step(const char* method, std::vector<EValue> inputs, int64_t row) {
+    auto out = module_.execute(method, inputs);
+    keep_.clear();
+    if (!out.ok()) throw std::runtime_error(std::string(method) + " failed with error " + std::to_string(int(out.error())));
+    const auto& logits = out->at(0).toTensor();
+    const int64_t vocab = logits.size(logits.dim() - 1);
+    const float* p = logits.const_data_ptr<float>() + row * vocab;
+    return std::max_element(p, p + vocab) - p;
+  }
+
+  Module module_;
+  int64_t prefill_len_ = 0, context_ = 0;
+  std::vector<executorch::extension::TensorPtr> keep_;
+};
+
+struct Options {
+  std::string bundle, prompt;
+  bool has_prompt = false, json = false;
+  int max_new = -1;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw matedge::BundleError(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--prompt") o.prompt = next(), o.has_prompt = true;
+    else if (a == "--max-new-tokens") o.max_new = std::stoi(next());
+    else if (a == "--json") o.json = true;
+    else if (a.rfind("--", 0) == 0) throw matedge::BundleError("unknown option " + a + " (see the usage in chat.cpp)");
+    else o.bundle = a;
+  }
+  if (o.bundle.empty()) throw matedge::BundleError("usage: matedge_chat BUNDLE [--prompt TEXT] [--max-new-tokens N] [--json]");
+  return o;
+}
+
+std::vector<int64_t> encode(tokenizers::HFTokenizer& tok, const json& m, const std::string& text) {
+  auto ids = tok.encode(text, 0, 0);
+  if (!ids.ok()) throw matedge::BundleError("the tokenizer cannot encode the prompt");
+  std::vector<int64_t> out;
+  const auto& t = m["tokenizer"];
+  if (t["add_bos"].get<bool>() && t["bos_id"].is_number()) out.push_back(t["bos_id"].get<int64_t>());
+  for (auto id : ids.get()) out.push_back(static_cast<int64_t>(id));
+  return out;
+}
+
+std::string decode(tokenizers::HFTokenizer& tok, const std::vector<int64_t>& ids, const json& m) {
+  std::string text;
+  uint64_t prev = 0;
+  for (int64_t id : ids) {
+    bool special = id == m["tokenizer"]["bos_id"] || id == m["tokenizer"]["pad_id"];
+    for (const auto& e : m["tokenizer"]["eos_ids"]) special = special || id == e.get<int64_t>();
+    if (!special) {
+      auto piece = tok.decode(prev, static_cast<uint64_t>(id));
+      if (piece.ok()) text += piece.get();
+    }
+    prev = static_cast<uint64_t>(id);
+  }
+  return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  Options o = parse(argc, argv);
+  json m = matedge::read_manifest(o.bundle);
+  matedge::verify_files(o.bundle, m);
+  tokenizers::HFTokenizer tok;
+  if (tok.load(o.bundle + "/" + m["tokenizer"]["file"].get<std::string>()) != tokenizers::Error::Ok)
+    throw matedge::BundleError(o.bundle + "/tokenizer.json: pytorch/tokenizers cannot load it");
+  const auto& gen = m["generation"];
+  const int max_new = o.max_new > 0 ? o.max_new : gen["max_new_tokens"].get<int>();
+  const auto stop = gen["stop_ids"].get<std::vector<int64_t>>();
+  const int64_t pad = m["tokenizer"]["pad_id"].is_number() ? m["tokenizer"]["pad_id"].get<int64_t>() : 0;
+
+  // Benchmark the variant with the least memory: a warm-up, then a few greedy tokens.
+  const json* cheapest = &m["variants"][0];
+  for (const auto& v : m["variants"])
+    if (matedge::cost_of(v, "memory_mb").value_or(1e300) < matedge::cost_of(*cheapest, "memory_mb").value_or(1e300)) cheapest = &v;
+  auto t_load = Clock::now();
+  auto session = std::make_unique<Session>(o.bundle + "/" + (*cheapest)["file"].get<std::string>(), *cheapest);
+  double load_ms = ms_since(t_load), first_ms = 0, decode_ms = 0;
+  auto bench_ids = encode(tok, m, "def ");
+  session->generate(bench_ids, 3, {}, pad);
+  session->generate(bench_ids, gen.value("benchmark_tokens", 8) + 1, {}, pad, nullptr, &decode_ms);
+  double slowdown = decode_ms / matedge::cost_of(*cheapest, "decode_ms_per_token").value_or(decode_ms);
+
+  double maxdec = 0, maxfirst = 0;
+  for (const auto& v : m["variants"]) {
+    maxdec = std::max(maxdec, v["limits"].value("decode_ms_per_token", 0.0));
+    maxfirst = std::max(maxfirst, v["limits"].value("first_token_ms", 0.0));
+  }
+  double avail = matedge::available_memory_mb();
+  json facts = {{"available_memory_mb", avail > 0 ? json(avail) : json(nullptr)}, {"decode_ms_per_token", maxdec},
+                {"first_token_ms", maxfirst}, {"slowdown", slowdown}};
+  auto choice = matedge::choose(m, facts);
+  const json* variant = cheapest;
+  for (const auto& v : m["variants"])
+    if (v["name"] == choice.variant) variant = &v;
+  if (variant != cheapest) {
+    session.reset();
+    t_load = Clock::now();
+    session = std::make_unique<Session>(o.bundle + "/" + (*variant)["file"].get<std::string>(), *variant);
+    load_ms = ms_since(t_load);
+  }
+  std::fprintf(stderr, "matedge_chat: %s (spec %s): %s; slowdown %.2fx, available memory %.0f MiB\n",
+               choice.variant.c_str(), (*variant)["spec"].get<std::string>().c_str(), choice.reason.c_str(), slowdown, avail);
+
+  auto answer = [&](const std::string& prompt) {
+    auto ids = encode(tok, m, prompt);
+    auto out = session->generate(ids, max_new, stop, pad, &first_ms, &decode_ms);
+    if (o.json) {
+      json r = {{"variant", choice.variant}, {"spec", (*variant)["spec"]}, {"fits", choice.fits}, {"reason", choice.reason},
+                {"slowdown", slowdown}, {"facts", facts}, {"load_ms", load_ms}, {"prompt_ids", ids}, {"tokens", out},
+                {"first_token_ms", first_ms}, {"decode_ms_per_token", decode_ms}, {"text", decode(tok, out, m)}};
+      std::cout << r.dump() << std::endl;
+    } else {
+      std::cout << prompt << decode(tok, out, m) << std::endl;
+      std::fprintf(stderr, "[%zu tokens, first token %.2f ms, decode %.3f ms/token]\n", out.size(), first_ms, decode_ms);
+    }
+  };
+  if (o.has_prompt) {
+    answer(o.prompt);
+  } else {
+    for (std::string line; std::cerr << "> " && std::getline(std::cin, line);)
+      if (!line.empty()) answer(line);
+  }
+  return 0;
+} catch (const matedge::BundleError& e) {
+  std::fprintf(stderr, "matedge_chat: error: %s\n", e.what());
+  return 2;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "matedge_chat: error: %s\n", e.what());
+  return 1;
+}
