@@ -25,7 +25,7 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.table import format_table  # noqa: E402
+from edge.texttable import format_table  # noqa: E402
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     server, base = serve(args.web)
     runner = native = None
     if args.native:
-        from edge.profiler import ensure_cpp_runner
+        from edge.device.cpp_runner import ensure_cpp_runner
 
         runner = ensure_cpp_runner()
         native = json.loads((args.native / "manifest.json").read_text())

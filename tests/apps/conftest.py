@@ -47,9 +47,9 @@ def write_profile(folder: Path, name: str, app: str, backend: str, memory_mb: fl
 @pytest.fixture(scope="session")
 def tiny_builds(tmp_path_factory):
     """(checkpoint folder, build root) with builds/webdev and builds/nativedev."""
-    from edge.build import BuildSettings, build_all
-    from edge.profiles import load_profile
-    from edge.search import SearchSettings
+    from edge.plan.build import BuildSettings, build_all
+    from edge.device.profiles import load_profile
+    from edge.plan.planner import SearchSettings
     from edge.train import TrainArgs, train
 
     root = tmp_path_factory.mktemp("apps")
