@@ -47,6 +47,8 @@ def serve(web_bundle: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 
 def page_round(base: str, prompt: str, variant: str | None) -> dict:
     url = f"{base}/apps/web/?accelerator=wasm&autorun=1&prompt={quote(prompt)}"
+    if variant:
+        url += f"&variant={quote(variant)}"
     r = subprocess.run(["node", str(ROOT / "apps/web/e2e/drive.mjs"), url], capture_output=True, text=True,
                        timeout=600, check=True)
     return json.loads(r.stdout)
@@ -65,6 +67,7 @@ def main(argv=None) -> int:
     p.add_argument("--native", type=Path, help="a native bundle with the same spec (matedge bundle --app native)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--prompt", default="def main(")
+    p.add_argument("--variant", help="make the page run this variant (default: the one its rule chooses)")
     args = p.parse_args(argv)
 
     rows = []
@@ -85,7 +88,7 @@ def main(argv=None) -> int:
     web, nat = [], []
     try:
         for _ in range(args.rounds):
-            page = page_round(base, args.prompt, None)
+            page = page_round(base, args.prompt, args.variant)
             web.append(page)
             if native:
                 same = [v for v in native["variants"] if v["spec"] == page["spec"]]

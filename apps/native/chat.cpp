@@ -33,36 +33,47 @@ namespace {
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-// One variant's program: prefill(tokens [1, P]) and decode(token [1, 1], position [1]) with the
-// KV cache in the program's mutable buffers (the project's ExecuTorch convention).
+// One variant's program, in either convention its exporter writes:
+// - ExecuTorch's LLM runner: forward(tokens [1, T] with T dynamic, input_pos [1]);
+// - the project's: prefill(tokens [1, P], right-padded) and decode(token [1, 1], position [1]).
+// Both keep the KV cache in the program's mutable buffers. Logits are [1, T, V] or [1, V].
 class Session {
  public:
   Session(const std::string& path, const json& variant) : module_(path, Module::LoadMode::MmapUseMlock) {
-    for (const char* m : {"prefill", "decode"})
+    auto names = module_.method_names();
+    forward_ = names.ok() && names->count("forward") > 0;
+    for (const char* m : forward_ ? std::vector<const char*>{"forward"} : std::vector<const char*>{"prefill", "decode"})
       if (module_.load_method(m) != executorch::runtime::Error::Ok)
-        throw matedge::BundleError(path + ": cannot load method '" + m + "' (not a matedge ExecuTorch program?)");
-    auto sizes = module_.method_meta("prefill")->input_tensor_meta(0)->sizes();  // tokens [1, P]
+        throw matedge::BundleError(path + ": cannot load method '" + m + "' (not an LLM program?)");
+    auto sizes = module_.method_meta(forward_ ? "forward" : "prefill")->input_tensor_meta(0)->sizes();  // [1, P]
     prefill_len_ = sizes[sizes.size() - 1];
     context_ = variant["context"].get<int64_t>();
   }
 
-  // Greedy tokens after `ids` (right-padded to the prefill length), stopping at a stop id,
-  // `max_new` tokens or the end of the context; the first includes prefill time.
+  // Greedy tokens after `ids`, stopping at a stop id, `max_new` tokens or the end of the
+  // context; `first_ms` includes the prompt, `decode_ms` is per token after the first.
   std::vector<int64_t> generate(const std::vector<int64_t>& ids, int max_new, const std::vector<int64_t>& stop,
                                 int64_t pad, double* first_ms = nullptr, double* decode_ms = nullptr) {
-    if (static_cast<int64_t>(ids.size()) > prefill_len_)
-      throw matedge::BundleError("the prompt is " + std::to_string(ids.size()) + " tokens; this variant prefills at most " +
+    const int64_t n = static_cast<int64_t>(ids.size());
+    if (n > prefill_len_)
+      throw matedge::BundleError("the prompt is " + std::to_string(n) + " tokens; this variant prefills at most " +
                                  std::to_string(prefill_len_) + ": shorten it");
-    std::vector<int64_t> padded(ids);
-    padded.resize(prefill_len_, pad);
     auto t0 = Clock::now();
-    int64_t next = step("prefill", {input("prefill", 0, padded)}, static_cast<int64_t>(ids.size()) - 1);
+    int64_t next;
+    if (forward_) {
+      next = step("forward", {input("forward", 0, ids, {1, n}), input("forward", 1, {0}, {1})}, n - 1);
+    } else {
+      std::vector<int64_t> padded(ids);
+      padded.resize(prefill_len_, pad);  // causal attention: the pad never reaches the prompt's logits
+      next = step("prefill", {input("prefill", 0, padded, {1, prefill_len_})}, n - 1);
+    }
     if (first_ms) *first_ms = ms_since(t0);
     std::vector<int64_t> out{next};
+    const char* method = forward_ ? "forward" : "decode";
     auto t1 = Clock::now();
-    for (int64_t pos = ids.size(); static_cast<int>(out.size()) < max_new && pos < context_; ++pos) {
+    for (int64_t pos = n; static_cast<int>(out.size()) < max_new && pos < context_; ++pos) {
       if (std::find(stop.begin(), stop.end(), next) != stop.end()) break;
-      next = step("decode", {input("decode", 0, {next}), input("decode", 1, {pos})}, 0);
+      next = step(method, {input(method, 0, {next}, {1, 1}), input(method, 1, {pos}, {1})}, 0);
       out.push_back(next);
     }
     if (decode_ms) *decode_ms = out.size() > 1 ? ms_since(t1) / (out.size() - 1) : 0.0;
@@ -70,10 +81,10 @@ class Session {
   }
 
  private:
-  // Input `index` of `method` as an int64 or int32 tensor, as the program declares it.
-  EValue input(const char* method, size_t index, const std::vector<int64_t>& values) {
+  // Input `index` of `method` with the given shape, as the int64 or int32 tensor it declares.
+  EValue input(const char* method, size_t index, const std::vector<int64_t>& values, std::vector<int64_t> shape) {
     auto info = module_.method_meta(method)->input_tensor_meta(index);
-    std::vector<executorch::aten::SizesType> sizes(info->sizes().begin(), info->sizes().end());
+    std::vector<executorch::aten::SizesType> sizes(shape.begin(), shape.end());
     if (info->scalar_type() == executorch::aten::ScalarType::Int)
       keep_.push_back(executorch::extension::make_tensor_ptr(sizes, std::vector<int32_t>(values.begin(), values.end())));
     else
@@ -81,18 +92,20 @@ class Session {
     return EValue(*keep_.back());
   }
 
-  // Run `method`; the argmax of logits row `row` ([1, T, V] float32).
+  // Run `method`; the argmax of logits row `row` ([1, T, V]; a [1, V] output is the last row).
   int64_t step(const char* method, std::vector<EValue> inputs, int64_t row) {
     auto out = module_.execute(method, inputs);
     keep_.clear();
     if (!out.ok()) throw std::runtime_error(std::string(method) + " failed with error " + std::to_string(int(out.error())));
     const auto& logits = out->at(0).toTensor();
     const int64_t vocab = logits.size(logits.dim() - 1);
-    const float* p = logits.const_data_ptr<float>() + row * vocab;
+    const int64_t rows = logits.numel() / vocab;
+    const float* p = logits.const_data_ptr<float>() + std::min(row, rows - 1) * vocab;
     return std::max_element(p, p + vocab) - p;
   }
 
   Module module_;
+  bool forward_ = false;
   int64_t prefill_len_ = 0, context_ = 0;
   std::vector<executorch::extension::TensorPtr> keep_;
 };

@@ -2,13 +2,14 @@
 // bundle's own rule (selection.js), and stream greedy generation from it.
 //
 // URL parameters: bundle (folder of manifest.json; default ../../bundles/web/), accelerator
-// (wasm | webgpu; default webgpu where the browser has it), prompt, autorun (generate at once).
+// (wasm | webgpu; default webgpu where the browser has it), prompt, autorun (generate at once),
+// variant (run this variant instead of the rule's choice: for benchmarks).
 import {Tokenizer} from '@huggingface/tokenizers';
 import {isWebGPUSupported, loadLiteRt} from '@litertjs/core';
 
 import {generate, Session} from './runner.js';
 import {check, choose, costOf} from './selection.js';
-import {fetchVerified} from './verify.js';
+import {fetchAllVerified} from './verify.js';
 
 const params = new URLSearchParams(location.search);
 const base = new URL(params.get('bundle') ?? '../../bundles/web/', location.href);
@@ -37,11 +38,10 @@ function deviceFacts(manifest, slowdown) {
   };
 }
 
-async function load(manifest, variant, accelerator) {
+async function load(files, variant, accelerator) {
   const start = performance.now();
-  const bytes = await fetchVerified(base, manifest, variant.file);
-  const session = await Session.create(bytes, variant, accelerator);
-  return {session, loadMs: performance.now() - start};
+  const session = await Session.create(files[variant.file], variant, accelerator);
+  return {session, compileMs: performance.now() - start};
 }
 
 // A few greedy tokens on the cheapest variant: measured ms/token over its predicted ms/token.
@@ -77,10 +77,12 @@ function showVariants(manifest, facts, chosen) {
 async function main() {
   set('bundle', base.href);
   const manifest = await (await fetch(new URL('manifest.json', base))).json();
-  const tokFiles = [manifest.tokenizer.file, manifest.tokenizer.config].filter(Boolean);
-  const [tokJson, tokConfig] = await Promise.all(tokFiles.map(async (f) =>
-    JSON.parse(new TextDecoder().decode(await fetchVerified(base, manifest, f)))));
-  const tokenizer = new Tokenizer(tokJson, tokConfig ?? {});
+  set('status', 'checking every file (sha256)');
+  const fetchStart = performance.now();
+  const files = await fetchAllVerified(base, manifest);  // nothing is used before all pass
+  const fetchMs = performance.now() - fetchStart;
+  const readJson = (name) => name ? JSON.parse(new TextDecoder().decode(files[name])) : {};
+  const tokenizer = new Tokenizer(readJson(manifest.tokenizer.file), readJson(manifest.tokenizer.config));
 
   const accelerator = params.get('accelerator') ?? (await isWebGPUSupported() ? 'webgpu' : 'wasm');
   set('runtime', `LiteRT.js ${accelerator}`);
@@ -89,23 +91,26 @@ async function main() {
 
   set('status', 'benchmarking the smallest variant');
   const cheapest = [...manifest.variants].sort((a, b) => costOf(a, 'memory_mb') - costOf(b, 'memory_mb'))[0];
-  let {session, loadMs} = await load(manifest, cheapest, accelerator);
+  let {session, compileMs} = await load(files, cheapest, accelerator);
   const slowdown = await benchmark(manifest, session, tokenizer);
   const facts = deviceFacts(manifest, slowdown);
-  const choice = choose(manifest, facts);
+  const forced = manifest.variants.find((v) => v.name === params.get('variant'));
+  const choice = forced ? {variant: forced.name, fits: null, reason: `${forced.name}: forced by the URL (variant=)`}
+    : choose(manifest, facts);
   const variant = manifest.variants.find((v) => v.name === choice.variant);
   if (variant !== cheapest) {
     session.delete();
-    ({session, loadMs} = await load(manifest, variant, accelerator));
+    ({session, compileMs} = await load(files, variant, accelerator));
   }
   set('chosen', `${variant.name}: spec ${variant.spec}, ${(variant.bytes / 2 ** 20).toFixed(2)} MiB, ` +
     `val loss ${variant.val_loss.toFixed(4)}`);
   set('why', `${choice.reason} (this browser runs ${slowdown.toFixed(2)}x the predicted ms/token; ` +
     `memory ${facts.available_memory_mb === null ? 'unknown' : facts.available_memory_mb + ' MiB'})`);
-  set('load', `${loadMs.toFixed(0)} ms (fetch + sha256 + compile)`);
+  const loadMs = fetchMs + compileMs;
+  set('load', `${loadMs.toFixed(0)} ms: fetch + sha256 of every file ${fetchMs.toFixed(0)} ms, compile ${compileMs.toFixed(0)} ms`);
   showVariants(manifest, facts, variant.name);
   Object.assign(report, {state: 'ready', variant: variant.name, spec: variant.spec, fits: choice.fits,
-                         reason: choice.reason, slowdown, facts, loadMs, accelerator});
+                         reason: choice.reason, slowdown, facts, loadMs, fetchMs, compileMs, accelerator});
   set('status', 'ready');
 
   const run = async () => {

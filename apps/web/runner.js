@@ -34,8 +34,11 @@ export class Session {
   constructor(model, variant) {
     this.model = model;
     this.variant = variant;
-    this.prefillName = Object.keys(variant.entry_points).find((n) => n.startsWith('prefill'));
-    this.prefillLen = variant.entry_points[this.prefillName].inputs.find((t) => TOKENS.includes(t.name)).shape[1];
+    // Prefill entry points by length: `prefill` alone, or LiteRT-LM's prefill_<T> (one per T).
+    this.prefills = Object.keys(variant.entry_points).filter((n) => n.startsWith('prefill'))
+      .map((name) => ({name, len: variant.entry_points[name].inputs.find((t) => TOKENS.includes(t.name)).shape[1]}))
+      .sort((a, b) => a.len - b.len);
+    this.prefillLen = this.prefills[this.prefills.length - 1].len;
     this.context = variant.context;
     this.state = new Map();
   }
@@ -79,13 +82,24 @@ export class Session {
 
   /** Prefill `ids` (right-padded with `padId`); the id of the first generated token. */
   async prefill(ids, padId) {
-    const n = this.prefillLen;
-    if (ids.length > n) throw new Error(`prompt of ${ids.length} tokens; this variant prefills at most ${n}`);
+    const entry = this.prefills.find((p) => p.len >= ids.length);  // the shortest that holds the prompt
+    if (!entry) throw new Error(`prompt of ${ids.length} tokens; this variant prefills at most ${this.prefillLen}`);
+    const n = entry.len;
     const tokens = new Int32Array(n).fill(padId ?? 0);
     tokens.set(ids);
     const positions = Int32Array.from({length: n}, (_, i) => i);
-    const logits = await this.call(this.prefillName, {tokens, token: tokens, input_pos: positions, position: positions,
-                                                     mask: this.mask(0, n)});
+    const hasLogits = this.variant.entry_points[entry.name].outputs.some((t) => t.name === 'logits');
+    if (!hasLogits) {
+      // LiteRT-LM's convention: prefill fills the cache only; the prompt's last token goes
+      // through decode, whose logits give the first new token.
+      if (ids.length > 1) {
+        tokens.fill(padId ?? 0, ids.length - 1);
+        await this.call(entry.name, {tokens, input_pos: positions, mask: this.mask(0, n)});
+      }
+      return this.decode(ids[ids.length - 1], ids.length - 1);
+    }
+    const logits = await this.call(entry.name, {tokens, token: tokens, input_pos: positions, position: positions,
+                                                mask: this.mask(0, n)});
     const vocab = logits.length / n;
     return argmax(logits, (ids.length - 1) * vocab, vocab);
   }

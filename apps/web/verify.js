@@ -1,5 +1,5 @@
-// Fetch a bundle file and check its sha256 (WebCrypto) against manifest.json before anything
-// uses it: a file that differs is refused, whatever its content.
+// Fetch bundle files and check their sha256 (WebCrypto) against manifest.json before anything
+// uses them: a file that differs is refused, whatever its content.
 
 export class IntegrityError extends Error {}
 
@@ -20,4 +20,11 @@ export async function fetchVerified(base, manifest, name) {
       `the manifest's ${want.sha256.slice(0, 12)}… (${want.bytes} bytes); the file was changed or damaged`);
   }
   return bytes;
+}
+
+/** Every file of the bundle, verified, as {name: bytes}; the first bad file stops it all. */
+export async function fetchAllVerified(base, manifest) {
+  const names = Object.keys(manifest.files);
+  const bytes = await Promise.all(names.map((name) => fetchVerified(base, manifest, name)));
+  return Object.fromEntries(names.map((name, i) => [name, bytes[i]]));
 }

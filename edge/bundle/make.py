@@ -109,6 +109,22 @@ def _variant(build: DeviceBuild, role: str, file_name: str, path: Path) -> dict:
             "cache": meta.get("cache", ""), "entry_points": meta.get("entry_points", {})}
 
 
+def _copy_extra_files(build: DeviceBuild, role: str, dest: Path) -> dict[str, str]:
+    """Copy the artifact's other files (e.g. the ``.litertlm`` that LiteRT-LM and Google's apps
+    open, beside the bare ``.tflite``) as ``<device>.<role>.<suffix>``; {kind: bundle file name}.
+    Tokenizer files are left out: the bundle carries the tokenizer once."""
+    out = {}
+    for kind, file in (build.manifest["artifacts"][role].get("files") or {}).items():
+        if kind == "model" or kind.startswith("tokenizer"):
+            continue
+        src = build.folder / file
+        if not src.is_file():
+            raise BundleError(f"{build.device} {role}: file {str(src)!r} is missing (re-run `matedge build`)")
+        out[kind] = f"{build.device}.{role}{''.join(src.suffixes)}"
+        shutil.copyfile(src, dest / out[kind])
+    return out
+
+
 def _checkpoint_of(builds: list[DeviceBuild]) -> tuple[str, Path]:
     """(checkpoint sha256, checkpoint folder) shared by all builds, else BundleError."""
     shas = {b.manifest.get("provenance", {}).get("checkpoint_sha256") for b in builds}
@@ -178,7 +194,11 @@ def make_bundle(devices: list[str], app: str, out: Path, build_root: Path = Path
             name = f"{b.device}.{role}{''.join(path.suffixes)}"
             shutil.copyfile(path, tmp / name)
             variants.append(_variant(b, role, name, tmp / name))
-            log(f"   {name}: {variants[-1]['spec']} ({variants[-1]['bytes'] / 2**20:.1f} MiB)")
+            extra = _copy_extra_files(b, role, tmp)
+            if extra:
+                variants[-1]["extra_files"] = extra
+            log(f"   {name}: {variants[-1]['spec']} ({variants[-1]['bytes'] / 2**20:.1f} MiB)"
+                + "".join(f", {f}" for f in extra.values()))
         manifest = {
             "schema_version": SCHEMA_VERSION, "kind": KIND, "app": app,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
