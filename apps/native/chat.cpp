@@ -1,14 +1,15 @@
 // matedge_chat: a terminal chat on the ExecuTorch C++ runtime that runs a bundle from
 // `matedge bundle --app native`.
 //
-//   matedge_chat BUNDLE [--prompt TEXT] [--max-new-tokens N] [--json]
+//   matedge_chat BUNDLE [--prompt TEXT] [--max-new-tokens N] [--variant NAME] [--json]
 //
 // It reads BUNDLE/manifest.json, checks every file's sha256, times a few greedy tokens on the
 // variant with the least memory (slowdown = measured ms/token / predicted), reads the memory the
 // OS has available, chooses a variant with the bundle's rule (selection.hpp: the same function as
 // edge/bundle/selection.py and apps/web/selection.js), and generates greedily with the bundle's
 // tokenizer.json through pytorch/tokenizers (the tokenizer library of ExecuTorch's LLM runner).
-// Without --prompt it reads one prompt per line from stdin. Bad input: one line, exit code 2.
+// Without --prompt it reads one prompt per line from stdin; --variant runs that variant instead
+// of the rule's choice (benchmarks). Bad input: one line, exit code 2.
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
 #include <pytorch/tokenizers/hf_tokenizer.h>
@@ -111,7 +112,7 @@ class Session {
 };
 
 struct Options {
-  std::string bundle, prompt;
+  std::string bundle, prompt, variant;
   bool has_prompt = false, json = false;
   int max_new = -1;
 };
@@ -127,6 +128,7 @@ Options parse(int argc, char** argv) {
     if (a == "--prompt") o.prompt = next(), o.has_prompt = true;
     else if (a == "--max-new-tokens") o.max_new = std::stoi(next());
     else if (a == "--json") o.json = true;
+    else if (a == "--variant") o.variant = next();
     else if (a.rfind("--", 0) == 0) throw matedge::BundleError("unknown option " + a + " (see the usage in chat.cpp)");
     else o.bundle = a;
   }
@@ -194,6 +196,12 @@ int main(int argc, char** argv) try {
   json facts = {{"available_memory_mb", avail > 0 ? json(avail) : json(nullptr)}, {"decode_ms_per_token", maxdec},
                 {"first_token_ms", maxfirst}, {"slowdown", slowdown}};
   auto choice = matedge::choose(m, facts);
+  if (!o.variant.empty()) {
+    bool known = false;
+    for (const auto& v : m["variants"]) known = known || v["name"] == o.variant;
+    if (!known) throw matedge::BundleError("--variant " + o.variant + ": the bundle has no such variant");
+    choice = {o.variant, false, o.variant + ": forced by --variant"};
+  }
   const json* variant = cheapest;
   for (const auto& v : m["variants"])
     if (v["name"] == choice.variant) variant = &v;
