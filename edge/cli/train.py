@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.config import DEFAULT_CHECKPOINT, PRESETS
+from edge.config import PRESETS, default_checkpoint
 
 HELP = "train the universal MatFormer model (resumes an unfinished run in --out)"
 DESCRIPTION = """\
@@ -20,7 +20,7 @@ def configure(p) -> None:
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model size (default: small)")
     p.add_argument("--steps", type=int, help="optimizer steps (default: per preset)")
     p.add_argument("--data", help="a UTF-8 text file or a folder of them (default: Python's own docs and sources)")
-    p.add_argument("--out", default=str(DEFAULT_CHECKPOINT), help=f"checkpoint folder (default: {DEFAULT_CHECKPOINT})")
+    p.add_argument("--out", default=str(default_checkpoint()), help=f"checkpoint folder (default: {default_checkpoint()})")
     p.add_argument("--regime", default="sample", choices=["sample", "sum", "random-layer"])
     p.add_argument("--probs", help="sampling probabilities per granularity, e.g. .17,.20,.22,.41")
     p.add_argument("--batch-size", type=int)
@@ -33,7 +33,8 @@ def configure(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _probs(text: str | None) -> tuple[float, ...] | None:
+def _probs(text: str | None, names: tuple[str, ...]) -> tuple[float, ...] | None:
+    """One non-negative sampling weight per granularity of the model being trained (``names``)."""
     from edge.errors import MatEdgeError
 
     if not text:
@@ -42,17 +43,22 @@ def _probs(text: str | None) -> tuple[float, ...] | None:
         probs = tuple(float(v) for v in text.split(","))
     except ValueError:
         probs = ()
-    if len(probs) != 4 or any(p < 0 for p in probs) or sum(probs) <= 0:
-        raise MatEdgeError(f"--probs {text!r}: need 4 non-negative numbers for S,M,L,XL, e.g. .17,.20,.22,.41")
+    if len(probs) != len(names) or any(p < 0 for p in probs) or sum(probs) <= 0:
+        # the paper's skew towards the largest granularity where it applies, else uniform
+        example = ".17,.20,.22,.41" if len(names) == 4 else ",".join(["1"] * len(names))
+        raise MatEdgeError(f"--probs {text!r}: need {len(names)} non-negative numbers for {','.join(names)}, "
+                           f"e.g. {example}")
     return probs
 
 
 def run(args) -> int:
+    from edge.config import MatFormerConfig
     from edge.texttable import format_table
     from edge.train import TrainArgs, train
 
+    names = MatFormerConfig.from_preset(args.preset).granularity_names
     targs = TrainArgs(preset=args.preset, steps=args.steps, data=args.data, out=args.out, regime=args.regime,
-                      probs=_probs(args.probs), batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+                      probs=_probs(args.probs, names), batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                       seed=args.seed, threads=args.threads, eval_every=args.eval_every, resume=not args.no_resume,
                       progress=not args.quiet)
     meta = train(targs)
