@@ -163,10 +163,58 @@ std::string decode(tokenizers::HFTokenizer& tok, const std::vector<int64_t>& ids
 
 }  // namespace
 
+// What the app chose and how it runs: the loaded session of the chosen variant.
+struct Chosen {
+  std::unique_ptr<Session> session;
+  const json* variant = nullptr;
+  matedge::Choice choice;
+  json facts;
+  double slowdown = 1, load_ms = 0;
+};
+
+// A few greedy tokens (after a warm-up) on the variant with the least memory: this device's
+// ms/token over the prediction. Then the device facts, the bundle's rule, and the chosen
+// variant's session (the benchmarked one is reused when chosen).
+Chosen choose_and_load(const Options& o, const json& m, tokenizers::HFTokenizer& tok, int64_t pad) {
+  Chosen c;
+  const json* cheapest = &m["variants"][0];
+  for (const auto& v : m["variants"])
+    if (matedge::cost_of(v, "memory_mb").value_or(1e300) < matedge::cost_of(*cheapest, "memory_mb").value_or(1e300)) cheapest = &v;
+  auto t_load = Clock::now();
+  c.session = std::make_unique<Session>(o.bundle + "/" + (*cheapest)["file"].get<std::string>(), *cheapest);
+  c.load_ms = ms_since(t_load);
+  double decode_ms = 0;
+  auto bench_ids = encode(tok, m, "def ");
+  c.session->generate(bench_ids, 3, {}, pad);
+  c.session->generate(bench_ids, m["generation"].value("benchmark_tokens", 8) + 1, {}, pad, nullptr, &decode_ms);
+  c.slowdown = decode_ms / matedge::cost_of(*cheapest, "decode_ms_per_token").value_or(decode_ms);
+
+  double maxdec = 0, maxfirst = 0;  // the loosest limits the bundle's devices have
+  for (const auto& v : m["variants"]) {
+    maxdec = std::max(maxdec, v["limits"].value("decode_ms_per_token", 0.0));
+    maxfirst = std::max(maxfirst, v["limits"].value("first_token_ms", 0.0));
+  }
+  double avail = matedge::available_memory_mb();
+  c.facts = {{"available_memory_mb", avail > 0 ? json(avail) : json(nullptr)}, {"decode_ms_per_token", maxdec},
+             {"first_token_ms", maxfirst}, {"slowdown", c.slowdown}};
+  c.choice = matedge::choose(m, c.facts);
+  if (!o.variant.empty()) c.choice = {o.variant, false, o.variant + ": forced by --variant"};
+  for (const auto& v : m["variants"])
+    if (v["name"] == c.choice.variant) c.variant = &v;
+  if (!c.variant) throw matedge::BundleError("--variant " + o.variant + ": the bundle has no such variant");
+  if (c.variant != cheapest) {
+    c.session.reset();
+    t_load = Clock::now();
+    c.session = std::make_unique<Session>(o.bundle + "/" + (*c.variant)["file"].get<std::string>(), *c.variant);
+    c.load_ms = ms_since(t_load);
+  }
+  return c;
+}
+
 int main(int argc, char** argv) try {
   Options o = parse(argc, argv);
   json m = matedge::read_manifest(o.bundle);
-  matedge::verify_files(o.bundle, m);
+  matedge::verify_files(o.bundle, m);  // before anything reads a file
   tokenizers::HFTokenizer tok;
   if (tok.load(o.bundle + "/" + m["tokenizer"]["file"].get<std::string>()) != tokenizers::Error::Ok)
     throw matedge::BundleError(o.bundle + "/tokenizer.json: pytorch/tokenizers cannot load it");
@@ -174,53 +222,19 @@ int main(int argc, char** argv) try {
   const int max_new = o.max_new > 0 ? o.max_new : gen["max_new_tokens"].get<int>();
   const auto stop = gen["stop_ids"].get<std::vector<int64_t>>();
   const int64_t pad = m["tokenizer"]["pad_id"].is_number() ? m["tokenizer"]["pad_id"].get<int64_t>() : 0;
-
-  // Benchmark the variant with the least memory: a warm-up, then a few greedy tokens.
-  const json* cheapest = &m["variants"][0];
-  for (const auto& v : m["variants"])
-    if (matedge::cost_of(v, "memory_mb").value_or(1e300) < matedge::cost_of(*cheapest, "memory_mb").value_or(1e300)) cheapest = &v;
-  auto t_load = Clock::now();
-  auto session = std::make_unique<Session>(o.bundle + "/" + (*cheapest)["file"].get<std::string>(), *cheapest);
-  double load_ms = ms_since(t_load), first_ms = 0, decode_ms = 0;
-  auto bench_ids = encode(tok, m, "def ");
-  session->generate(bench_ids, 3, {}, pad);
-  session->generate(bench_ids, gen.value("benchmark_tokens", 8) + 1, {}, pad, nullptr, &decode_ms);
-  double slowdown = decode_ms / matedge::cost_of(*cheapest, "decode_ms_per_token").value_or(decode_ms);
-
-  double maxdec = 0, maxfirst = 0;
-  for (const auto& v : m["variants"]) {
-    maxdec = std::max(maxdec, v["limits"].value("decode_ms_per_token", 0.0));
-    maxfirst = std::max(maxfirst, v["limits"].value("first_token_ms", 0.0));
-  }
-  double avail = matedge::available_memory_mb();
-  json facts = {{"available_memory_mb", avail > 0 ? json(avail) : json(nullptr)}, {"decode_ms_per_token", maxdec},
-                {"first_token_ms", maxfirst}, {"slowdown", slowdown}};
-  auto choice = matedge::choose(m, facts);
-  if (!o.variant.empty()) {
-    bool known = false;
-    for (const auto& v : m["variants"]) known = known || v["name"] == o.variant;
-    if (!known) throw matedge::BundleError("--variant " + o.variant + ": the bundle has no such variant");
-    choice = {o.variant, false, o.variant + ": forced by --variant"};
-  }
-  const json* variant = cheapest;
-  for (const auto& v : m["variants"])
-    if (v["name"] == choice.variant) variant = &v;
-  if (variant != cheapest) {
-    session.reset();
-    t_load = Clock::now();
-    session = std::make_unique<Session>(o.bundle + "/" + (*variant)["file"].get<std::string>(), *variant);
-    load_ms = ms_since(t_load);
-  }
-  std::fprintf(stderr, "matedge_chat: %s (spec %s): %s; slowdown %.2fx, available memory %.0f MiB\n",
-               choice.variant.c_str(), (*variant)["spec"].get<std::string>().c_str(), choice.reason.c_str(), slowdown, avail);
+  Chosen c = choose_and_load(o, m, tok, pad);
+  std::fprintf(stderr, "matedge_chat: %s (spec %s): %s; slowdown %.2fx\n", c.choice.variant.c_str(),
+               (*c.variant)["spec"].get<std::string>().c_str(), c.choice.reason.c_str(), c.slowdown);
 
   auto answer = [&](const std::string& prompt) {
+    double first_ms = 0, decode_ms = 0;
     auto ids = encode(tok, m, prompt);
-    auto out = session->generate(ids, max_new, stop, pad, &first_ms, &decode_ms);
+    auto out = c.session->generate(ids, max_new, stop, pad, &first_ms, &decode_ms);
     if (o.json) {
-      json r = {{"variant", choice.variant}, {"spec", (*variant)["spec"]}, {"fits", choice.fits}, {"reason", choice.reason},
-                {"slowdown", slowdown}, {"facts", facts}, {"load_ms", load_ms}, {"prompt_ids", ids}, {"tokens", out},
-                {"first_token_ms", first_ms}, {"decode_ms_per_token", decode_ms}, {"text", decode(tok, out, m)}};
+      json r = {{"variant", c.choice.variant}, {"spec", (*c.variant)["spec"]}, {"fits", c.choice.fits},
+                {"reason", c.choice.reason}, {"slowdown", c.slowdown}, {"facts", c.facts}, {"load_ms", c.load_ms},
+                {"prompt_ids", ids}, {"tokens", out}, {"first_token_ms", first_ms}, {"decode_ms_per_token", decode_ms},
+                {"text", decode(tok, out, m)}};
       std::cout << r.dump() << std::endl;
     } else {
       std::cout << prompt << decode(tok, out, m) << std::endl;
