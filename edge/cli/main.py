@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "predict": "edge.cli.predict",
     "build": "edge.cli.build",
     "run": "edge.cli.run",
+    "bundle": "edge.cli.bundle",
 }
 
 DESCRIPTION = """\
