@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import sys
 from pathlib import Path
 
 from repro_train import Mode, plan_jobs
@@ -58,7 +59,16 @@ def estimate(mode: Mode, raw: dict, seed: int = 0, jobs: int = 2) -> dict:
 
 def main(mode: Mode, path: Path, jobs: int) -> int:
     """Print the estimate (``paper_repro.py --plan``)."""
-    raw = json.loads(path.read_text())
+    try:
+        raw = json.loads(path.read_text())
+        raw["info"]["mode"], raw["runs"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        print(f"--plan: {path} is not a paper_repro.json (expected its 'info' and 'runs')", file=sys.stderr)
+        return 2
+    if raw["info"]["mode"] != mode.name:
+        print(f"--plan: {path} is a {raw['info']['mode']!r} run; its per-step times size only that mode "
+              f"(pass its flag, or a {mode.name!r} run's paper_repro.json)", file=sys.stderr)
+        return 2
     e = estimate(mode, raw, jobs=jobs)
     print(f"mode {mode.name}: {e['runs']} training runs, {e['core_minutes']:.0f} core-minutes at the per-step "
           f"times of {path} ({raw['info']['date']}):")
@@ -66,4 +76,7 @@ def main(mode: Mode, path: Path, jobs: int) -> int:
         print(f"  {k:14s} {v:.3f} s/step")
     print(f"on {jobs} worker(s): training {e['train_minutes']:.0f} min + measuring {e['measure_minutes']:.0f} min "
           f"= {e['total_minutes']:.0f} min (budget: {mode.budget})")
+    load = raw["info"].get("load", {}).get("mean")
+    print("  (per-step times measured " + (f"at a mean 1-minute load of {load:.1f}" if load is not None else
+                                           "under the load its report states") + "; a busier CPU overstates an idle one)")
     return 0
