@@ -98,6 +98,10 @@ def test_duration_estimate_is_arithmetic_on_per_step_times():
     assert one["measure_minutes"] == pytest.approx(60 * mode.seeds / 60)  # 60 s of measuring per seed
     two = repro_plan.estimate(mode, raw, jobs=2)
     assert steps / 120 <= two["train_minutes"] < steps / 60
+    # a run written by this version names its runs per seed; each maps to the same cost classes
+    assert [repro_plan.kind(n) for n in ("base-drawn-XL-s2", "matlm-sum-flops-s0", "matlm-uniform-s1",
+                                          "matlm-uniform-seed2", "ofa-s0")] == \
+        ["base-XL", "matlm-sum", "matlm-uniform", "matlm-uniform", "ofa"]
 
 
 def test_curve_residuals_are_zero_on_the_curve():
