@@ -112,7 +112,7 @@ def _prompts(val: torch.Tensor, mode) -> list[list[int]]:
 
 
 def _decoders(models: dict, k: int):
-    """(label, function(prompt, n_new) -> SpecStats) of every decoding set-up at draft length k;
+    """(label, function(prompt, n_new) -> GenerationStats) of every decoding set-up at draft length k;
     ``models``: the uniform MatLM and the equal-token S and XL baselines of one seed."""
     mat, L = models["matlm"], models["matlm"].config.n_layers
     S, XL = ("S",) * L, ("XL",) * L

@@ -8,51 +8,34 @@ beside it (see ``export_model``).
 
 from __future__ import annotations
 
-import importlib
+import inspect
 import os
 import shutil
 import time
 from pathlib import Path
 
+from exporters.backends import BACKENDS, Backend, get_backend
 from exporters.base import Artifact, ExportError, file_size, sha256, write_json
+from exporters.logs import known_warnings_filtered
 
-# backend name -> module implementing it (PRECISIONS, SUFFIX, EXTRA, CACHE, export, load_runner)
-EXPORTERS: dict[str, str] = {
-    "executorch": "exporters.executorch",
-    "litert": "exporters.litert",
-    "coreml": "exporters.coreml",
-}
-EXTRAS = {"executorch": "executorch", "litert": "litert", "coreml": "coreml"}
-# What each backend can write, without importing it (for error messages and --help).
-PRECISIONS = {"executorch": ("fp32", "int8", "8da4w"), "litert": ("fp32", "int8"), "coreml": ("fp16", "int8", "pal4")}
+# Views of the registry (exporters.backends.BACKENDS) kept for callers that want plain dicts.
+EXPORTERS: dict[str, str] = {name: b.module for name, b in BACKENDS.items()}  # name -> module
+EXTRAS = {name: b.extra for name, b in BACKENDS.items()}
+PRECISIONS = {name: b.precisions for name, b in BACKENDS.items()}  # what each writes, without importing it
 DEFAULT_PREFILL = 64
 
-__all__ = ["EXPORTERS", "PRECISIONS", "Artifact", "ExportError", "get_exporter", "export_model", "check_request"]
+__all__ = ["BACKENDS", "EXPORTERS", "PRECISIONS", "Artifact", "Backend", "ExportError", "get_backend", "get_exporter",
+           "export_model", "check_request"]
 
 
 def get_exporter(name: str):
     """The backend module for ``name``; ExportError for an unknown name or a missing library."""
-    if name not in EXPORTERS:
-        raise ExportError(f"unknown backend {name!r} (allowed: {', '.join(EXPORTERS)})")
-    module = importlib.import_module(EXPORTERS[name])
-    # The module itself imports nothing heavy; probe the libraries its export needs.
-    probe = {"executorch": "executorch.exir", "litert": "litert_torch", "coreml": "coremltools"}[name]
-    from exporters.base import require
-
-    require(probe, EXTRAS[name], f"the {name} exporter")
-    return module
+    return get_backend(name).exporter()
 
 
 def check_request(backend: str, precision: str) -> None:
     """Reject an unknown backend, or a precision the backend cannot write, before any work."""
-    if backend not in EXPORTERS:
-        raise ExportError(f"unknown backend {backend!r} (allowed: {', '.join(EXPORTERS)})")
-    allowed = PRECISIONS[backend]
-    if precision not in allowed:
-        others = [b for b, p in PRECISIONS.items() if precision in p]
-        hint = f"; {precision!r} is written by {', '.join(others)}" if others else ""
-        raise ExportError(f"backend {backend!r} cannot write precision {precision!r} "
-                          f"(allowed: {', '.join(allowed)}){hint}")
+    get_backend(backend).check_precision(precision)
 
 
 def _dense(model, spec):
@@ -121,26 +104,32 @@ def _remove(path: Path) -> None:
 
 def export_model(model, backend: str, precision: str, out_dir, *, spec=None, context: int | None = None,
                  prefill_len: int | None = None, name: str = "model", parity: bool = True,
-                 val_stream=None) -> Artifact:
-    """Export ``model`` (dense, or universal + ``spec``) to ``out_dir/<name><suffix>`` + ``<name>.json``.
+                 val_stream=None, tokenizer=None) -> Artifact:
+    """Export ``model`` (dense, or universal + ``spec``) to ``out_dir/<name><suffix>`` + ``<name>.json``,
+    with the model's ``tokenizer.json`` + ``tokenizer_config.json`` beside them.
 
     The artifact is written to a temporary path and renamed into place only when export (and
     the parity run, when asked) finished, so a failure midway leaves no partial artifact.
     ``val_stream``: validation tokens for parity (default: ``edge.data.load_corpus().val``).
+    ``tokenizer``: an ``edge.tokenizer.Tokenizer`` (default: the byte tokenizer of the toy model).
     """
     check_request(backend, precision)
     module = get_exporter(backend)
     dense = _dense(model, spec)
     module.check(dense, precision)
+    tokenizer = _tokenizer(tokenizer, dense)
     context, prefill_len = _sizes(dense, context, prefill_len, parity)
     out_dir = _prepare_out(out_dir)
     final = out_dir / f"{name}{module.SUFFIX}"
     tmp = out_dir / f".{name}.tmp-{os.getpid()}{module.SUFFIX}"
     t0 = time.perf_counter()
+    extra = {"tokenizer": tokenizer} if "tokenizer" in inspect.signature(module.export).parameters else {}
     try:
-        info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len)
+        with known_warnings_filtered():
+            info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len, **extra)
         seconds = time.perf_counter() - t0
         meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds)
+        meta["tokenizer"] = write_tokenizer(tokenizer, out_dir)
         if parity:
             meta["parity"] = run_parity(module, tmp, meta, dense, precision, prefill_len, val_stream)
         _replace(tmp, final)
@@ -153,20 +142,53 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     return Artifact(path=final, meta_path=meta_path, meta=meta)
 
 
+def _tokenizer(tokenizer, dense):
+    """The given tokenizer, or the byte tokenizer for a model with its 260-id vocabulary."""
+    from edge.tokenizer import byte_tokenizer
+
+    if tokenizer is None:
+        tokenizer = byte_tokenizer()
+        if dense.config.vocab_size != tokenizer.vocab_size:
+            raise ExportError(f"the model has {dense.config.vocab_size} token ids, not the byte tokenizer's "
+                              f"{tokenizer.vocab_size}: pass its checkpoint's tokenizer")
+    if tokenizer.vocab_size > dense.config.vocab_size:
+        raise ExportError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only {dense.config.vocab_size}")
+    return tokenizer
+
+
+def write_tokenizer(tokenizer, out_dir: Path) -> dict:
+    """Write ``tokenizer.json`` + ``tokenizer_config.json`` into ``out_dir`` (each through a temporary
+    file); return the tokenizer's metadata with each file's sha256. A different tokenizer already
+    there is an error, not overwritten: it belongs to other artifacts in that folder."""
+    tmp = Path(out_dir) / f".tokenizer.tmp-{os.getpid()}"
+    tmp.mkdir(exist_ok=True)
+    try:
+        files = {}
+        for path in tokenizer.save(tmp):
+            final = Path(out_dir) / path.name
+            if final.exists() and sha256(final) != sha256(path):
+                raise ExportError(f"{str(final)!r} holds a different tokenizer (another model's?): "
+                                  f"export into another folder")
+            files[path.name] = sha256(path)
+            os.replace(path, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {**tokenizer.describe(), "files": files}
+
+
 def run_parity(module, path: Path, meta: dict, dense, precision: str, prefill_len: int, val_stream=None) -> dict:
     """Eager vs artifact on real validation text (see exporters.parity)."""
     from exporters import parity
 
     prompt = parity.prompt_tokens(prefill_len, val_stream)
     ref = parity.reference(dense, prompt)
-    result = parity.check(module.load_runner(path, meta), ref, precision)
-    result["kind"] = ("graph-level (coremltools MIL value inference; not Apple's kernels)"
-                      if "graph-level" in result["runtime"] else "runtime")
+    runner = module.load_runner(path, meta)
+    result = parity.check(runner, ref, precision)
+    result["kind"] = getattr(runner, "kind", "runtime")  # a graph-level evaluator says so itself
     return result
 
 
 def _metadata(dense, backend, precision, path, info, context, prefill_len, seconds) -> dict:
-    from edge.data import TOKENIZER
     from edge.spec import format_spec, param_count
 
     cfg = dense.config
@@ -177,7 +199,7 @@ def _metadata(dense, backend, precision, path, info, context, prefill_len, secon
         "file_size": file_size(path), "sha256": sha256(path),
         "context": context, "prefill_len": prefill_len,
         "entry_points": info.pop("entry_points"), "cache": info.pop("cache"),
-        "tokenizer": TOKENIZER, "model_config": cfg.to_dict(),
+        "model_config": cfg.to_dict(),
         "libraries": info.pop("libraries"), "export_seconds": round(seconds, 2),
         **info,
     }
