@@ -7,11 +7,11 @@ import json
 import os
 import shutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 from edge.device.cost_table import table_path
 from edge.checkpoint import atomic_dir
+from exporters.logs import quiet_output
 from edge.device.costfit import observed
 from edge.device.profiles import DeviceProfile
 from edge.errors import MatEdgeError
@@ -25,7 +25,8 @@ def ensure_table(profile: DeviceProfile, config, settings, log=print):
 
     path = table_path(profile.name, profile.precision, root=settings.out_root / "cost_tables")
     got = get_cost_table(profile, config, measure="auto" if settings.measure else "never", path=path, log=log,
-                         rounds=settings.profile_rounds, progress=settings.progress)
+                         rounds=settings.profile_rounds, progress=settings.progress,
+                         log_path=settings.out_root / "logs" / f"profile-{profile.name}-{profile.precision}.log")
     return got.table, got.status, got.transport
 
 
@@ -43,32 +44,6 @@ def artifact_key(ckpt_sha: str, spec: Spec, profile: DeviceProfile) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-@contextmanager
-def quiet_output(log_path: Path):
-    """Send the converters' chatter (native logs, progress bars) to ``log_path``, not the
-    terminal; on failure the log is kept and named so the user can read it."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(log_path, "w") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        except BaseException as e:
-            if isinstance(e, Exception):
-                e.args = (f"{e.args[0] if e.args else e} (converter log: {log_path})", *e.args[1:])
-            raise
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-
-
 class ParityFailure(Exception):
     """An exported artifact does not match eager PyTorch: it is not shipped."""
 
@@ -77,6 +52,7 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
                   val_stream=None, log=print) -> dict:
     """Export ``spec`` (or reuse the cached export) and copy it into ``dest``; its metadata."""
     from edge.slicing import slice_model
+    from edge.tokenizer import TOKENIZER_CONFIG, TOKENIZER_JSON, load_tokenizer
     from exporters import export_model
 
     key = artifact_key(ckpt_sha, spec, profile)
@@ -86,7 +62,7 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
         with atomic_dir(cached, kind="cache") as tmp, quiet_output(settings.out_root / "logs" / f"export-{key}.log"):
             art = export_model(slice_model(model, spec), profile.backend, profile.precision, tmp,
                                context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model",
-                               val_stream=val_stream)
+                               val_stream=val_stream, tokenizer=load_tokenizer(settings.checkpoint))
             if not art.meta.get("parity", {}).get("passed"):
                 raise ParityFailure(f"{role} {format_spec(spec)} failed its parity check: {art.meta.get('parity')}")
     else:
@@ -96,6 +72,9 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
     name = f"{role}{''.join(art.suffixes) or ''}"
     copy_artifact(art, dest / name)
     copy_artifact(meta_file, dest / f"{role}.json")
+    for tok in (TOKENIZER_JSON, TOKENIZER_CONFIG):  # runtimes read it beside the model (one per checkpoint)
+        if (cached / tok).exists() and not (dest / tok).exists():
+            copy_artifact(cached / tok, dest / tok)
     return {"file": name, "metadata": f"{role}.json", "spec": format_spec(spec), "cache_key": key,
             "bytes": meta["file_size"], "sha256": meta.get("sha256"),
             "parity": meta.get("parity")}
