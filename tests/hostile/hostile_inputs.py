@@ -72,6 +72,7 @@ def runner_families(work: Path, counts, failures, n: int) -> None:
             row["signals"] += c["signal"]
             row["wrong"] += c["wrong"]
             row["ran"] = row.get("ran", 0) + c["ran"]
+            row["crash"] = row.get("crash", 0) + c["crash_reported"]
             if c["signal"] or c["wrong"]:
                 failures.append(f"{fam}: {c}")
 
@@ -122,10 +123,10 @@ def main() -> int:
             signal_families(work / "signals", counts, failures)
     from edge.texttable import format_table
 
-    rows = [[fam, *(row[c] for c in COLUMNS), row.get("ran", "")] for fam, row in counts.items()]
+    rows = [[fam, *(row[c] for c in COLUMNS), row.get("ran", ""), row.get("crash", "")] for fam, row in counts.items()]
     total = {c: sum(row[c] for row in counts.values()) for c in COLUMNS}
-    rows.append(["TOTAL", *(total[c] for c in COLUMNS), ""])
-    print(format_table(["family", *COLUMNS, "fuzz: ran ok"], rows))
+    rows.append(["TOTAL", *(total[c] for c in COLUMNS), "", ""])
+    print(format_table(["family", *COLUMNS, "fuzz: ran ok", "fuzz: crash -> 1 line"], rows))
     for f in failures:
         print(f"NOT CLEAN {f}")
     return 0 if total["clean"] == total["tried"] else 1

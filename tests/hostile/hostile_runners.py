@@ -119,9 +119,10 @@ def fuzz(backend: str, art: Path, work: Path, n: int, resign: bool, seed: int = 
     """Run ``n`` mutants of ``art``. Plain: the metadata stays the original's (the runner must
     refuse every mutant). Re-signed: the metadata is rewritten to match the mutant (a hostile
     file with consistent metadata: the runtime itself must then fail cleanly or run).
-    Returns counts {clean, signal, wrong, ran}."""
+    Returns counts {clean, signal, wrong, ran, crash_reported}: ``crash_reported`` counts the clean
+    exits where the C++ runner's crash handler turned a fault inside the runtime into one line."""
     meta = json.loads(art.with_suffix(".json").read_text())
-    counts = {"clean": 0, "signal": 0, "wrong": 0, "ran": 0}
+    counts = {"clean": 0, "signal": 0, "wrong": 0, "ran": 0, "crash_reported": 0}
     path = work / f"mutant{SUFFIX[backend]}"
     for data in mutants(art, n, seed):
         path.write_bytes(data)
@@ -130,4 +131,5 @@ def fuzz(backend: str, art: Path, work: Path, n: int, resign: bool, seed: int = 
         out = run(backend, ["--model", path, "--runs", "1", "--warmup", "0", "--threads", "1"])
         counts[out.verdict] += 1
         counts["ran"] += out.code == 0
+        counts["crash_reported"] += "runtime crashed" in out.line
     return counts

@@ -48,7 +48,7 @@ def test_bad_arguments_and_metadata_are_one_line_exit_2(artifacts, backend, name
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fuzz_mutated_artifacts_are_refused_before_loading(artifacts, backend, tmp_path):
     counts = hr.fuzz(backend, artifacts[backend], tmp_path, n=25, resign=False)
-    assert counts == {"clean": 25, "signal": 0, "wrong": 0, "ran": 0}, counts
+    assert counts == {"clean": 25, "signal": 0, "wrong": 0, "ran": 0, "crash_reported": 0}, counts
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
