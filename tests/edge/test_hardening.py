@@ -111,3 +111,15 @@ def test_build_works_with_the_tiny_preset(tmp_path, fixtures):
     assert manifest["context"] <= 64 and manifest["prompt_tokens"] < manifest["context"]
     assert manifest["provenance"]["seq_len"] == 64
     assert (tmp_path / "b" / "board" / ".matedge").is_file()
+
+
+def test_the_aftermath_check_sees_lost_or_changed_user_data(tmp_path):
+    import shutil
+
+    hc.user_folder(tmp_path)
+    hc.user_file(tmp_path)
+    assert hc.intact(tmp_path) == ""
+    (tmp_path / "notes.txt").write_text("overwritten")
+    assert "changed" in hc.intact(tmp_path)
+    shutil.rmtree(tmp_path / "my_folder")
+    assert "deleted" in hc.intact(tmp_path)

@@ -107,25 +107,40 @@ def profile_file(work: Path, name: str = "board", transport: str = "none", memor
     return path
 
 
+USER_FILES = {"my_folder/thesis.txt": "years of work", "notes.txt": "precious"}
+MADE = ".user-files"  # which of USER_FILES this case made (intact() checks those)
+
+
+def _made(work: Path, rel: str) -> None:
+    with open(work / MADE, "a") as f:
+        f.write(rel + "\n")
+
+
 def user_folder(work: Path) -> Path:
+    """A folder of the user's, with a file in it (intact() checks it afterwards)."""
     d = work / "my_folder"
     d.mkdir()
-    (d / "thesis.txt").write_text("years of work")
+    (d / "thesis.txt").write_text(USER_FILES["my_folder/thesis.txt"])
+    _made(work, "my_folder/thesis.txt")
     return d
 
 
 def user_file(work: Path) -> Path:
     f = work / "notes.txt"
-    f.write_text("precious")
+    f.write_text(USER_FILES["notes.txt"])
+    _made(work, "notes.txt")
     return f
 
 
 def intact(work: Path) -> str:
-    for p, text in ((work / "my_folder" / "thesis.txt", "years of work"), (work / "notes.txt", "precious")):
-        if p.parent.exists() and p.parent.name in ("my_folder", work.name) and p.exists() and p.read_text() != text:
-            return f"{p} was changed"
-    if (work / "my_folder").exists() and not (work / "my_folder" / "thesis.txt").exists():
-        return "my_folder/thesis.txt was deleted"
+    """'' when every user file that user_folder/user_file made is still there, unchanged."""
+    made = (work / MADE).read_text().split() if (work / MADE).exists() else []
+    for rel in made:
+        p = work / rel
+        if not p.is_file():
+            return f"{rel} was deleted or replaced by a folder"
+        if p.read_text() != USER_FILES[rel]:
+            return f"{rel} was changed"
     return ""
 
 
@@ -201,7 +216,10 @@ def run_case(case: Case, work: Path, fx: Fixtures) -> Outcome:
                 code = e.code if isinstance(e.code, int) else 2
             except BaseException:  # noqa: BLE001 - that is the finding
                 tb = traceback.format_exc()
-        detail_after = case.after(work) if case.after is not None else ""
+        try:
+            detail_after = case.after(work) if case.after is not None else ""
+        except Exception as e:  # noqa: BLE001 - the aftermath itself is broken: that is the finding
+            detail_after = f"aftermath: {type(e).__name__}: {e}"
     finally:
         if case.cleanup is not None:
             case.cleanup(work)
