@@ -31,6 +31,7 @@
 #include <executorch/extension/tensor/tensor.h>
 #include <pytorch/tokenizers/hf_tokenizer.h>
 
+#include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -152,29 +153,16 @@ std::string read_small_file(const std::string& path, const char* what) {
   return ss.str();
 }
 
-// Every value of the JSON key `"key": ...` in `text` (the metadata's top level holds it once; a
-// second, different value makes the file ambiguous and it is refused).
-std::vector<std::string> json_values(const std::string& text, const std::string& key) {
-  std::vector<std::string> out;
-  const std::string quoted = "\"" + key + "\"";
-  for (size_t pos = text.find(quoted); pos != std::string::npos; pos = text.find(quoted, pos + 1)) {
-    size_t i = text.find_first_not_of(" \t\r\n", pos + quoted.size());
-    if (i == std::string::npos || text[i] != ':') continue;  // the word inside a string, not a key
-    i = text.find_first_not_of(" \t\r\n", i + 1);
-    if (i == std::string::npos) break;
-    size_t end = text[i] == '"' ? text.find('"', i + 1) : text.find_first_of(",}\n", i);
-    if (end == std::string::npos) break;
-    out.push_back(text[i] == '"' ? text.substr(i + 1, end - i - 1) : text.substr(i, end - i));
-  }
-  return out;
-}
-
-std::string one_value(const std::string& text, const std::string& key, const std::string& meta_path) {
-  auto values = json_values(text, key);
-  if (values.empty()) fail("metadata '" + meta_path + "' has no \"" + key + "\"");
-  for (const auto& v : values)
-    if (v != values[0]) fail("metadata '" + meta_path + "' has conflicting \"" + key + "\" values");
-  return values[0];
+// The top-level "file_size" and "sha256" of the metadata JSON (nlohmann::json: a real parser,
+// so a nested "sha256" such as the tokenizer's is never mistaken for the artifact's).
+std::pair<long long, std::string> meta_digest(const std::string& text, const std::string& meta_path) {
+  auto doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) fail("metadata '" + meta_path + "' is not a JSON object");
+  auto size = doc.find("file_size");
+  auto digest = doc.find("sha256");
+  if (size == doc.end() || !size->is_number_integer() || digest == doc.end() || !digest->is_string())
+    fail("metadata '" + meta_path + "' has no integer \"file_size\" and string \"sha256\"");
+  return {size->get<long long>(), digest->get<std::string>()};
 }
 
 std::string sha256_hex(const std::string& path) {
@@ -215,12 +203,10 @@ void verify_artifact(const Options& o) {
   if (o.meta.empty() && stat(meta_path.c_str(), &ms) != 0)
     fail("no metadata '" + meta_path + "' beside the program to verify it against (pass --meta FILE, or "
          "--no-verify for a program not written by matedge)");
-  const std::string text = read_small_file(meta_path, "metadata");
-  const std::string size = one_value(text, "file_size", meta_path);
-  const std::string digest = one_value(text, "sha256", meta_path);
-  if (size != std::to_string(static_cast<long long>(st.st_size)))
+  const auto [size, digest] = meta_digest(read_small_file(meta_path, "metadata"), meta_path);
+  if (size != static_cast<long long>(st.st_size))
     fail("program '" + o.model + "' is " + std::to_string(static_cast<long long>(st.st_size)) +
-         " bytes but its metadata says " + size.substr(0, 24) + ": refusing a damaged or substituted file");
+         " bytes but its metadata says " + std::to_string(size) + ": refusing a damaged or substituted file");
   if (sha256_hex(o.model) != digest)
     fail("program '" + o.model + "' does not match the sha256 in '" + meta_path +
          "': refusing a damaged or substituted file");

@@ -60,6 +60,8 @@ def test_fuzz_hostile_artifacts_with_matching_metadata_never_kill_the_runner(art
 
 
 def test_the_profiler_ships_the_metadata_and_the_runner_checks_it(artifacts, tmp_path):
+    import dataclasses
+
     from edge.device.runners import ProfilerError, measure_artifact
     from edge.device.profiles import load_profile
     from edge.device.transports import LocalTransport
@@ -67,10 +69,12 @@ def test_the_profiler_ships_the_metadata_and_the_runner_checks_it(artifacts, tmp
     art = tmp_path / "m.pte"
     shutil.copy(artifacts["executorch"], art)
     shutil.copy(artifacts["executorch"].with_suffix(".json"), art.with_suffix(".json"))
-    meas = measure_artifact(LocalTransport(), load_profile("host"), art, runs=2, warmup=0)
+    host = load_profile("host")
+    host = dataclasses.replace(host, limits=dataclasses.replace(host.limits, prompt_tokens=4))  # the artifact's context is 16
+    meas = measure_artifact(LocalTransport(), host, art, runs=2, warmup=0)
     assert meas["decode_ms"] > 0
     data = bytearray(art.read_bytes())
     data[len(data) // 2] ^= 0xFF
     art.write_bytes(bytes(data))
     with pytest.raises(ProfilerError, match="does not match the sha256"):
-        measure_artifact(LocalTransport(), load_profile("host"), art, runs=1, warmup=0)
+        measure_artifact(LocalTransport(), host, art, runs=1, warmup=0)
