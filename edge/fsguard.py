@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -99,8 +98,7 @@ def atomic_dir(final: str | Path, kind: str = "folder", force: bool = False) -> 
     final = Path(final)
     check_dir_destination(final, force)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    interrupt.track(tmp)
+    tmp = interrupt.make_temp_dir(f".{final.name}.tmp-", final.parent)  # registered atomically
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -109,7 +107,8 @@ def atomic_dir(final: str | Path, kind: str = "folder", force: bool = False) -> 
         write_marker(tmp, kind)
         interrupt.check()  # a signal swallowed inside a library callback still stops the command here
         check_dir_destination(final, force)
-        _swap(tmp, final)
+        with interrupt.critical():  # the watchdog's hard exit waits: never between the two renames
+            _swap(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -91,11 +91,24 @@ def critical() -> Iterator[None]:
         yield
 
 
+def make_temp_dir(prefix: str, dir: str | Path | None = None) -> Path:
+    """mkdtemp, registered before a signal can land between creating and registering it (the
+    signals are held for those few microseconds and delivered right after)."""
+    held = threading.current_thread() is threading.main_thread()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS) if held else None
+    try:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
+        track(path)
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return path
+
+
 @contextmanager
 def temp_dir(prefix: str, dir: str | Path | None = None) -> Iterator[Path]:
     """A registered temporary folder, removed on exit (normal, exception or signal)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
-    track(path)
+    path = make_temp_dir(prefix, dir)
     try:
         yield path
     finally:
