@@ -23,11 +23,12 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-GRACE_S = 5.0
+GRACE_S = 10.0  # a native write of a large file can take seconds on a loaded machine
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _tracked: set[Path] = set()
@@ -125,7 +126,14 @@ def _handler(signum, frame) -> None:
 
 def _hard_exit(signum: int) -> None:
     with _critical:
-        cleanup()
+        # The main thread may still be writing (native code): remove until nothing is left.
+        paths = list(_tracked)
+        for _ in range(20):
+            cleanup()
+            if not any(p.exists() for p in paths):
+                break
+            _tracked.update(paths)
+            time.sleep(0.05)
         print(f"{_prefix}: interrupted by {signal.Signals(signum).name}; temporary files removed", file=sys.stderr)
         sys.stderr.flush()
         os._exit(exit_code(signum))
