@@ -185,7 +185,7 @@ def _candidate_dict(c: Candidate | None) -> dict | None:
 def make_manifest(profile, model, result: Plan, artifacts: dict, measured: dict | None, table: dict,
                   table_status: str, losses: LossCache, settings: BuildSettings) -> dict:
     """Everything an app (and a person) needs to know about this device's build."""
-    from edge.data import TOKENIZER
+    from edge.tokenizer import load_tokenizer
     from edge.evaluate import consistency
 
     names = model.config.granularity_names
@@ -206,7 +206,7 @@ def make_manifest(profile, model, result: Plan, artifacts: dict, measured: dict 
         "fallback": _candidate_dict(result.fallback),
         "measured": measured, "measured_within_limits": within,
         "artifacts": {role: a for role, a in artifacts.items()},
-        "tokenizer": TOKENIZER,
+        "tokenizer": load_tokenizer(settings.checkpoint).describe(),
         "provenance": {"checkpoint": str(settings.checkpoint), "checkpoint_sha256": losses.ckpt_sha,
                        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        "eval_tokens": settings.eval_tokens, "seq_len": settings.seq_len,

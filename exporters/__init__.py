@@ -121,36 +121,64 @@ def _remove(path: Path) -> None:
 
 def export_model(model, backend: str, precision: str, out_dir, *, spec=None, context: int | None = None,
                  prefill_len: int | None = None, name: str = "model", parity: bool = True,
-                 val_stream=None) -> Artifact:
+                 val_stream=None, tokenizer=None) -> Artifact:
     """Export ``model`` (dense, or universal + ``spec``) to ``out_dir/<name><suffix>`` + ``<name>.json``.
 
-    The artifact is written to a temporary path and renamed into place only when export (and
-    the parity run, when asked) finished, so a failure midway leaves no partial artifact.
+    Beside it: any extra file the backend writes (LiteRT's ``<name>.litertlm``) and the
+    tokenizer (``tokenizer.json`` + ``tokenizer_config.json``; ``tokenizer`` is an
+    edge.tokenizer.Tokenizer, default the byte tokenizer). The JSON lists every file with its
+    size and sha256. Files are written to temporary paths and renamed into place only when export
+    (and the parity run, when asked) finished, so a failure midway leaves no partial artifact.
     ``val_stream``: validation tokens for parity (default: ``edge.data.load_corpus().val``).
     """
+    from edge.tokenizer import byte_tokenizer
+
     check_request(backend, precision)
     module = get_exporter(backend)
     dense = _dense(model, spec)
     module.check(dense, precision)
     context, prefill_len = _sizes(dense, context, prefill_len, parity)
+    tokenizer = tokenizer or byte_tokenizer()
     out_dir = _prepare_out(out_dir)
     final = out_dir / f"{name}{module.SUFFIX}"
     tmp = out_dir / f".{name}.tmp-{os.getpid()}{module.SUFFIX}"
+    extras: dict[str, Path] = {}
     t0 = time.perf_counter()
     try:
-        info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len)
+        info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len, tokenizer=tokenizer)
+        extras = info.pop("extra_files", {})
         seconds = time.perf_counter() - t0
-        meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds)
+        meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds, tokenizer)
         if parity:
             meta["parity"] = run_parity(module, tmp, meta, dense, precision, prefill_len, val_stream)
+        files = {"model": final}
+        for role, path in extras.items():
+            files[role] = out_dir / f"{name}{Path(path).suffix}"
+            _replace(Path(path), files[role])
         _replace(tmp, final)
     except BaseException:
-        _remove(tmp)
+        for path in (tmp, *extras.values()):
+            _remove(Path(path))
         raise
+    files.update(zip(("tokenizer", "tokenizer_config"), _write_tokenizer(tokenizer, out_dir)))
     meta["file"] = final.name
+    meta["files"] = {role: {"file": p.name, "bytes": file_size(p), "sha256": sha256(p)} for role, p in files.items()}
     meta_path = out_dir / f"{name}.json"
     write_json(meta_path, meta)
     return Artifact(path=final, meta_path=meta_path, meta=meta)
+
+
+def _write_tokenizer(tokenizer, out_dir: Path) -> list[Path]:
+    """tokenizer.json + tokenizer_config.json beside the artifact (temporary folder, then rename)."""
+    tmp = out_dir / f".tokenizer.tmp-{os.getpid()}"
+    tmp.mkdir(exist_ok=True)
+    try:
+        paths = [out_dir / p.name for p in tokenizer.save(tmp)]
+        for p in paths:
+            os.replace(tmp / p.name, p)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return paths
 
 
 def run_parity(module, path: Path, meta: dict, dense, precision: str, prefill_len: int, val_stream=None) -> dict:
@@ -165,8 +193,7 @@ def run_parity(module, path: Path, meta: dict, dense, precision: str, prefill_le
     return result
 
 
-def _metadata(dense, backend, precision, path, info, context, prefill_len, seconds) -> dict:
-    from edge.data import TOKENIZER
+def _metadata(dense, backend, precision, path, info, context, prefill_len, seconds, tokenizer) -> dict:
     from edge.spec import format_spec, param_count
 
     cfg = dense.config
@@ -177,7 +204,7 @@ def _metadata(dense, backend, precision, path, info, context, prefill_len, secon
         "file_size": file_size(path), "sha256": sha256(path),
         "context": context, "prefill_len": prefill_len,
         "entry_points": info.pop("entry_points"), "cache": info.pop("cache"),
-        "tokenizer": TOKENIZER, "model_config": cfg.to_dict(),
+        "tokenizer": tokenizer.describe(), "model_config": cfg.to_dict(),
         "libraries": info.pop("libraries"), "export_seconds": round(seconds, 2),
         **info,
     }

@@ -6,7 +6,9 @@ A backend module (exporters/executorch.py, ...) exposes:
     SUFFIX: str                       ".pte", ".tflite", ".mlpackage"
     EXTRA: str                        the pyproject extra that installs its libraries
     CACHE: str                        its KV-cache strategy ("buffers" or "io"), see decoding.py
-    export(model, precision, out_path, *, context, prefill_len) -> dict   (entry points, ...)
+    export(model, precision, out_path, *, context, prefill_len, tokenizer) -> dict
+                                      (entry points, ...; "extra_files": {role: path} written
+                                      beside out_path, which export_model renames with it)
     load_runner(path, meta) -> Runner  (prefill/decode on the real runtime) or raise ExportError
 """
 

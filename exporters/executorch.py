@@ -57,7 +57,7 @@ def check(model, precision: str) -> None:
 
 
 def export(model, precision: str, out_path: Path, *, context: int, prefill_len: int,
-           cache: str = CACHE) -> dict:
+           cache: str = CACHE, tokenizer=None) -> dict:
     """Write ``out_path`` (.pte) for a dense model; return metadata (entry points, cache, ...).
 
     ``cache="io"`` (explicit cache inputs/outputs) exists to measure the alternative."""

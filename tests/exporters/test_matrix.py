@@ -12,7 +12,7 @@ import platform
 
 import pytest
 
-from edge.data import TOKENIZER
+from edge.tokenizer import byte_tokenizer
 from edge.spec import param_count, parse_spec
 from exporters import PRECISIONS, export_model, get_exporter
 from exporters import parity as parity_mod
@@ -48,11 +48,19 @@ def test_artifact_file_and_metadata(artifact, trained_tiny, out_dir):
     assert m["sha256"] == sha256(artifact.path) and m["file_size"] == file_size(artifact.path)
     spec = parse_spec(MIXED_SPEC, trained_tiny.config)
     assert m["spec"] == MIXED_SPEC and m["parameters"] == param_count(spec, trained_tiny.config)
-    assert m["ffn_sizes"] == [32, 64, 128, 256] and m["tokenizer"] == TOKENIZER
+    assert m["ffn_sizes"] == [32, 64, 128, 256] and m["tokenizer"] == byte_tokenizer().describe()
     assert m["context"] == 64 and m["prefill_len"] == 16
-    assert set(m["entry_points"]) == {"prefill", "decode"}
-    assert m["entry_points"]["prefill"]["inputs"][0]["shape"] == [1, 16]
-    assert [t["name"] for t in m["entry_points"]["decode"]["inputs"]][:2] == ["token", "position"]
+    # LiteRT speaks LiteRT-LM's convention (prefill_<T>, tokens + input_pos); see test_litert_lm.py
+    prefill, first_inputs = ("prefill_16", ["tokens", "input_pos"]) if m["backend"] == "litert" else \
+        ("prefill", ["token", "position"])
+    assert set(m["entry_points"]) == {prefill, "decode"}
+    assert m["entry_points"][prefill]["inputs"][0]["shape"] == [1, 16]
+    assert [t["name"] for t in m["entry_points"]["decode"]["inputs"]][:2] == first_inputs
+    # every file the artifact is made of, the tokenizer among them, with size and sha256
+    for role, f in m["files"].items():
+        path = artifact.path.parent / f["file"]
+        assert f["bytes"] == file_size(path) and f["sha256"] == sha256(path), role
+    assert {"model", "tokenizer", "tokenizer_config"} <= set(m["files"])
     lib = {"executorch": "executorch", "litert": "ai-edge-litert", "coreml": "coremltools"}[m["backend"]]
     assert lib in m["libraries"] and "torch" in m["libraries"]
 
@@ -102,7 +110,7 @@ def test_entry_points_match_what_the_runtime_sees(artifact):
         for name, ep in eps.items():
             details = interp.get_signature_runner(name).get_input_details()
             for t in ep["inputs"]:
-                d = details[t["tflite_name"]]
+                d = details[t["name"]]
                 assert list(d["shape"]) == t["shape"] and d["dtype"].__name__ == t["dtype"]
     else:
         s = m["structure"]
