@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-import weakref
 from pathlib import Path
 
 from exporters.base import ExportError, require
@@ -25,7 +24,7 @@ from exporters.base import ExportError, require
 EXTRA = "litert"
 # Sessions made by session(), per engine: closed before their engine (a session deleted after
 # its engine crashes the process).
-_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SESSIONS: dict[int, list] = {}  # id(engine) -> sessions (Engine is not hashable)
 
 
 @contextlib.contextmanager
@@ -43,7 +42,7 @@ def open_engine(path: Path, threads: int = 1, cache_dir: Path | None = None):
         engine = litert_lm.Engine(str(path), backend=litert_lm.Backend.CPU(thread_count=threads),
                                   cache_dir=str(cache_dir), activation_data_type=ActivationDataType.FLOAT32)
         stack.callback(engine.close)
-        stack.callback(lambda: [sess.close() for sess in _SESSIONS.pop(engine, [])])
+        stack.callback(lambda: [sess.close() for sess in _SESSIONS.pop(id(engine), [])])
         yield engine
 
 
@@ -52,7 +51,7 @@ def session(engine, max_new_tokens: int):
     import litert_lm
 
     sess = engine.create_session(sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_new_tokens)
-    _SESSIONS.setdefault(engine, []).append(sess)
+    _SESSIONS.setdefault(id(engine), []).append(sess)
     return sess
 
 
