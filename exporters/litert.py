@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.backends import BACKENDS
 from exporters.base import library_versions, require, tensor_spec
 
-PRECISIONS = ("fp32", "int8")
-SUFFIX = ".tflite"
-EXTRA = "litert"
+BACKEND = BACKENDS["litert"]  # the registry record: the one place its names and precisions live
+PRECISIONS = BACKEND.precisions
+SUFFIX = BACKEND.suffix
+EXTRA = BACKEND.extra
 CACHE = "io"
 MASK_VALUE = -3.0e4  # additive mask for slots a query must not see (as exporters.decoding)
 
