@@ -111,9 +111,10 @@ def export(model, precision: str, out_path: Path, *, context: int, prefill_len: 
 class LiteRTRunner:
     """Runs a .tflite in LiteRT-LM's convention with ``ai_edge_litert``; keeps the caches.
 
-    ``prefill(tokens)`` feeds all but the last token through ``prefill_<T>`` (chunks, the last one
-    right-padded) and the last through ``decode``, as LiteRT-LM does: it returns that token's
-    logits (1, 1, V). ``decode(token, position)`` -> logits (1, 1, V).
+    ``forward(tokens, start)`` feeds all but the last token through ``prefill_<T>`` (chunks, the
+    last one right-padded) and the last through ``decode``, as LiteRT-LM does, and returns that
+    token's logits (1, 1, V); ``prefill(tokens)`` is ``forward(tokens, 0)``; ``decode(token,
+    position)`` -> logits (1, 1, V).
     """
 
     label = "ai_edge_litert Interpreter (XNNPACK)"
@@ -163,12 +164,18 @@ class LiteRTRunner:
             self._run(self.prefills[T], np.concatenate([chunk, pad], axis=1), start + i)
             i += T
 
-    def prefill(self, tokens: np.ndarray) -> np.ndarray:
+    def forward(self, tokens, start: int) -> np.ndarray:
+        """Tokens (1, n) at positions start.. (a new conversation at 0, a later turn after it):
+        the last one's logits (1, 1, V); the caches keep everything before."""
         tokens = np.asarray(tokens).reshape(1, -1)
-        self.reset()
+        if start == 0:
+            self.reset()
         if tokens.shape[1] > 1:
-            self.feed(tokens[:, :-1], 0)
-        return self.decode(int(tokens[0, -1]), tokens.shape[1] - 1)
+            self.feed(tokens[:, :-1], start)
+        return self.decode(int(tokens[0, -1]), start + tokens.shape[1] - 1)
+
+    def prefill(self, tokens: np.ndarray) -> np.ndarray:
+        return self.forward(tokens, 0)
 
     def decode(self, token: int, position: int) -> np.ndarray:
         return self._run(self.decode_r, np.array([[token]], dtype=np.int32), position)["logits"]

@@ -6,11 +6,14 @@ from edge.cli.common import add_checkpoint
 
 HELP = "export a spec to ExecuTorch (.pte), LiteRT (.tflite) or Core ML (.mlpackage), with a parity check"
 DESCRIPTION = """\
-Export the dense submodel of SPEC with a static KV cache. Writes OUT/NAME.<pte|tflite|mlpackage>,
-the checkpoint's tokenizer.json + tokenizer_config.json and OUT/NAME.json (backend, precision, spec,
-every file with size and sha256, entry-point signatures, tokenizer, versions, parity). LiteRT also
-writes OUT/NAME.litertlm (LiteRT-LM's bundle: the model in LiteRT-LM's prefill_<T>/decode
-convention, the tokenizer and its start/stop tokens) for LiteRT-LM and Google's AI Edge apps.
+Export the dense submodel of SPEC with a static KV cache. A .pte follows ExecuTorch's LLM-runner
+convention, forward(tokens[1, T], input_pos[1]) with T dynamic; a .tflite LiteRT-LM's, prefill_<T>
+and decode over tokens, input_pos, mask and per-layer KV caches, and OUT/NAME.litertlm beside it
+packs it with the tokenizer for LiteRT-LM and Google's AI Edge apps; a .mlpackage has two entry
+points, prefill(tokens[1, T]) and decode(token[1, 1], position[1]). Writes
+OUT/NAME.<pte|tflite|mlpackage>, OUT/NAME.json (backend, precision, spec, every file with size and
+sha256, entry-point signatures, tokenizer, versions, parity) and the checkpoint's tokenizer.json +
+tokenizer_config.json.
 
 Backends and precisions:
   executorch  fp32, int8 (dynamic int8 activations, int8 per-channel weights), 8da4w (int4 groups of 32)
@@ -36,8 +39,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from edge.checkpoint import load_any, load_meta
-    from edge.tokenizer import load_tokenizer
+    from edge.checkpoint import load_any, load_meta, load_tokenizer
     from edge.errors import MatEdgeError
     from exporters import _prepare_out, check_request, export_model
     from exporters.parity import summary
