@@ -151,3 +151,20 @@ def test_engine_generates_what_eager_does_and_continues_the_cache(bundle, corpus
         context = ids + tok.encode(first, bos=False) + tok.encode(" and", bos=False)
         assert first == want[:8] and len(second) >= 6  # the runtime may count the pending token
         assert second == tok.decode(greedy(model, context, len(second)))
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_matedge_run_streams_the_bundle_through_litert_lm(bundle, corpus, capsys):
+    """`matedge run model.litertlm`: the stock engine's greedy text on stdout, figures on stderr."""
+    pytest.importorskip("litert_lm")
+    from edge.cli.main import main
+
+    bundle, model = bundle
+    if bundle.meta["precision"] != "fp32":
+        pytest.skip("exact text only at fp32 (int8 agreement is checked above)")
+    prompt = held_out_prompts(corpus)[0]
+    want = byte_tokenizer().decode(greedy(model, byte_tokenizer().encode(prompt), 16))
+    assert main(["run", str(bundle.path.with_suffix(".litertlm")), "--prompt", prompt, "--max-new-tokens", "16"]) == 0
+    out, err = capsys.readouterr()
+    assert want in out and "ms/token" in err
