@@ -11,17 +11,19 @@ One module serves every signature: ``prefill_<T>`` (T tokens) and ``decode`` (T 
 ``mask`` is additive (0 where a query may attend, a large negative value elsewhere); it spans the
 whole cache of C slots, so chunked prompts and second turns attend to everything already written.
 
-Why this formulation is fast (measured against the earlier ``IOCacheLM`` graph; see the README):
+How it differs from the earlier ``IOCacheLM`` graph (bench/litert_decode.py times both, and
+litert-torch's generative-layer graph of the same dims):
 
-* Caches are one tensor per layer and are updated with ``DYNAMIC_UPDATE_SLICE`` at
-  ``input_pos[0]`` (litert-torch's op, which LiteRT runs in place when the runtime binds the same
-  buffer as input and output), instead of blending a stacked (L, Hkv, C, hd) cache with
-  ``where`` + ``cat`` (every element of every cache read and written per token).
+* Caches are one tensor per layer, updated with ``DYNAMIC_UPDATE_SLICE`` at ``input_pos[0]``
+  (litert-torch's op), instead of blending a stacked (L, Hkv, C, hd) cache with ``where`` +
+  ``cat``, which reads and writes every element of every cache twice per token. (The TFLite
+  kernel still copies its input cache into its output: a perf profile of S fp32 decode puts
+  that memmove at ~13%, the weight GEMMs at ~40%.)
 * V is stored transposed, (1, Hkv, hd, C), so both attention products contract the last axis of
   both operands (litert-torch's ``bmm_4d``): ``BATCH_MATMUL`` with no ``TRANSPOSE`` of a cache.
 * Decode needs no transposes at all: T = 1 makes (T, H, hd) -> (H, T, hd) a reshape.
-* Positions index RoPE tables with a gather of rows; no index ops on the caches (the plain graph's
-  ``GATHER_ND`` with bounds checks and ``BROADCAST_TO``).
+* RoPE rows are looked up with ``EMBEDDING_LOOKUP`` (``index_select`` lowers to ``GATHER_ND``
+  plus five bounds-check ops); no index ops on the caches.
 """
 
 from __future__ import annotations
