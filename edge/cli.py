@@ -17,6 +17,7 @@ from edge.errors import MatEdgeError
 # command -> module implementing it. Keep sorted by the order a user meets them.
 COMMANDS: dict[str, str] = {
     "train": "edge.commands.train",
+    "import": "edge.commands.importing",
     "info": "edge.commands.info",
     "eval": "edge.commands.evaluate",
     "slice": "edge.commands.slice",
