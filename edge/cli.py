@@ -18,6 +18,7 @@ from edge.errors import MatEdgeError
 COMMANDS: dict[str, str] = {
     "train": "edge.commands.train",
     "import": "edge.commands.importing",
+    "convert": "edge.commands.convert",
     "info": "edge.commands.info",
     "eval": "edge.commands.evaluate",
     "slice": "edge.commands.slice",
