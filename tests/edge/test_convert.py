@@ -114,3 +114,18 @@ def test_bad_fine_tune_arguments(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "dense"), "--out", str(tmp_path / "y"), "--fractions", "1/3,1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--names" in err
+
+
+def test_refit_brings_a_uniform_slice_closer_to_xl(corpus, trained_tiny):
+    from edge.refit import refit_dense, refit_w_down
+    from edge.slicing import slice_model
+
+    L = trained_tiny.config.n_layers
+    refits = refit_w_down(trained_tiny, corpus.train, "S", 64, 2048)
+    assert [tuple(w.shape) for w in refits] == [(64, 32)] * L
+    x = corpus.val[:128].view(2, 64)
+    with torch.no_grad():
+        xl = torch.log_softmax(trained_tiny(x), -1)
+        plain = kl_to_teacher(slice_model(trained_tiny, ("S",) * L)(x), xl)
+        refit = kl_to_teacher(refit_dense(trained_tiny, "S", refits)(x), xl)
+    assert refit < 0.9 * plain
