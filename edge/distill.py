@@ -49,9 +49,9 @@ class DistillArgs:
     regime: str = "sum"
     train_embeddings: bool = False  # the tied embedding is shared by every granularity; 21% of SmolLM2
     bf16: bool = True
-    eval_every: int = 50
+    eval_every: int = 50  # 0: never (a real model's validation pass costs minutes; see bench/)
     eval_tokens: int = 4096
-    save_every: int = 25
+    save_every: int = 10
     seed: int = 0
     threads: int | None = None
     resume: bool = True
@@ -177,7 +177,7 @@ def distill(a: DistillArgs) -> dict:
         opt.step()
         bar.set_postfix(loss=f"{loss:.4f}", g=g)
         done = step + 1
-        if done % a.eval_every == 0 or done == a.steps:
+        if a.eval_every > 0 and (done % a.eval_every == 0 or done == a.steps):
             val = {n: eval_loss(model, corpus.val, (n,) * model.config.n_layers, a.seq_len, a.eval_tokens)
                    for n in names}
             model.train()

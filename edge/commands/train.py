@@ -35,7 +35,7 @@ def configure(p) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads (default: one per core; 1 is faster on a busy machine)")
-    p.add_argument("--eval-every", type=int, help="steps between validation passes (default: 250; 50 with --init)")
+    p.add_argument("--eval-every", type=int, help="steps between validation passes (default: 250; 50 with --init, where 0 means never)")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--init", metavar="CKPT", help="start from this elastic checkpoint (fine-tune; see below)")
@@ -92,7 +92,7 @@ def _fine_tune(args) -> int:
                                    threads=args.threads).items() if v is not None}
     dargs = DistillArgs(init=args.init, out=args.out, teacher=args.teacher, distill=args.distill, regime=args.regime or "sum",
                         train_embeddings=args.train_embeddings, bf16=not args.fp32, seed=args.seed,
-                        eval_every=args.eval_every or 50,
+                        eval_every=50 if args.eval_every is None else args.eval_every,
                         resume=not args.no_resume, progress=not args.quiet, **given)
     meta = distill(dargs)
     if meta.get("history"):
