@@ -25,7 +25,7 @@ from edge.checkpoint import load_corpus_for, load_meta, load_model  # noqa: E402
 from edge.convert import convert, make_elastic  # noqa: E402
 from edge.evaluate import eval_loss  # noqa: E402
 from edge.refit import refit_dense, refit_w_down  # noqa: E402
-from edge.table import format_table  # noqa: E402
+from edge.texttable import format_table  # noqa: E402
 
 NAMES = ("S", "M", "L", "XL")
 FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1.0)
