@@ -34,8 +34,10 @@ FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1.0)
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dense", help="the imported dense checkpoint")
+    p.add_argument("--elastic", help="an existing `matedge convert` output for the energy row (else converted here)")
     p.add_argument("--tuned", action="append", default=[], help="a fine-tuned elastic checkpoint (repeatable)")
-    p.add_argument("--rows", default="stored,activation,energy,refit", help="training-free rows to compute")
+    p.add_argument("--rows", default="stored,activation,energy,refit",
+                   help="training-free rows to compute (comma list; '' for none)")
     p.add_argument("--eval-tokens", type=int, default=8192)
     p.add_argument("--calib-tokens", type=int, default=8192)
     p.add_argument("--seq-len", type=int, default=256)
@@ -59,16 +61,19 @@ def main() -> None:
     if "stored" in wanted:
         elastic["stored"] = make_elastic(dense, [torch.arange(dense.config.d_ff)] * L, FRACTIONS, NAMES)
     for ordering in ("activation", "energy"):
-        if ordering in wanted or (ordering == "energy" and "refit" in wanted):
+        if ordering == "energy" and a.elastic and ("energy" in wanted or "refit" in wanted):
+            elastic["energy"] = load_model(a.elastic)
+        elif ordering in wanted or (ordering == "energy" and "refit" in wanted):
             elastic[ordering] = convert(dense, corpus.train, FRACTIONS, NAMES, ordering, seq, a.calib_tokens)[0]
+    # XL of a reordered model is the original (equal logits, tested): its perplexity is not re-run.
     for name, model in elastic.items():
         if name in wanted:
-            rows.append(_row(f"{name} order", [ppl(model, (g,) * L) for g in NAMES], base))
+            rows.append(_row(f"{name} order", [ppl(model, (g,) * L) for g in NAMES[:-1]] + [base], base))
             print(rows[-1], flush=True)
     if "refit" in wanted:
         m = elastic["energy"]
         vals = [ppl(refit_dense(m, g, refit_w_down(m, corpus.train, g, seq, a.calib_tokens)), None) for g in NAMES[:-1]]
-        rows.append(_row("energy + W_down refit (copies)", vals + [ppl(m, ("XL",) * L)], base))
+        rows.append(_row("energy + W_down refit (copies)", vals + [base], base))
         print(rows[-1], flush=True)
     for path in a.tuned:
         model = load_model(path)

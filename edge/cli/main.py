@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "train": "edge.cli.train",
     "import": "edge.cli.importing",
     "convert": "edge.cli.convert",
+    "generate": "edge.cli.generate",
     "info": "edge.cli.info",
     "eval": "edge.cli.evaluate",
     "slice": "edge.cli.slice",

