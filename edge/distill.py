@@ -114,6 +114,31 @@ def _step(net, model, teacher, x, y, names, a: DistillArgs, gen, world) -> tuple
     return total, "all" if len(names) > 1 else names[0]
 
 
+def _restore(out: Path, a: DistillArgs, model, opt, gens) -> tuple[int, list, float]:
+    """Resume from ``out`` when it holds a run: (start step, history, seconds so far)."""
+    if not (a.resume and (out / STATE).exists()):
+        return 0, [], 0.0
+    model.load_state_dict(ckpt.load_model(out).state_dict())
+    state = torch.load(out / STATE, weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    for g, s in zip(gens, state["gens"]):
+        g.set_state(s)
+    meta = ckpt.load_meta(out)
+    return state["step"], meta.get("history", []), meta.get("train_seconds", 0.0)
+
+
+def _save(out: Path, a: DistillArgs, model, opt, gens, tokenizer, progress: dict) -> None:
+    """Atomically write the student, its meta and the optimizer state for resuming."""
+    meta = {"preset": "distilled" if a.distill else "fine-tuned", "init": str(a.init),
+            "teacher": str(a.teacher or a.init) if a.distill else None, "distill_args": asdict(a),
+            "train_args": ckpt.load_meta(a.init).get("train_args", {}), "source_meta": ckpt.load_meta(a.init),
+            **progress}
+    with ckpt.atomic_dir(out) as tmp:
+        ckpt.write_model(model, tmp, meta, tokenizer)
+        torch.save({"optimizer": opt.state_dict(), "step": progress["step"],
+                    "gens": [g.get_state() for g in gens]}, tmp / STATE)
+
+
 def distill(a: DistillArgs) -> dict:
     """Fine-tune (or resume) ``a.init`` into ``a.out``; returns the final meta dict."""
     rank, world = _dist_info()
@@ -136,16 +161,7 @@ def distill(a: DistillArgs) -> dict:
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.95), weight_decay=a.weight_decay)
     data_gen = torch.Generator().manual_seed(a.seed * 1000 + rank)
     gran_gen = torch.Generator().manual_seed(a.seed)
-    start, history, prev_seconds = 0, [], 0.0
-    if a.resume and (out / STATE).exists():
-        model.load_state_dict(ckpt.load_model(out).state_dict())
-        state = torch.load(out / STATE, weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        start = state["step"]
-        for g, s in zip((data_gen, gran_gen), state["gens"]):
-            g.set_state(s)
-        meta = ckpt.load_meta(out)
-        history, prev_seconds = meta.get("history", []), meta.get("train_seconds", 0.0)
+    start, history, prev_seconds = _restore(out, a, model, opt, (data_gen, gran_gen))
     if start >= a.steps:
         print(f"{out}: already fine-tuned for {start} steps; reusing it (--no-resume to start over)")
         return ckpt.load_meta(out)
@@ -155,17 +171,6 @@ def distill(a: DistillArgs) -> dict:
     bar = tqdm(range(start, a.steps), initial=start, total=a.steps, disable=not a.progress or rank != 0,
                desc=f"{'distill' if a.distill else 'fine-tune'} ({a.regime})", unit="step", dynamic_ncols=True)
     t0 = time.perf_counter()
-
-    def save(step):
-        meta = {"preset": "distilled" if a.distill else "fine-tuned", "step": step, "init": str(a.init),
-                "teacher": str(a.teacher or a.init) if a.distill else None, "distill_args": asdict(a),
-                "train_args": ckpt.load_meta(a.init).get("train_args", {}), "corpus": corpus.describe(),
-                "history": history, "train_seconds": prev_seconds + time.perf_counter() - t0,
-                "world_size": world, "source_meta": ckpt.load_meta(a.init)}
-        with ckpt.atomic_dir(out) as tmp:
-            ckpt.write_model(model, tmp, meta, tokenizer)
-            torch.save({"optimizer": opt.state_dict(), "step": step,
-                        "gens": [g.get_state() for g in (data_gen, gran_gen)]}, tmp / STATE)
 
     for step in bar:
         for group in opt.param_groups:
@@ -185,7 +190,9 @@ def distill(a: DistillArgs) -> dict:
             if rank == 0:
                 bar.write(f"step {done}: val loss " + "  ".join(f"{k} {v:.4f}" for k, v in val.items()), )
         if rank == 0 and (done % a.save_every == 0 or done == a.steps):
-            save(done)
+            meta = {"step": done, "corpus": corpus.describe(), "history": history, "world_size": world,
+                    "train_seconds": prev_seconds + time.perf_counter() - t0}
+            _save(out, a, model, opt, (data_gen, gran_gen), tokenizer, meta)
     if world > 1:
         import torch.distributed as dist
         dist.barrier()
