@@ -42,7 +42,7 @@ class DistillArgs:
     batch_size: int = 4
     seq_len: int = 256
     lr: float = 2e-4
-    warmup: int = 10
+    warmup: int | None = None  # default: a tenth of the steps
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -58,6 +58,8 @@ class DistillArgs:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.warmup is None:
+            self.warmup = max(1, self.steps // 10)
         if self.regime not in REGIMES:
             raise MatEdgeError(f"--regime {self.regime!r} with --init (allowed: {', '.join(REGIMES)})")
         for name in ("steps", "batch_size", "seq_len"):
