@@ -110,8 +110,10 @@ def run_precision(args, model, precision: str, tmp: Path) -> dict:
 
 
 def main() -> int:
+    from edge.config import default_checkpoint
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", nargs="?", default=os.environ.get("MATEDGE_DEFAULT_CHECKPOINT", "runs/default"))
+    p.add_argument("checkpoint", nargs="?", default=str(default_checkpoint()))
     p.add_argument("--device", default="host")
     p.add_argument("--precisions", default="fp32,int8")
     p.add_argument("--specs", type=int, default=20)

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Callable
 
 from exporters.base import ExportError, require
+from exporters.logs import install_log_filters
 
 
 def _always() -> bool:
@@ -46,6 +47,7 @@ class Backend:
     def exporter(self) -> ModuleType:
         """The backend module; ExportError naming the pip extra when its library is missing."""
         module = importlib.import_module(self.module)
+        install_log_filters()  # before its libraries are first imported: they log on import
         require(self.probe, self.extra, f"the {self.name} exporter")
         return module
 

@@ -31,3 +31,15 @@ def test_bench_scripts_import_the_library_not_the_cli():
     offenders = {p.name: sorted(m for m in _imports(p) if m == "edge.cli" or m.startswith("edge.cli."))
                  for p in sorted((ROOT / "bench").glob("*.py"))}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_every_module_is_in_a_layer():
+    """A new module of edge/ must be placed in the contract, or the contract would not see it."""
+    import tomllib
+
+    layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+    named = {m.strip() for layer in layers for part in layer.split("|") for m in part.split(":")}
+    edge = ROOT / "edge"
+    modules = {f"edge.{p.stem}" for p in edge.glob("*.py") if p.stem != "__init__"}
+    modules |= {f"edge.{p.name}" for p in edge.iterdir() if (p / "__init__.py").is_file()}
+    assert modules - named == set()

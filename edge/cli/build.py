@@ -36,7 +36,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from edge.plan.build import BuildSettings, build_all
-    from edge.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+    from edge.checkpoint import CheckpointError, default_checkpoint
     from edge.errors import MatEdgeError
     from edge.device.profiles import list_profiles, load_profile
     from edge.plan.planner import SearchSettings
@@ -45,7 +45,7 @@ def run(args) -> int:
         raise MatEdgeError("name a device with --device NAME (see `matedge profiles list`) or use --all")
     names = list_profiles() if args.all else args.device
     profiles = [load_profile(n) for n in names]  # every profile is checked before any work starts
-    ckpt = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     if not ckpt.exists():
         raise CheckpointError(f"checkpoint {str(ckpt)!r} not found (run `make demo` or `matedge train`)")
     settings = BuildSettings(checkpoint=ckpt, out_root=Path(args.out), runs=args.runs, eval_tokens=args.eval_tokens,
@@ -74,16 +74,15 @@ def summary(results) -> str:
         if not r.ok:
             rows.append([r.device, "FAILED", "-", "-", "-", "-", "-", "-", "-", "-"])
             continue
-        m = r.manifest
-        meas = m["measured"] or {}
-        uni = m["best_uniform"]
-        size = sum((a["bytes"] or 0) for a in m["artifacts"].values()) / 2**20
-        rows.append([m["device"], m["spec"], m["params"], round(m["val_loss"], 4),
+        m = r.record
+        meas = m.measured or {}
+        uni = m.best_uniform
+        rows.append([m.device, m.spec, m.params, round(m.val_loss, 4),
                      f"{uni['spec']} {uni['val_loss']:.4f}" if uni else "none fits",
-                     _pair(m["predicted"]["decode_ms_per_token"], meas.get("decode_ms_per_token")),
-                     _pair(m["predicted"]["first_token_ms"], meas.get("first_token_ms")),
-                     _pair(m["predicted"]["memory_mb"], meas.get("memory_mb")),
-                     f"{size:.1f}", "estimated" if m["estimated"] else "measured"])
+                     _pair(m.predicted["decode_ms_per_token"], meas.get("decode_ms_per_token")),
+                     _pair(m.predicted["first_token_ms"], meas.get("first_token_ms")),
+                     _pair(m.predicted["memory_mb"], meas.get("memory_mb")),
+                     f"{m.artifact_bytes / 2**20:.1f}", "estimated" if m.estimated else "measured"])
     return format_table(["device", "spec", "params", "val loss", "best uniform", "decode ms pred/meas",
                          "1st token ms pred/meas", "memory MiB pred/meas", "artifacts MiB", "costs"], rows)
 

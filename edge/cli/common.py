@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.config import DEFAULT_CHECKPOINT
+from edge.config import default_checkpoint
 
 
 def add_checkpoint(p, required: bool = False) -> None:
@@ -10,7 +10,7 @@ def add_checkpoint(p, required: bool = False) -> None:
         p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint folder")
     else:
         p.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?",
-                       help=f"a checkpoint folder (default: {DEFAULT_CHECKPOINT}, the model `make demo` trains)")
+                       help=f"a checkpoint folder (default: {default_checkpoint()}, the model `make demo` trains)")
 
 
 def add_eval_tokens(p) -> None:

@@ -78,12 +78,12 @@ def run(args) -> int:
 def _measure(args) -> int:
     from pathlib import Path
 
-    from edge.checkpoint import DEFAULT_CHECKPOINT, load_config
+    from edge.checkpoint import default_checkpoint, load_config
     from edge.device.chart import plot_table
     from edge.device.table_source import get_cost_table
 
     profile = device_profile(args.device, args.precision)
-    config = load_config(Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT)
+    config = load_config(Path(args.checkpoint) if args.checkpoint else default_checkpoint())
     got = get_cost_table(profile, config, measure="always", path=args.out, runs=args.runs, warmup=args.warmup,
                          rounds=args.rounds, statistic=args.statistic)
     table, out = got.table, got.path

@@ -18,13 +18,13 @@ def configure(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from edge.checkpoint import DEFAULT_CHECKPOINT, load_config
+    from edge.checkpoint import default_checkpoint, load_config
     from edge.cli.cost_tables import device_profile
     from edge.device.table_source import get_cost_table
     from edge.spec import format_spec, parse_spec
 
     profile = device_profile(args.device, args.precision)
-    config = load_config(Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT)
+    config = load_config(Path(args.checkpoint) if args.checkpoint else default_checkpoint())
     spec = parse_spec(args.spec, config)
     hint = f"matedge profile --device {profile.name}{' --precision ' + profile.precision if args.precision else ''}"
     table = get_cost_table(profile, config, measure="stored", path=args.table, hint=hint).table

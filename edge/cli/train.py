@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.config import DEFAULT_CHECKPOINT, PRESETS
+from edge.config import PRESETS, default_checkpoint
 
 HELP = "train the universal MatFormer model (resumes an unfinished run in --out)"
 DESCRIPTION = """\
@@ -26,7 +26,7 @@ def configure(p) -> None:
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model size (default: small)")
     p.add_argument("--steps", type=int, help="optimizer steps (default: per preset)")
     p.add_argument("--data", help="a UTF-8 text file or a folder of them (default: Python's own docs and sources)")
-    p.add_argument("--out", default=str(DEFAULT_CHECKPOINT), help=f"checkpoint folder (default: {DEFAULT_CHECKPOINT})")
+    p.add_argument("--out", default=str(default_checkpoint()), help=f"checkpoint folder (default: {default_checkpoint()})")
     p.add_argument("--regime", choices=["sample", "sum", "random-layer"],
                    help="default: sample (sum with --init)")
     p.add_argument("--probs", help="sampling probabilities per granularity, e.g. .17,.20,.22,.41")
@@ -45,7 +45,8 @@ def configure(p) -> None:
     p.add_argument("--fp32", action="store_true", help="with --init: no bf16 autocast")
 
 
-def _probs(text: str | None) -> tuple[float, ...] | None:
+def _probs(text: str | None, names: tuple[str, ...]) -> tuple[float, ...] | None:
+    """One non-negative sampling weight per granularity of the model being trained (``names``)."""
     from edge.errors import MatEdgeError
 
     if not text:
@@ -54,20 +55,25 @@ def _probs(text: str | None) -> tuple[float, ...] | None:
         probs = tuple(float(v) for v in text.split(","))
     except ValueError:
         probs = ()
-    if len(probs) != 4 or any(p < 0 for p in probs) or sum(probs) <= 0:
-        raise MatEdgeError(f"--probs {text!r}: need 4 non-negative numbers for S,M,L,XL, e.g. .17,.20,.22,.41")
+    if len(probs) != len(names) or any(p < 0 for p in probs) or sum(probs) <= 0:
+        # the paper's skew towards the largest granularity where it applies, else uniform
+        example = ".17,.20,.22,.41" if len(names) == 4 else ",".join(["1"] * len(names))
+        raise MatEdgeError(f"--probs {text!r}: need {len(names)} non-negative numbers for {','.join(names)}, "
+                           f"e.g. {example}")
     return probs
 
 
 def run(args) -> int:
+    from edge.config import MatFormerConfig
     from edge.texttable import format_table
 
     if args.init or args.distill or args.teacher:
         return _fine_tune(args)
     from edge.train import TrainArgs, train
 
+    names = MatFormerConfig.from_preset(args.preset).granularity_names
     targs = TrainArgs(preset=args.preset, steps=args.steps, data=args.data, out=args.out, regime=args.regime or "sample",
-                      probs=_probs(args.probs), batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+                      probs=_probs(args.probs, names), batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                       seed=args.seed, threads=args.threads, eval_every=args.eval_every or 250, resume=not args.no_resume,
                       progress=not args.quiet)
     meta = train(targs)
@@ -86,7 +92,7 @@ def _fine_tune(args) -> int:
 
     if not args.init:
         raise MatEdgeError("--distill and --teacher need --init CKPT (an elastic checkpoint from `matedge convert`)")
-    if args.out == str(DEFAULT_CHECKPOINT) or args.out == args.init:
+    if args.out == str(default_checkpoint()) or args.out == args.init:
         raise MatEdgeError(f"--out {args.out!r}: give a new folder for the fine-tuned model (not the default model or --init)")
     given = {k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                                    threads=args.threads).items() if v is not None}

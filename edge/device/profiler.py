@@ -15,6 +15,7 @@ peak RSS. A device that cannot be reached gets a roofline estimate instead
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 import datetime as dt
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from edge.device.runners import RUNNER_LABELS, ProfilerError, measure_artifact
 from edge.device.transports import get_transport
 from edge.errors import MatEdgeError
 from exporters.backends import get_backend
+from exporters.logs import quiet_output
 
 
 def export_artifact(model, profile: DeviceProfile, out_dir: Path, name: str) -> Path:
@@ -62,17 +64,20 @@ def library_versions(backend: str) -> dict:
     return out
 
 
-def export_all(profile: DeviceProfile, jobs: list, out_dir: Path, progress: bool = True) -> tuple[dict, list]:
+def export_all(profile: DeviceProfile, jobs: list, out_dir: Path, progress: bool = True,
+               log_path: Path | None = None) -> tuple[dict, list]:
     """Export ``jobs`` [(name, make_model)] in the profile's backend; -> ({name: path}, errors).
 
-    A failed export is recorded (name, error) and the others carry on.
+    A failed export is recorded (name, error) and the others carry on. ``log_path``: append the
+    converters' output there instead of the terminal (the progress bar stays on the terminal).
     """
     from tqdm import tqdm
 
     found, errors = {}, []
     for name, make_model in tqdm(jobs, desc=f"export ({profile.backend} {profile.precision})", disable=not progress):
         try:
-            found[name] = export_artifact(make_model(), profile, Path(out_dir), name)
+            with quiet_output(log_path, mode="a") if log_path else nullcontext():
+                found[name] = export_artifact(make_model(), profile, Path(out_dir), name)
         except MatEdgeError as e:
             errors.append({"name": name, "stage": "export", "error": str(e)})
             print(f"warning: export of {name} failed: {e}", file=sys.stderr)
@@ -117,7 +122,8 @@ def table_from(profile: DeviceProfile, config, transport, measured: dict, errors
 
 
 def measure_table(profile: DeviceProfile, config, *, runs: int = 100, warmup: int = 10, rounds: int = 5,
-                  statistic: str = "median", transport=None, progress: bool = True, work_dir: Path | None = None) -> CostTable:
+                  statistic: str = "median", transport=None, progress: bool = True, work_dir: Path | None = None,
+                  log_path: Path | None = None) -> CostTable:
     """Export and run every micro-model on the device; fit and return the cost table.
 
     Failed micro-models are listed under ``errors``; the fit needs at least one micro-model per
@@ -127,7 +133,10 @@ def measure_table(profile: DeviceProfile, config, *, runs: int = 100, warmup: in
     transport = transport or get_transport(profile.transport)
     transport.check()  # an unreachable device fails now, not after minutes of exports
     with tempfile.TemporaryDirectory(prefix="matedge-profile-", dir=work_dir) as tmp:
-        found, errors = export_all(profile, micro_jobs(config), Path(tmp), progress)
+        if log_path:  # this run's converter output only
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(log_path).write_text("")
+        found, errors = export_all(profile, micro_jobs(config), Path(tmp), progress, log_path)
         measured, run_errors = measure_all(transport, profile, found, runs=runs, warmup=warmup, rounds=rounds,
                                            progress=progress)
     return table_from(profile, config, transport, measured, errors + run_errors, runs=runs, warmup=warmup, rounds=rounds,

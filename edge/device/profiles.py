@@ -17,7 +17,13 @@ from pathlib import Path
 from edge.errors import MatEdgeError
 from exporters.backends import BACKENDS
 
-PROFILES_DIR = Path(os.environ.get("MATEDGE_PROFILES_DIR", Path(__file__).resolve().parents[2] / "device_profiles"))
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "device_profiles"  # the shipped profiles
+
+
+def profiles_dir() -> Path:
+    """Where profile names are looked up: $MATEDGE_PROFILES_DIR if set (read on each call, not at
+    import), else the shipped device_profiles/."""
+    return Path(os.environ.get("MATEDGE_PROFILES_DIR", PROFILES_DIR))
 
 # Precisions each backend writes, from the exporters' registry (which imports no backend library).
 BACKEND_PRECISIONS = {name: b.precisions for name, b in BACKENDS.items()}
@@ -147,7 +153,7 @@ def resolve(name_or_path: str | Path) -> Path:
         if not p.is_file():
             raise ProfileError(f"profile file {text!r} not found")
         return p
-    candidate = PROFILES_DIR / f"{text}.toml"
+    candidate = profiles_dir() / f"{text}.toml"
     if not candidate.is_file():
         raise ProfileError(f"unknown device profile {text!r} (allowed: {', '.join(list_profiles()) or 'none found'}, "
                            f"or a path to a .toml file)")
@@ -171,7 +177,8 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
 
 def list_profiles() -> list[str]:
     """Names of the shipped profiles (file stems in the profiles folder), sorted."""
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.toml")) if PROFILES_DIR.is_dir() else []
+    folder = profiles_dir()
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
 
 
 def with_precision(profile: DeviceProfile, precision: str | None) -> DeviceProfile:

@@ -10,7 +10,6 @@ artifact on the device when reachable, and write ``build/<device>/`` atomically:
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import sys
@@ -23,10 +22,10 @@ from edge.checkpoint import WEIGHTS, atomic_dir, load_meta, load_model
 from edge.errors import MatEdgeError
 from edge.device.profiles import DeviceProfile
 from edge.plan.steps import ParityFailure, ensure_table, export_cached, measure_on_device, write_report
-from edge.plan.planner import Candidate, Plan, SearchSettings, plan
+from edge.plan.manifest import Manifest, make_manifest
+from edge.plan.planner import Plan, SearchSettings, plan
 from edge.spec import Spec, format_spec, uniform_specs
 
-MANIFEST_SCHEMA = "matedge.manifest/1"
 MIB = 2**20
 
 
@@ -50,7 +49,8 @@ class DeviceResult:
     ok: bool
     error: str = ""
     bad_input: bool = False  # the failure is the user's to fix (MatEdgeError), not a bug
-    manifest: dict | None = None
+    manifest: dict | None = None  # manifest.json as written
+    record: Manifest | None = None  # the same, typed
     folder: Path | None = None
 
 
@@ -117,8 +117,8 @@ def build_all(profiles: list[DeviceProfile], settings: BuildSettings, log=print)
     for profile in profiles:
         log(f"== {profile.name}: {profile.backend} {profile.precision}, transport {profile.transport}")
         try:
-            manifest, folder = build_device(profile, model, losses, settings, log)
-            results.append(DeviceResult(profile.name, True, manifest=manifest, folder=folder))
+            record, folder = build_device(profile, model, losses, settings, log)
+            results.append(DeviceResult(profile.name, True, manifest=record.to_dict(), record=record, folder=folder))
         except MatEdgeError as e:
             results.append(DeviceResult(profile.name, False, error=str(e), bad_input=True))
             log(f"   failed: {e}")
@@ -134,7 +134,7 @@ def build_all(profiles: list[DeviceProfile], settings: BuildSettings, log=print)
 
 
 def build_device(profile: DeviceProfile, model, losses: LossCache, settings: BuildSettings, log=print):
-    """Plan, export, verify and measure one device; returns (manifest, folder)."""
+    """Plan, export, verify and measure one device; returns (Manifest, folder)."""
     from tqdm import tqdm
 
     from edge.device.profiler import clamp_to_model
@@ -157,58 +157,22 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
                                          losses.corpus.val, log)
                      for role, cand in shipped.items()}
         measured = measure_on_device(transport, profile, artifacts["model"], settings, table, log)
-        manifest = make_manifest(profile, model, result, artifacts, measured, table, table_status, losses, settings)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = build_manifest(profile, model, result, artifacts, measured, table, table_status, losses, settings)
+        manifest.write(tmp / "manifest.json")
         write_report(tmp, manifest, result, table)
-    warn_if_over(manifest)
+    manifest.warn_if_over()
     return manifest, folder
 
 
-def warn_if_over(manifest: dict) -> None:
-    """A warning (stderr) for each limit the measured artifact exceeds although predicted under it:
-    the device has changed (load, thermal state, another tenant) since its cost table was measured."""
-    for key, ok in (manifest.get("measured_within_limits") or {}).items():
-        if not ok:
-            print(f"warning: {manifest['device']}: measured {key} {manifest['measured'][key]:.3f} exceeds the limit "
-                  f"{manifest['limits'][key]} (predicted {manifest['predicted'][key]:.3f}); if the device is busier "
-                  f"than when it was profiled, re-run `matedge profile --device {manifest['device']}`", file=sys.stderr)
-
-
-def _candidate_dict(c: Candidate | None) -> dict | None:
-    if c is None:
-        return None
-    return {"spec": format_spec(c.spec), "params": c.params, "val_loss": c.loss, "predicted": c.costs,
-            "source": c.source}
-
-
-def make_manifest(profile, model, result: Plan, artifacts: dict, measured: dict | None, table: dict,
-                  table_status: str, losses: LossCache, settings: BuildSettings) -> dict:
-    """Everything an app (and a person) needs to know about this device's build."""
+def build_manifest(profile, model, result: Plan, artifacts: dict, measured: dict | None, table, table_status: str,
+                   losses: LossCache, settings: BuildSettings) -> Manifest:
+    """The manifest of one device's build, with the chosen spec's consistency with XL."""
     from edge.data import TOKENIZER
     from edge.evaluate import consistency
 
-    names = model.config.granularity_names
-    xl = uniform_specs(model.config)[names[-1]]
+    xl = uniform_specs(model.config)[model.config.granularity_names[-1]]
     cons = consistency(model, xl, model, result.chosen.spec, losses.corpus.val, settings.seq_len,
                        settings.eval_tokens)
-    limits = limits_of(profile)
-    within = None
-    if measured:
-        within = {k: measured[k] <= v for k, v in limits.items() if k in measured}
-    return {
-        "schema": MANIFEST_SCHEMA, "device": profile.name, "description": profile.description,
-        "backend": profile.backend, "precision": profile.precision, "threads": profile.threads,
-        "context": profile.context, "prompt_tokens": profile.limits.prompt_tokens,
-        "limits": limits, "estimated": table.estimated, "cost_table": table_status,
-        **_candidate_dict(result.chosen), "consistency_with_xl": cons,
-        "best_uniform": _candidate_dict(result.best_uniform),
-        "fallback": _candidate_dict(result.fallback),
-        "measured": measured, "measured_within_limits": within,
-        "artifacts": {role: a for role, a in artifacts.items()},
-        "tokenizer": TOKENIZER,
-        "provenance": {"checkpoint": str(settings.checkpoint), "checkpoint_sha256": losses.ckpt_sha,
-                       "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                       "eval_tokens": settings.eval_tokens, "seq_len": settings.seq_len,
-                       "candidates_scored": len(result.candidates),
-                       "libraries": table.provenance.get("libraries", {})},
-    }
+    return make_manifest(profile, result, artifacts, measured, table, table_status, cons, TOKENIZER,
+                         {"checkpoint": str(settings.checkpoint), "checkpoint_sha256": losses.ckpt_sha,
+                          "eval_tokens": settings.eval_tokens, "seq_len": settings.seq_len})

@@ -7,11 +7,11 @@ import json
 import os
 import shutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 from edge.device.cost_table import table_path
 from edge.checkpoint import atomic_dir
+from exporters.logs import quiet_output
 from edge.device.costfit import observed
 from edge.device.profiles import DeviceProfile
 from edge.spec import Spec, format_spec
@@ -23,7 +23,8 @@ def ensure_table(profile: DeviceProfile, config, settings, log=print):
 
     path = table_path(profile.name, profile.precision, root=settings.out_root / "cost_tables")
     got = get_cost_table(profile, config, measure="auto" if settings.measure else "never", path=path, log=log,
-                         rounds=settings.profile_rounds, progress=settings.progress)
+                         rounds=settings.profile_rounds, progress=settings.progress,
+                         log_path=settings.out_root / "logs" / f"profile-{profile.name}-{profile.precision}.log")
     return got.table, got.status, got.transport
 
 
@@ -41,32 +42,6 @@ def artifact_key(ckpt_sha: str, spec: Spec, profile: DeviceProfile) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-@contextmanager
-def quiet_output(log_path: Path):
-    """Send the converters' chatter (native logs, progress bars) to ``log_path``, not the
-    terminal; on failure the log is kept and named so the user can read it."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(log_path, "w") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        except BaseException as e:
-            if isinstance(e, Exception):
-                e.args = (f"{e.args[0] if e.args else e} (converter log: {log_path})", *e.args[1:])
-            raise
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-
-
 class ParityFailure(Exception):
     """An exported artifact does not match eager PyTorch: it is not shipped."""
 
@@ -75,6 +50,7 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
                   val_stream=None, log=print) -> dict:
     """Export ``spec`` (or reuse the cached export) and copy it into ``dest``; its metadata."""
     from edge.slicing import slice_model
+    from edge.tokenizer import TOKENIZER_CONFIG, TOKENIZER_JSON, load_tokenizer
     from exporters import export_model
 
     key = artifact_key(ckpt_sha, spec, profile)
@@ -84,17 +60,20 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
         with atomic_dir(cached) as tmp, quiet_output(settings.out_root / "logs" / f"export-{key}.log"):
             art = export_model(slice_model(model, spec), profile.backend, profile.precision, tmp,
                                context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model",
-                               val_stream=val_stream)
+                               val_stream=val_stream, tokenizer=load_tokenizer(settings.checkpoint))
             if not art.meta.get("parity", {}).get("passed"):
                 raise ParityFailure(f"{role} {format_spec(spec)} failed its parity check: {art.meta.get('parity')}")
     else:
         log(f"   {role} {format_spec(spec)}: cached artifact {key}")
-    meta_file = next(p for p in cached.iterdir() if p.name.endswith(".json"))
+    meta_file = cached / "model.json"
     meta = json.loads(meta_file.read_text())
-    art = next(p for p in cached.iterdir() if not p.name.endswith(".json"))
+    art = cached / meta["file"]
     name = f"{role}{''.join(art.suffixes) or ''}"
     copy_artifact(art, dest / name)
     copy_artifact(meta_file, dest / f"{role}.json")
+    for tok in (TOKENIZER_JSON, TOKENIZER_CONFIG):  # runtimes read it beside the model (one per checkpoint)
+        if (cached / tok).exists() and not (dest / tok).exists():
+            copy_artifact(cached / tok, dest / tok)
     return {"file": name, "metadata": f"{role}.json", "spec": format_spec(spec), "cache_key": key,
             "bytes": meta["file_size"], "sha256": meta.get("sha256"),
             "parity": meta.get("parity")}
@@ -122,37 +101,37 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
 
 
 # -- report ------------------------------------------------------------------------------------------
-def write_report(folder: Path, manifest: dict, result, table: dict) -> None:
-    """report.md with the decision, the limits, the frontier and cost charts."""
+def write_report(folder: Path, manifest, result, table) -> None:
+    """report.md with the decision (a Manifest), the limits, the frontier and cost charts."""
     from edge.plan.plots import plot_frontier
     from edge.device.chart import plot_table
     from edge.texttable import format_table
 
-    plot_frontier(result, folder / "frontier.png", f"{manifest['device']}: candidates under the limits")
+    plot_frontier(result, folder / "frontier.png", f"{manifest.device}: candidates under the limits")
     plot_table(table, folder / "costs.png")
-    meas = manifest["measured"] or {}
-    rows = [[k, v, manifest["predicted"][k], meas.get(k, "-")] for k, v in manifest["limits"].items()]
+    meas = manifest.measured or {}
+    rows = [[k, v, manifest.predicted[k], meas.get(k, "-")] for k, v in manifest.limits.items()]
     best = sorted(result.candidates, key=lambda c: c.loss)[:10]
-    tag = "ESTIMATED (device not reachable: roofline from [hardware])" if manifest["estimated"] else "measured"
-    uni = manifest["best_uniform"]
+    tag = "ESTIMATED (device not reachable: roofline from [hardware])" if manifest.estimated else "measured"
+    uni = manifest.best_uniform
     lines = [
-        f"# {manifest['device']}: {manifest['spec']}", "", manifest["description"], "",
-        f"- backend {manifest['backend']}, precision {manifest['precision']}, {manifest['threads']} thread(s), "
-        f"context {manifest['context']}",
-        f"- costs: {tag}; cost table: {manifest['cost_table']}",
-        f"- chosen spec `{manifest['spec']}` ({manifest['source']}): {manifest['params']:,} parameters, "
-        f"val loss {manifest['val_loss']:.4f}",
+        f"# {manifest.device}: {manifest.spec}", "", manifest.description, "",
+        f"- backend {manifest.backend}, precision {manifest.precision}, {manifest.threads} thread(s), "
+        f"context {manifest.context}",
+        f"- costs: {tag}; cost table: {manifest.cost_table}",
+        f"- chosen spec `{manifest.spec}` ({manifest.source}): {manifest.params:,} parameters, "
+        f"val loss {manifest.val_loss:.4f}",
         f"- best uniform granularity that fits: " + (f"`{uni['spec']}` val loss {uni['val_loss']:.4f} "
-                                                      f"(planner better by {uni['val_loss'] - manifest['val_loss']:.4f})"
+                                                      f"(planner better by {uni['val_loss'] - manifest.val_loss:.4f})"
                                                       if uni else "none fits"),
-        f"- consistency with XL: {manifest['consistency_with_xl']['agreement_pct']:.1f}% greedy agreement, "
-        f"KL {manifest['consistency_with_xl']['kl']:.4f}",
-        f"- fallback: " + (f"`{manifest['fallback']['spec']}`" if manifest["fallback"] else "none (memory not tight)"),
+        f"- consistency with XL: {manifest.consistency_with_xl['agreement_pct']:.1f}% greedy agreement, "
+        f"KL {manifest.consistency_with_xl['kl']:.4f}",
+        f"- fallback: " + (f"`{manifest.fallback['spec']}`" if manifest.fallback else "none (memory not tight)"),
         "", "## Limits", "", f"Latency is the {table.statistic} of the timed runs, as in the cost table.", "",
         "```", format_table(["limit", "max", "predicted", "measured"], rows), "```",
         "", "## Best candidates", "", "```",
         format_table(["spec", "source", "params", "val loss", *best[0].costs], [c.row() for c in best]), "```",
-        "", "## Parity", "", "```", json.dumps({r: a.get("parity") for r, a in manifest["artifacts"].items()}, indent=2),
+        "", "## Parity", "", "```", json.dumps({r: a.get("parity") for r, a in manifest.artifacts.items()}, indent=2),
         "```", "", "![frontier](frontier.png)", "", "![costs](costs.png)", "",
     ]
     (folder / "report.md").write_text("\n".join(lines))

@@ -22,6 +22,7 @@ def ckpt(tiny_model, tmp_path):
     return save_model(tiny_model, tmp_path / "ckpt", {"preset": "tiny"})
 
 
+@pytest.mark.slow  # real `python -m edge` subprocesses
 def test_help_lists_commands():
     r = matedge("--help")
     assert r.returncode == 0
@@ -54,12 +55,14 @@ def _one_line_error(r, *needles):
         assert n in err, err
 
 
+@pytest.mark.slow  # real `python -m edge` subprocesses
 def test_bad_spec(ckpt, tmp_path):
     _one_line_error(matedge("eval", ckpt, "--spec", "S,M"), "2 layers", "model has 4")
     _one_line_error(matedge("slice", ckpt, "--spec", "XXL", "--out", tmp_path / "o"), "unknown granularity")
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # real `python -m edge` subprocesses
 def test_missing_and_corrupt_checkpoint(ckpt, tmp_path):
     _one_line_error(matedge("info", tmp_path / "none"), "not found")
     (ckpt / "model.safetensors").write_bytes(b"junk")
@@ -67,6 +70,7 @@ def test_missing_and_corrupt_checkpoint(ckpt, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # real `python -m edge` subprocesses
 def test_unknown_preset_and_bad_data(tmp_path):
     r = matedge("train", "--preset", "huge", "--out", tmp_path / "o")
     assert r.returncode == 2 and "invalid choice" in r.stderr
@@ -76,6 +80,7 @@ def test_unknown_preset_and_bad_data(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # real `python -m edge` subprocesses
 def test_default_checkpoint_missing_says_what_to_do(tmp_path):
     r = matedge("info", cwd=tmp_path)
     _one_line_error(r, "make demo")

@@ -63,6 +63,8 @@ def settings(ckpt, out_root, **kw):
                          search=SearchSettings(generations=2, population=6), progress=False, **kw)
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_build_estimated_device_then_cache_hit(ckpt, tmp_path):
     prof = load_profile(write_profile(tmp_path, "board"))
     logs: list[str] = []
@@ -88,6 +90,8 @@ def test_build_estimated_device_then_cache_hit(ckpt, tmp_path):
     assert not [p for p in (tmp_path / "build").iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_infeasible_limits_fail_cleanly_and_others_build(ckpt, tmp_path):
     bad = load_profile(write_profile(tmp_path, "watch", memory_mb=0.01))
     good = load_profile(write_profile(tmp_path, "board"))
@@ -98,6 +102,8 @@ def test_infeasible_limits_fail_cleanly_and_others_build(ckpt, tmp_path):
     assert results[1].ok and (tmp_path / "build" / "board" / "manifest.json").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_cli_exit_codes_and_summary(ckpt, tmp_path):
     bad = write_profile(tmp_path, "watch", memory_mb=0.01)
     r = subprocess.run([sys.executable, "-m", "edge", "build", "--device", str(bad), "--checkpoint", str(ckpt),
@@ -111,6 +117,7 @@ def test_cli_exit_codes_and_summary(ckpt, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_interrupted_build_leaves_no_partial_folder(ckpt, tmp_path):
     prof = write_profile(tmp_path, "board", backend="litert")
     proc = subprocess.Popen([sys.executable, "-m", "edge", "build", "--device", str(prof), "--checkpoint", str(ckpt),
@@ -131,6 +138,7 @@ def test_interrupted_build_leaves_no_partial_folder(ckpt, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_changed_profile_rebuilds_only_what_changed(ckpt, tmp_path):
     logs: list[str] = []
     first = load_profile(write_profile(tmp_path, "board", decode_ms=1.0))
@@ -152,7 +160,7 @@ def test_changed_profile_rebuilds_only_what_changed(ckpt, tmp_path):
 
 def test_a_measured_limit_overrun_warns_with_what_to_do(capsys):
     """Predicted under the limit, measured over it: one warning per exceeded limit, none otherwise."""
-    from edge.plan.build import warn_if_over
+    from edge.plan.manifest import warn_if_over
 
     manifest = {"device": "board", "limits": {"decode_ms_per_token": 0.45, "memory_mb": 60},
                 "predicted": {"decode_ms_per_token": 0.41, "memory_mb": 50.0},
