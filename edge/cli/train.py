@@ -17,7 +17,7 @@ Several processes: torchrun --nproc_per_node 2 -m edge train ... (DDP, gloo on C
 
 Fine-tune an existing elastic checkpoint instead (e.g. one from `matedge convert`):
   --init CKPT --distill   nested distillation: KL to the teacher (default: CKPT at full width,
-                          i.e. the original dense model) at every granularity; bf16 autocast;
+                          i.e. the original dense model) at every granularity;
                           regime sum (default) or sample; 150 steps of 4 x 256 tokens by default
   --init CKPT             the same with the plain next-token loss instead of a teacher"""
 
@@ -42,7 +42,8 @@ def configure(p) -> None:
     p.add_argument("--distill", action="store_true", help="with --init: distil from the teacher (nested KD)")
     p.add_argument("--teacher", metavar="CKPT", help="with --distill: teacher checkpoint (default: --init at full width)")
     p.add_argument("--train-embeddings", action="store_true", help="with --init: also train the (tied) embedding")
-    p.add_argument("--fp32", action="store_true", help="with --init: no bf16 autocast")
+    p.add_argument("--bf16", action="store_true",
+                   help="with --init: bf16 autocast (faster only on CPUs with native bf16: AVX-512 BF16 or AMX)")
 
 
 def _probs(text: str | None, names: tuple[str, ...]) -> tuple[float, ...] | None:
@@ -97,7 +98,7 @@ def _fine_tune(args) -> int:
     given = {k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                                    threads=args.threads).items() if v is not None}
     dargs = DistillArgs(init=args.init, out=args.out, teacher=args.teacher, distill=args.distill, regime=args.regime or "sum",
-                        train_embeddings=args.train_embeddings, bf16=not args.fp32, seed=args.seed,
+                        train_embeddings=args.train_embeddings, bf16=args.bf16, seed=args.seed,
                         eval_every=50 if args.eval_every is None else args.eval_every,
                         resume=not args.no_resume, progress=not args.quiet, **given)
     meta = distill(dargs)
