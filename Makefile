@@ -24,8 +24,9 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# No training, no backend runtime, no subprocess: under a minute (see the README).
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
 clean:
 	rm -rf build .pytest_cache

@@ -34,8 +34,8 @@ if str(ROOT) not in sys.path:
 from edge.checkpoint import load_any  # noqa: E402
 from edge.slicing import slice_model  # noqa: E402
 from edge.spec import parse_spec  # noqa: E402
-from edge.table import format_table  # noqa: E402
-from exporters import PRECISIONS, export_model, get_exporter  # noqa: E402
+from edge.texttable import format_table  # noqa: E402
+from exporters import PRECISIONS, export_model, get_backend, get_exporter  # noqa: E402
 from exporters.decoding import make_wrapper  # noqa: E402
 
 THREADS = 2
@@ -80,7 +80,8 @@ def time_eager(dense, prompt: torch.Tensor, context: int, runs: int, warmup: int
 
 
 def can_run(backend: str) -> bool:
-    return backend != "coreml" or platform.system() == "Darwin"
+    """Whether the backend's own runtime runs on this machine (Core ML: macOS only)."""
+    return get_backend(backend).runs_here()
 
 
 def bench_spec(model, spec_name, args, out_dir, eager_rows, rows) -> None:
@@ -136,8 +137,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(THREADS)
     model, folder = load_any(args.checkpoint)
     args.context = args.context or model.config.max_context
-    if "executorch" in args.backends:
-        get_exporter("executorch").set_threads(THREADS)
+    for backend in args.backends:  # backends with a shared threadpool (ExecuTorch) size it here
+        if hasattr(module := get_exporter(backend), "set_threads"):
+            module.set_threads(THREADS)
     print(f"model {folder}: {model.config.n_layers} layers, d_model {model.config.d_model}, d_ff {model.config.d_ff}; "
           f"context {args.context}, prefill {args.prefill_len} tokens, {THREADS} threads, "
           f"median of {args.runs} runs after {args.warmup} warm-up; {platform.processor() or platform.machine()}")

@@ -1,7 +1,8 @@
 """How well does the cost-table predictor do? Profile the host, then measure random specs.
 
 For each precision (ExecuTorch fp32 and int8 by default) on the ``host`` profile:
-  1. export the micro-models (1 and n_layers layers at each granularity) and K random
+  1. export the micro-models (edge.device.micro: one layer at each granularity, the full-depth
+     model at its widest, and 12 mixed-width calibration models of full depth) and K random
      Mix'n'Match specs of the model (sliced dense submodels), in 2 worker processes;
   2. run every artifact in its own native runner process (apps/cpp, no torch), round-robin for
      ``--rounds`` passes, micro-models and specs interleaved so both see the same machine load;
@@ -36,9 +37,10 @@ def _export_job(job):
     """Worker: build one model (micro-model or sliced spec) and export it; -> (name, path, error)."""
     global _MODEL
     from edge.checkpoint import load_model
-    from edge.commands.profile import device_profile
     from edge.errors import MatEdgeError
-    from edge.profiler import export_artifact, fit_context, micro_model
+    from edge.device.micro import micro_model
+    from edge.device.profiler import clamp_to_model, export_artifact
+    from edge.device.profiles import load_profile, with_precision
     from edge.slicing import slice_model
 
     name, kind, layers, checkpoint, device, precision, out_dir = job
@@ -49,7 +51,7 @@ def _export_job(job):
     try:
         if _MODEL is None:
             _MODEL = load_model(checkpoint)
-        profile = fit_context(device_profile(device, precision), _MODEL.config)
+        profile = clamp_to_model(with_precision(load_profile(device), precision), _MODEL.config)
         model = micro_model(_MODEL.config, layers) if kind == "micro" else slice_model(_MODEL, layers)
         return name, str(export_artifact(model, profile, Path(out_dir), name)), None
     except MatEdgeError as e:
@@ -65,14 +67,17 @@ def export_parallel(jobs, workers: int):
 
 
 def run_precision(args, model, precision: str, tmp: Path) -> dict:
-    from edge.commands.profile import device_profile, print_validation
-    from edge.predictor import table_path, write_table
-    from edge.costfit import STATISTICS
-    from edge.profiler import compare, fit_context, measure_all, micro_layouts, plot_table, table_from
+    from edge.device.cost_table import table_path, write_table
+    from edge.device.costfit import STATISTICS
+    from edge.device.chart import plot_table
+    from edge.device.micro import micro_layouts
+    from edge.device.profiler import clamp_to_model, measure_all, table_from
+    from edge.device.profiles import load_profile, with_precision
+    from edge.device.validate import compare, format_validation
     from edge.spec import format_spec, random_spec
-    from edge.transports import get_transport
+    from edge.device.transports import get_transport
 
-    profile = fit_context(device_profile(args.device, precision), model.config)
+    profile = clamp_to_model(with_precision(load_profile(args.device), precision), model.config)
     transport = get_transport(profile.transport)
     rng = random.Random(args.seed)
     specs = [random_spec(model.config, rng) for _ in range(args.specs)]
@@ -100,13 +105,15 @@ def run_precision(args, model, precision: str, tmp: Path) -> dict:
         print(f"\n== {profile.name} executorch {precision}, latency = {statistic} of {args.runs} runs: "
               f"{len(results[statistic]['rows'])} specs measured end to end (export {t1 - t0:.0f} s, "
               f"measure {t2 - t1:.0f} s)" + (f"; cost table {out}" if statistic == args.statistic else ""))
-        print_validation(results[statistic])
+        print(format_validation(results[statistic]))
     return {"table": str(out), "statistic": args.statistic, **results[args.statistic], "by_statistic": results}
 
 
 def main() -> int:
+    from edge.config import default_checkpoint
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", nargs="?", default=os.environ.get("MATEDGE_DEFAULT_CHECKPOINT", "runs/default"))
+    p.add_argument("checkpoint", nargs="?", default=str(default_checkpoint()))
     p.add_argument("--device", default="host")
     p.add_argument("--precisions", default="fp32,int8")
     p.add_argument("--specs", type=int, default=20)
@@ -122,8 +129,9 @@ def main() -> int:
     args = p.parse_args()
 
     from edge.checkpoint import load_model
-    from edge.profiler import ensure_cpp_runner, library_versions
-    from edge.transports import local_cpu_model
+    from edge.device.cpp_runner import ensure_cpp_runner
+    from edge.device.profiler import library_versions
+    from edge.device.transports import local_cpu_model
 
     model = load_model(args.checkpoint)
     ensure_cpp_runner()

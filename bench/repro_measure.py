@@ -78,7 +78,7 @@ def _prompts(val: torch.Tensor, mode) -> list[list[int]]:
 
 
 def _decoders(runs: dict, k: int):
-    """(label, function(prompt, n_new) -> SpecStats) of every decoding set-up at draft length k."""
+    """(label, function(prompt, n_new) -> GenerationStats) of every decoding set-up at draft length k."""
     mat, L = runs["matlm-uniform"].model, runs["matlm-uniform"].model.config.n_layers
     S, XL = ("S",) * L, ("XL",) * L
     bs, bxl = runs["base-S"].model, runs["base-XL"].model

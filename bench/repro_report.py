@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from edge.table import format_table  # noqa: E402
+from edge.texttable import format_table  # noqa: E402
 
 # The paper's figures (Devvrit et al., MatFormer). Absolute losses are not comparable with ours
 # (their 256k SentencePiece vocabulary vs our byte tokens): only gaps and their signs are.

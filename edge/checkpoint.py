@@ -20,7 +20,7 @@ from typing import Iterator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from edge.config import DEFAULT_CHECKPOINT, ConfigError, MatFormerConfig  # DEFAULT_CHECKPOINT: re-exported
+from edge.config import DEFAULT_CHECKPOINT, ConfigError, MatFormerConfig, default_checkpoint  # noqa: F401 (re-exported)
 from edge.model import MatFormerLM
 from edge.tokenizer import Tokenizer, byte_tokenizer, load_tokenizer  # load_tokenizer: re-exported
 
@@ -122,8 +122,9 @@ def load_model(folder: Path) -> MatFormerLM:
 
 def load_any(folder: Path | None) -> tuple[MatFormerLM, Path]:
     """Load ``folder``, or the default model when None."""
-    folder = Path(folder) if folder is not None else DEFAULT_CHECKPOINT
-    if not folder.exists() and folder == DEFAULT_CHECKPOINT:
+    default = default_checkpoint()
+    folder = Path(folder) if folder is not None else default
+    if not folder.exists() and folder == default:
         raise CheckpointError(f"no default model at {str(folder)!r}: run `make demo` or "
                               f"`matedge train --out {folder}` first, or pass a CHECKPOINT")
     return load_model(folder), folder

@@ -138,4 +138,10 @@ PRESETS: dict[str, dict] = {
 }
 DEFAULT_PRESET = "small"
 # Where `make demo` trains the default model; commands without a CHECKPOINT use it.
-DEFAULT_CHECKPOINT = Path(os.environ.get("MATEDGE_DEFAULT_CHECKPOINT", "runs/default"))
+DEFAULT_CHECKPOINT = Path("runs/default")
+
+
+def default_checkpoint() -> Path:
+    """The default model folder: $MATEDGE_DEFAULT_CHECKPOINT if set, else runs/default (read on
+    each call, not at import, so a caller that sets the variable later is heard)."""
+    return Path(os.environ.get("MATEDGE_DEFAULT_CHECKPOINT", DEFAULT_CHECKPOINT))

@@ -7,19 +7,18 @@ next token equals the reference's (XL by default), and the mean KL(reference || 
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from edge.data import eval_batches
 from edge.model import MatFormerLM
+from edge.spec import Spec
 
-Spec = Sequence[str] | None
 
 
 @torch.no_grad()
-def eval_loss(model: MatFormerLM, stream: torch.Tensor, spec: Spec, seq_len: int, max_tokens: int) -> float:
+def eval_loss(model: MatFormerLM, stream: torch.Tensor, spec: Spec | None, seq_len: int, max_tokens: int) -> float:
     """Mean next-token cross-entropy (nats/token) over deterministic windows of ``stream``."""
     was_training = model.training
     model.eval()
@@ -33,7 +32,7 @@ def eval_loss(model: MatFormerLM, stream: torch.Tensor, spec: Spec, seq_len: int
 
 
 @torch.no_grad()
-def consistency(ref: MatFormerLM, ref_spec: Spec, model: MatFormerLM, spec: Spec,
+def consistency(ref: MatFormerLM, ref_spec: Spec | None, model: MatFormerLM, spec: Spec | None,
                 stream: torch.Tensor, seq_len: int, max_tokens: int) -> dict[str, float]:
     """Greedy next-token agreement (%) and mean KL(ref || model) in nats per token."""
     ref.eval()
@@ -73,8 +72,6 @@ class SpecScorer:
         self.losses: dict[tuple[str, ...], float] = {}
         self._prefix: dict[tuple[str, ...], torch.Tensor] = {}  # insertion order = LRU order
         self._max = max_cached_prefixes
-        T = self.x.shape[1]
-        self._cos, self._sin = model.rope_cos[:T], model.rope_sin[:T]
 
     @torch.no_grad()
     def _hidden(self, spec: tuple[str, ...]) -> torch.Tensor:
@@ -84,9 +81,8 @@ class SpecScorer:
             k -= 1
         h = self._prefix[spec[:k]] if k else self.model.tok_emb(self.x)
         pad = (self.model.config.granularity_names[-1],) * (self.model.config.n_layers - len(spec))
-        widths = self.model.widths_for(spec + pad)
         for i in range(k, len(spec)):
-            h = self.model.layers[i](h, self._cos, self._sin, widths[i])
+            h = self.model.hidden(h, spec + pad, first=i, last=i + 1)
             self._remember(spec[: i + 1], h)
         return h
 
@@ -101,7 +97,7 @@ class SpecScorer:
         spec = tuple(spec)
         if spec not in self.losses:
             h = self._hidden(spec)
-            logits = self.model.head(self.model.norm(h))
+            logits = self.model.logits(h)
             self.losses[spec] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.y.reshape(-1)).item()
         return self.losses[spec]
 

@@ -1,7 +1,7 @@
 """Eager KV-cached greedy decoding of any spec, and greedy speculative decoding.
 
-Both run the model's own modules and weights (``MatFormerLM`` from edge.model): a per-layer
-cache of keys and values is the only extra state, and the spec is an argument of every call, so
+Both run the model's own forward pass (``MatFormerLM`` from edge.model, whose attention takes an
+optional ``KVCache``): a per-layer cache of keys and values is the only extra state, and the spec is an argument of every call, so
 one universal model can draft at ``S`` and verify at ``XL`` without copies.
 
 Speculative decoding (greedy): the draft proposes ``k`` tokens one at a time; the verifier runs
@@ -25,78 +25,23 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from edge.model import MatFormerLM, apply_rope
-
-Spec = Sequence[str] | None
-
-
-class KVCache:
-    """Keys and values of every layer for one sequence: (n_layers, 1, Hkv, max_len, hd) each.
-
-    ``length`` is the number of leading positions that hold valid K/V; positions past it are
-    scratch that the next forward overwrites (that is how drafts are rolled back).
-    """
-
-    def __init__(self, model: MatFormerLM, max_len: int | None = None):
-        c = model.config
-        self.max_len = max_len or c.max_context
-        if self.max_len > c.max_context:
-            raise ValueError(f"cache of {self.max_len} positions exceeds max_context={c.max_context}")
-        dtype = model.tok_emb.weight.dtype
-        shape = (c.n_layers, 1, c.n_kv_heads, self.max_len, c.head_dim)
-        self.k = torch.zeros(shape, dtype=dtype)
-        self.v = torch.zeros(shape, dtype=dtype)
-        self.length = 0
-
-    def truncate(self, length: int) -> None:
-        """Forget positions >= length (they become scratch)."""
-        self.length = min(self.length, length)
-
-
-def _cached_attention(attn, x: torch.Tensor, cos, sin, cache: KVCache, layer: int, start: int):
-    """Attention of x (1, T, d) at positions [start, start+T) over cache[:start] + itself."""
-    B, T, _ = x.shape
-    end = start + T
-    q = attn.wq(x).view(B, T, attn.n_heads, attn.head_dim).transpose(1, 2)  # (1, H, T, hd)
-    k = attn.wk(x).view(B, T, attn.n_kv_heads, attn.head_dim).transpose(1, 2)  # (1, Hkv, T, hd)
-    v = attn.wv(x).view(B, T, attn.n_kv_heads, attn.head_dim).transpose(1, 2)
-    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    cache.k[layer, :, :, start:end] = k
-    cache.v[layer, :, :, start:end] = v
-    keys, values = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]  # (1, Hkv, end, hd)
-    if attn.n_kv_heads != attn.n_heads:  # grouped-query attention, as in Attention.forward
-        rep = attn.n_heads // attn.n_kv_heads
-        keys, values = keys.repeat_interleave(rep, dim=1), values.repeat_interleave(rep, dim=1)
-    mask = None
-    if T > 1:  # query i (position start+i) sees keys 0..start+i; a single query sees everything
-        mask = torch.arange(end)[None, :] <= (start + torch.arange(T))[:, None]  # (T, end) bool
-    y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (1, H, T, hd)
-    return attn.wo(y.transpose(1, 2).reshape(B, T, -1))
+from edge.model import KVCache, MatFormerLM
+from edge.spec import Spec
 
 
 @torch.inference_mode()
-def forward_cached(model: MatFormerLM, tokens: torch.Tensor, cache: KVCache, spec: Spec = None) -> torch.Tensor:
+def forward_cached(model: MatFormerLM, tokens: torch.Tensor, cache: KVCache, spec: Spec | None = None) -> torch.Tensor:
     """Run ``tokens`` (1, T) at positions [cache.length, +T) under ``spec``; logits (1, T, V).
 
-    Writes this spec's K/V for those positions into ``cache`` and advances ``cache.length``.
+    Writes this spec's K/V for those positions into ``cache`` and advances ``cache.length``
+    (the model's own attention does it: ``MatFormerLM.forward(tokens, spec, cache)``).
     """
-    T = tokens.shape[1]
-    start, end = cache.length, cache.length + T
-    if end > cache.max_len:
-        raise ValueError(f"decoding past the cache: {end} > {cache.max_len} positions")
-    cos, sin = model.rope_cos[start:end], model.rope_sin[start:end]  # (T, hd/2)
-    x = model.tok_emb(tokens)  # (1, T, d)
-    for i, (block, m) in enumerate(zip(model.layers, model.widths_for(spec))):
-        x = x + _cached_attention(block.attn, block.attn_norm(x), cos, sin, cache, i, start)
-        x = x + block.ffn(block.ffn_norm(x), m)
-    cache.length = end
-    return model.head(model.norm(x))
+    return model(tokens, spec, cache=cache)
 
 
 @torch.inference_mode()
-def greedy_generate(model: MatFormerLM, prompt: Sequence[int], n_new: int, spec: Spec = None) -> list[int]:
+def greedy_generate(model: MatFormerLM, prompt: Sequence[int], n_new: int, spec: Spec | None = None) -> list[int]:
     """The ``n_new`` greedy tokens after ``prompt`` (prefill once, then one token per step)."""
     cache = KVCache(model, len(prompt) + n_new)
     logits = forward_cached(model, torch.tensor([list(prompt)]), cache, spec)
@@ -109,7 +54,7 @@ def greedy_generate(model: MatFormerLM, prompt: Sequence[int], n_new: int, spec:
 
 
 @dataclass
-class SpecStats:
+class GenerationStats:
     """What one speculative generation did; ``acceptance`` = accepted / drafted tokens."""
     drafted: int = 0
     accepted: int = 0
@@ -138,8 +83,8 @@ def _draft(model, spec, cache: KVCache, seq: list[int], k: int) -> list[int]:
 
 
 @torch.inference_mode()
-def speculative_generate(draft: MatFormerLM, draft_spec: Spec, verifier: MatFormerLM, verify_spec: Spec,
-                         prompt: Sequence[int], n_new: int, k: int = 4, shared_cache: bool = False) -> SpecStats:
+def speculative_generate(draft: MatFormerLM, draft_spec: Spec | None, verifier: MatFormerLM, verify_spec: Spec | None,
+                         prompt: Sequence[int], n_new: int, k: int = 4, shared_cache: bool = False) -> GenerationStats:
     """Greedy speculative decoding; ``stats.tokens`` equals the verifier's greedy output.
 
     draft/verifier may be one universal model at two specs or two models. ``shared_cache=True``
@@ -157,7 +102,7 @@ def speculative_generate(draft: MatFormerLM, draft_spec: Spec, verifier: MatForm
     seq = list(prompt)
     if len(seq) > 1:
         forward_cached(verifier, torch.tensor([seq[:-1]]), v_cache, verify_spec)
-    stats, n_prompt = SpecStats(), len(seq)
+    stats, n_prompt = GenerationStats(), len(seq)
     while len(seq) - n_prompt < n_new:
         committed = len(seq) - 1  # positions whose K/V are final (the last token is pending)
         drafts = _draft(draft, draft_spec, d_cache, seq, k)
@@ -180,8 +125,8 @@ def speculative_generate(draft: MatFormerLM, draft_spec: Spec, verifier: MatForm
 
 
 @torch.inference_mode()
-def timed_greedy(model: MatFormerLM, prompt: Sequence[int], n_new: int, spec: Spec = None) -> SpecStats:
+def timed_greedy(model: MatFormerLM, prompt: Sequence[int], n_new: int, spec: Spec | None = None) -> GenerationStats:
     """Plain greedy decoding with the same stats record (no drafts) for side-by-side tables."""
     t0 = time.perf_counter()
     tokens = greedy_generate(model, prompt, n_new, spec)
-    return SpecStats(tokens=tokens, seconds=time.perf_counter() - t0)
+    return GenerationStats(tokens=tokens, seconds=time.perf_counter() - t0)

@@ -45,8 +45,32 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+class KVCache:
+    """Keys and values of every layer for one sequence: (n_layers, 1, Hkv, max_len, hd) each.
+
+    ``length`` is the number of leading positions that hold valid K/V; positions past it are
+    scratch that the next forward overwrites (that is how speculative drafts are rolled back).
+    """
+
+    def __init__(self, model: "MatFormerLM", max_len: int | None = None):
+        c = model.config
+        self.max_len = max_len or c.max_context
+        if self.max_len > c.max_context:
+            raise ValueError(f"cache of {self.max_len} positions exceeds max_context={c.max_context}")
+        dtype = model.tok_emb.weight.dtype
+        shape = (c.n_layers, 1, c.n_kv_heads, self.max_len, c.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype)
+        self.v = torch.zeros(shape, dtype=dtype)
+        self.length = 0
+
+    def truncate(self, length: int) -> None:
+        """Forget positions >= length (they become scratch)."""
+        self.length = min(self.length, length)
+
+
 class Attention(nn.Module):
-    """Causal self-attention with optional grouped KV heads (n_kv_heads <= n_heads)."""
+    """Causal self-attention with optional grouped KV heads (n_kv_heads <= n_heads) and an
+    optional KV cache (generation: the new tokens attend to the cached prefix and themselves)."""
 
     def __init__(self, config: MatFormerConfig):
         super().__init__()
@@ -57,16 +81,32 @@ class Attention(nn.Module):
         self.wv = nn.Linear(d, config.n_kv_heads * hd, bias=False)
         self.wo = nn.Linear(config.n_heads * hd, d, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                layer: int = 0) -> torch.Tensor:
+        """x (B, T, d) at positions [start, start+T) -> (B, T, d); cos/sin (T, hd/2) of those positions.
+
+        Without a cache start is 0 and attention is causal over x alone. With one (B = 1), this
+        layer's K/V are written to cache slots [start, start+T), start = ``cache.length``, and the
+        queries attend to slots [0, start+T)."""
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        mask, causal = None, True
+        if cache is not None:
+            start = cache.length
+            end = start + T
+            cache.k[layer, :, :, start:end] = k
+            cache.v[layer, :, :, start:end] = v
+            k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]  # (1, Hkv, end, hd)
+            causal = False
+            if T > 1:  # query i (position start+i) sees keys 0..start+i; a single query sees everything
+                mask = torch.arange(end)[None, :] <= (start + torch.arange(T))[:, None]  # (T, end) bool
         if self.n_kv_heads != self.n_heads:  # each KV head serves n_heads / n_kv_heads queries
             rep = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, hd)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # (B, H, T, hd)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -95,8 +135,9 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(config.d_model, config.norm_eps)
         self.ffn = NestedFFN(config.d_model, d_ff)
 
-    def forward(self, x, cos, sin, m: int | None = None):
-        x = x + self.attn(self.attn_norm(x), cos, sin)
+    def forward(self, x, cos, sin, m: int | None = None, cache: KVCache | None = None, layer: int = 0):
+        """x (B, T, d) -> (B, T, d); m: FFN width (None: all stored units); cache: see Attention."""
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer)
         return x + self.ffn(self.ffn_norm(x), m)
 
 
@@ -135,15 +176,37 @@ class MatFormerLM(nn.Module):
         widths = self.config.widths
         return [widths[g] for g in spec]
 
-    def forward(self, tokens: torch.Tensor, spec: Sequence[str] | None = None) -> torch.Tensor:
-        """tokens (B, T) int64 -> logits (B, T, vocab). spec: one granularity per layer."""
-        T = tokens.shape[1]
-        if T > self.config.max_context:
+    def forward(self, tokens: torch.Tensor, spec: Sequence[str] | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        """tokens (B, T) int64 -> logits (B, T, vocab). spec: one granularity per layer.
+
+        With a ``cache`` the tokens sit at positions [cache.length, +T): their K/V are cached under
+        this spec and ``cache.length`` advances (generation; see edge.generate)."""
+        return self.logits(self.hidden(self.tok_emb(tokens), spec, cache=cache))
+
+    def hidden(self, x: torch.Tensor, spec: Sequence[str] | None = None, first: int = 0, last: int | None = None,
+               cache: KVCache | None = None) -> torch.Tensor:
+        """Residual stream x (B, T, d) through layers [first, last) at ``spec``'s widths -> (B, T, d).
+
+        Evaluation reuses the stream after a shared prefix of layers (edge.evaluate.SpecScorer)."""
+        T = x.shape[1]
+        start = cache.length if cache is not None else 0
+        end = start + T
+        if cache is not None and end > cache.max_len:
+            raise ValueError(f"decoding past the cache: {end} > {cache.max_len} positions")
+        if end > self.config.max_context:
             raise ValueError(f"sequence of {T} tokens exceeds max_context={self.config.max_context}")
-        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
-        x = self.tok_emb(tokens)  # (B, T, d)
-        for block, m in zip(self.layers, self.widths_for(spec)):
-            x = block(x, cos, sin, m)
+        cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]  # (T, hd/2)
+        last = self.config.n_layers if last is None else last
+        widths = self.widths_for(spec)
+        for i in range(first, last):
+            x = self.layers[i](x, cos, sin, widths[i], cache, i)
+        if cache is not None and last == self.config.n_layers:
+            cache.length = end
+        return x
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm and projection of the residual stream (B, T, d) -> (B, T, vocab)."""
         return self.head(self.norm(x))
 
     def head(self, x: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,7 @@ class TrainArgs:
     seed: int = 0
     threads: int | None = None  # torch intra-op threads (None: torch's default, one per core)
     data: str | None = None
-    out: str = str(ckpt.DEFAULT_CHECKPOINT)
+    out: str = field(default_factory=lambda: str(ckpt.default_checkpoint()))
     resume: bool = True
     progress: bool = True
     config_overrides: dict = field(default_factory=dict)

@@ -8,51 +8,33 @@ beside it (see ``export_model``).
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import time
 from pathlib import Path
 
+from exporters.backends import BACKENDS, Backend, get_backend
 from exporters.base import Artifact, ExportError, file_size, sha256, write_json
+from exporters.logs import known_warnings_filtered
 
-# backend name -> module implementing it (PRECISIONS, SUFFIX, EXTRA, CACHE, export, load_runner)
-EXPORTERS: dict[str, str] = {
-    "executorch": "exporters.executorch",
-    "litert": "exporters.litert",
-    "coreml": "exporters.coreml",
-}
-EXTRAS = {"executorch": "executorch", "litert": "litert", "coreml": "coreml"}
-# What each backend can write, without importing it (for error messages and --help).
-PRECISIONS = {"executorch": ("fp32", "int8", "8da4w"), "litert": ("fp32", "int8"), "coreml": ("fp16", "int8", "pal4")}
+# Views of the registry (exporters.backends.BACKENDS) kept for callers that want plain dicts.
+EXPORTERS: dict[str, str] = {name: b.module for name, b in BACKENDS.items()}  # name -> module
+EXTRAS = {name: b.extra for name, b in BACKENDS.items()}
+PRECISIONS = {name: b.precisions for name, b in BACKENDS.items()}  # what each writes, without importing it
 DEFAULT_PREFILL = 64
 
-__all__ = ["EXPORTERS", "PRECISIONS", "Artifact", "ExportError", "get_exporter", "export_model", "check_request"]
+__all__ = ["BACKENDS", "EXPORTERS", "PRECISIONS", "Artifact", "Backend", "ExportError", "get_backend", "get_exporter",
+           "export_model", "check_request"]
 
 
 def get_exporter(name: str):
     """The backend module for ``name``; ExportError for an unknown name or a missing library."""
-    if name not in EXPORTERS:
-        raise ExportError(f"unknown backend {name!r} (allowed: {', '.join(EXPORTERS)})")
-    module = importlib.import_module(EXPORTERS[name])
-    # The module itself imports nothing heavy; probe the libraries its export needs.
-    probe = {"executorch": "executorch.exir", "litert": "litert_torch", "coreml": "coremltools"}[name]
-    from exporters.base import require
-
-    require(probe, EXTRAS[name], f"the {name} exporter")
-    return module
+    return get_backend(name).exporter()
 
 
 def check_request(backend: str, precision: str) -> None:
     """Reject an unknown backend, or a precision the backend cannot write, before any work."""
-    if backend not in EXPORTERS:
-        raise ExportError(f"unknown backend {backend!r} (allowed: {', '.join(EXPORTERS)})")
-    allowed = PRECISIONS[backend]
-    if precision not in allowed:
-        others = [b for b, p in PRECISIONS.items() if precision in p]
-        hint = f"; {precision!r} is written by {', '.join(others)}" if others else ""
-        raise ExportError(f"backend {backend!r} cannot write precision {precision!r} "
-                          f"(allowed: {', '.join(allowed)}){hint}")
+    get_backend(backend).check_precision(precision)
 
 
 def _dense(model, spec):
@@ -138,7 +120,8 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     tmp = out_dir / f".{name}.tmp-{os.getpid()}{module.SUFFIX}"
     t0 = time.perf_counter()
     try:
-        info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len)
+        with known_warnings_filtered():
+            info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len)
         seconds = time.perf_counter() - t0
         meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds)
         if parity:
@@ -159,9 +142,9 @@ def run_parity(module, path: Path, meta: dict, dense, precision: str, prefill_le
 
     prompt = parity.prompt_tokens(prefill_len, val_stream)
     ref = parity.reference(dense, prompt)
-    result = parity.check(module.load_runner(path, meta), ref, precision)
-    result["kind"] = ("graph-level (coremltools MIL value inference; not Apple's kernels)"
-                      if "graph-level" in result["runtime"] else "runtime")
+    runner = module.load_runner(path, meta)
+    result = parity.check(runner, ref, precision)
+    result["kind"] = getattr(runner, "kind", "runtime")  # a graph-level evaluator says so itself
     return result
 
 

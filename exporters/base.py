@@ -1,11 +1,11 @@
 """What every backend shares: the error type, the artifact record, lazy imports, metadata helpers.
 
-A backend module (exporters/executorch.py, ...) exposes:
+A backend is a record in ``exporters.backends.BACKENDS`` (name, suffix, precisions, extra,
+runner, ...) plus a module (exporters/executorch.py, ...) that exposes:
 
-    PRECISIONS: tuple[str, ...]       precisions it can write
-    SUFFIX: str                       ".pte", ".tflite", ".mlpackage"
-    EXTRA: str                        the pyproject extra that installs its libraries
+    BACKEND: Backend                  its registry record (PRECISIONS, SUFFIX, EXTRA repeat its fields)
     CACHE: str                        its KV-cache strategy ("buffers" or "io"), see decoding.py
+    check(model, precision) -> None   raise ExportError for a model it cannot write, before any work
     export(model, precision, out_path, *, context, prefill_len) -> dict   (entry points, ...)
     load_runner(path, meta) -> Runner  (prefill/decode on the real runtime) or raise ExportError
 """

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.backends import BACKENDS
 from exporters.base import library_versions, require, tensor_spec
 from exporters.decoding import entry_modules, entry_points, example_inputs, make_wrapper
 
-PRECISIONS = ("fp16", "int8", "pal4")
-SUFFIX = ".mlpackage"
-EXTRA = "coreml"
+BACKEND = BACKENDS["coreml"]  # the registry record: the one place its names and precisions live
+PRECISIONS = BACKEND.precisions
+SUFFIX = BACKEND.suffix
+EXTRA = BACKEND.extra
 CACHE = "io"
 OUTPUTS = {"prefill": ["logits", "k_cache_out", "v_cache_out"], "decode": ["logits", "k_cache_out", "v_cache_out"]}
 INPUTS = {"prefill": ["tokens"], "decode": ["token", "position", "k_cache", "v_cache"]}

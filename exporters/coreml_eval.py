@@ -116,6 +116,7 @@ class MILRunner:
     """A Runner over the graph-level evaluator (prefill/decode functions, explicit fp16 cache)."""
 
     label = "coremltools MIL value inference (graph-level check, not Apple's kernels)"
+    kind = "graph-level (coremltools MIL value inference; not Apple's kernels)"  # parity's "kind"
 
     def __init__(self, path: Path, meta: dict | None = None):
         self.prog = load_program(path)

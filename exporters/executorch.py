@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.backends import BACKENDS
 from exporters.base import ExportError, library_versions, require
 from exporters.decoding import entry_modules, entry_points, example_inputs, make_wrapper
 
-PRECISIONS = ("fp32", "int8", "8da4w")
-SUFFIX = ".pte"
-EXTRA = "executorch"
+BACKEND = BACKENDS["executorch"]  # the registry record: the one place its names and precisions live
+PRECISIONS = BACKEND.precisions
+SUFFIX = BACKEND.suffix
+EXTRA = BACKEND.extra
 CACHE = "buffers"
 GROUP_SIZE = 32  # int4 weight group along the input dimension
 

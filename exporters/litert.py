@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.backends import BACKENDS
 from exporters.base import library_versions, require
 from exporters.decoding import entry_modules, entry_points, example_inputs, make_wrapper
 
-PRECISIONS = ("fp32", "int8")
-SUFFIX = ".tflite"
-EXTRA = "litert"
+BACKEND = BACKENDS["litert"]  # the registry record: the one place its names and precisions live
+PRECISIONS = BACKEND.precisions
+SUFFIX = BACKEND.suffix
+EXTRA = BACKEND.extra
 CACHE = "io"
 
 

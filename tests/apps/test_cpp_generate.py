@@ -20,7 +20,7 @@ def built(tmp_path_factory, trained_tiny):
     position or a misread logits row."""
     pytest.importorskip("executorch")
     import exporters
-    from edge.profiler import ensure_cpp_runner
+    from edge.device.cpp_runner import ensure_cpp_runner
 
     model = trained_tiny
     spec = ("S", "XL", "M", "L")

@@ -13,6 +13,7 @@ from edge.train import TrainArgs, train
 FAST = dict(preset="tiny", batch_size=8, seq_len=32, eval_tokens=2048, progress=False, warmup=5, threads=1)
 
 
+@pytest.mark.slow
 def test_loss_decreases_in_seconds(tmp_path):
     meta = train(TrainArgs(steps=60, eval_every=10, out=str(tmp_path / "r"), **FAST))
     first, last = meta["history"][0]["val_loss"], meta["history"][-1]["val_loss"]
@@ -20,6 +21,7 @@ def test_loss_decreases_in_seconds(tmp_path):
         assert last[g] < first[g] - 0.2, (g, first[g], last[g])
 
 
+@pytest.mark.slow
 def test_deterministic_and_resume(tmp_path):
     a = train(TrainArgs(steps=12, eval_every=12, save_every=6, out=str(tmp_path / "a"), **FAST))
     b = train(TrainArgs(steps=12, eval_every=12, save_every=6, out=str(tmp_path / "b"), **FAST))
@@ -31,10 +33,17 @@ def test_deterministic_and_resume(tmp_path):
     assert c["step"] == 20 and len(c["history"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("regime", ["sum", "random-layer"])
 def test_other_regimes_run(tmp_path, regime):
     meta = train(TrainArgs(steps=4, eval_every=4, regime=regime, out=str(tmp_path / regime), **FAST))
     assert meta["train_args"]["regime"] == regime and meta["step"] == 4
+    # The regime changed what was trained: same seed and data, different weights than `sample`.
+    train(TrainArgs(steps=4, eval_every=4, out=str(tmp_path / "sample"), **FAST))
+    got, base = load_model(tmp_path / regime).state_dict(), load_model(tmp_path / "sample").state_dict()
+    assert any(not torch.equal(got[k], base[k]) for k in got)
+    val = meta["history"][-1]["val_loss"]
+    assert set(val) == {"S", "M", "L", "XL"} and all(v == v and 0 < v < 10 for v in val.values())
 
 
 def test_sampling_probs_respected():

@@ -20,10 +20,9 @@ from exporters.base import file_size, sha256
 
 from .conftest import MIXED_SPEC
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 COMBOS = [(b, p) for b, ps in PRECISIONS.items() for p in ps]
-_ARTIFACTS: dict = {}
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +30,24 @@ def out_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("artifacts")
 
 
+@pytest.fixture(scope="module")
+def exported(trained_tiny, val_stream, out_dir):
+    """(backend, precision) -> Artifact, exported on first use and shared by the module's tests,
+    so no test depends on which ran before it."""
+    cache: dict = {}
+
+    def get(backend: str, precision: str):
+        if (backend, precision) not in cache:
+            cache[(backend, precision)] = export_model(trained_tiny, backend, precision, out_dir, spec=MIXED_SPEC,
+                                                       name=f"{backend}-{precision}", val_stream=val_stream)
+        return cache[(backend, precision)]
+
+    return get
+
+
 @pytest.fixture(scope="module", params=COMBOS, ids=[f"{b}-{p}" for b, p in COMBOS])
-def artifact(request, trained_tiny, val_stream, out_dir):
-    backend, precision = request.param
-    art = export_model(trained_tiny, backend, precision, out_dir, spec=MIXED_SPEC,
-                       name=f"{backend}-{precision}", val_stream=val_stream)
-    _ARTIFACTS[(backend, precision)] = art
-    return art
+def artifact(request, exported):
+    return exported(*request.param)
 
 
 def test_artifact_file_and_metadata(artifact, trained_tiny, out_dir):
@@ -66,7 +76,8 @@ def test_parity_on_real_text(artifact, trained_tiny, val_stream):
     if m["precision"] == "fp32":
         assert p["prefill_max_abs"] <= 1e-4 and p["decode_max_abs"] <= 1e-4
     else:
-        assert p["greedy_agreement"] >= 0.9 and p["kl_mean"] >= 0.0
+        # KL is finite, at most its own maximum, and small where greedy choices agree
+        assert p["greedy_agreement"] >= 0.9 and 0.0 <= p["kl_mean"] <= p["kl_max"] and p["kl_mean"] < 1.0
     expected_kind = "graph-level" if m["backend"] == "coreml" and platform.system() != "Darwin" else "runtime"
     assert p["kind"].startswith(expected_kind)
     runner = get_exporter(m["backend"]).load_runner(artifact.path, m)
@@ -130,16 +141,15 @@ def test_coreml_package_structure(artifact):
     assert 2 * m["parameters"] <= s["weight_bytes"] <= 2.3 * m["parameters"] or m["precision"] != "fp16"
 
 
-def test_quantized_artifacts_are_smaller():
-    """Runs after the matrix (same module): int8 well under fp32; 4-bit under 8-bit."""
-    if len(_ARTIFACTS) < len(COMBOS):
-        pytest.skip("needs the whole matrix (run the module)")
-    size = {k: a.meta["file_size"] for k, a in _ARTIFACTS.items()}
+def test_quantized_artifacts_are_smaller(exported):
+    """int8 well under fp32; 4-bit under 8-bit (exports whatever the matrix has not yet)."""
+    arts = {combo: exported(*combo) for combo in COMBOS}
+    size = {k: a.meta["file_size"] for k, a in arts.items()}
     # The tiny model's fp32 tied embedding is 10% of its weights and stays float: bound at 0.6.
     assert size[("executorch", "int8")] <= 0.6 * size[("executorch", "fp32")]
     assert size[("executorch", "8da4w")] < size[("executorch", "int8")]
     assert size[("litert", "int8")] <= 0.6 * size[("litert", "fp32")]
-    w = {p: _ARTIFACTS[("coreml", p)].meta["structure"]["weight_bytes"] for p in PRECISIONS["coreml"]}
+    w = {p: arts[("coreml", p)].meta["structure"]["weight_bytes"] for p in PRECISIONS["coreml"]}
     assert w["int8"] <= 0.6 * w["fp16"] and w["pal4"] <= 0.6 * w["int8"]
 
 

@@ -15,6 +15,7 @@ from edge.model import MatFormerLM
 from exporters import EXPORTERS, PRECISIONS, ExportError, check_request, export_model, get_exporter
 
 
+@pytest.mark.integration  # imports every backend's library
 def test_registry_names_every_backend_and_its_module():
     assert EXPORTERS == {"executorch": "exporters.executorch", "litert": "exporters.litert",
                          "coreml": "exporters.coreml"}
@@ -45,6 +46,7 @@ def test_missing_library_names_the_extra(monkeypatch):
         get_exporter("coreml")
 
 
+@pytest.mark.integration  # the check runs after the backend's library is found
 def test_8da4w_rejects_widths_that_are_not_group_multiples():
     cfg = MatFormerConfig.from_preset("tiny", d_ff=128)  # S = 16 hidden units < a group of 32
     with pytest.raises(ExportError, match="multiples of 32"):
@@ -61,6 +63,7 @@ def checkpoint(tmp_path_factory):
     return folder
 
 
+@pytest.mark.integration  # most cases are rejected after the backend library is imported
 @pytest.mark.parametrize("extra, message", [
     (["--backend", "tflite"], "unknown backend 'tflite'"),
     (["--backend", "litert", "--precision", "int4"], "cannot write precision 'int4'"),

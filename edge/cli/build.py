@@ -1,0 +1,91 @@
+"""matedge build: the main job — a verified, measured submodel per device."""
+
+from __future__ import annotations
+
+HELP = "choose each device's best submodel under its limits; slice, export, verify, measure, report"
+DESCRIPTION = """\
+For each device profile: make sure a cost table exists (measured when the device is reachable
+and the table is missing or stale, else a roofline estimate, marked 'estimated'), search the
+uniform, monotone and evolved specs for the lowest validation loss whose predicted latency and
+memory fit the limits, slice it, export it with the profile's backend and precision, check parity
+against eager PyTorch, measure it on the device when reachable, and write build/<device>/:
+the artifact(s), manifest.json, report.md and PNG charts. A smaller fallback spec is shipped
+beside it when memory is tight. Artifacts are cached by content hash under build/cache/.
+
+  matedge build --all                 every profile in device_profiles/
+  matedge build --device host --device pixel-8
+
+Exit code: 0 when every device built; 2 when a device's input is bad (e.g. limits nothing
+meets); 1 when a device failed for another reason."""
+
+
+def configure(p) -> None:
+    p.add_argument("--device", action="append", metavar="NAME", help="a profile name or .toml path (repeatable)")
+    p.add_argument("--all", action="store_true", help="every profile in device_profiles/")
+    p.add_argument("--checkpoint", help="the universal checkpoint (default: the model `make demo` trains)")
+    p.add_argument("--out", default="build", help="output root (default: build)")
+    p.add_argument("--no-measure", action="store_true", help="estimate costs even for reachable devices")
+    p.add_argument("--eval-tokens", type=int, default=4096, help="held-out tokens per candidate (default: 4096)")
+    p.add_argument("--generations", type=int, default=6, help="evolutionary search generations (default: 6)")
+    p.add_argument("--population", type=int, default=16, help="children per generation (default: 16)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs when measuring on a device (default: 20)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from edge.plan.build import BuildSettings, build_all
+    from edge.checkpoint import CheckpointError, default_checkpoint
+    from edge.errors import MatEdgeError
+    from edge.device.profiles import list_profiles, load_profile
+    from edge.plan.planner import SearchSettings
+
+    if not args.all and not args.device:
+        raise MatEdgeError("name a device with --device NAME (see `matedge profiles list`) or use --all")
+    names = list_profiles() if args.all else args.device
+    profiles = [load_profile(n) for n in names]  # every profile is checked before any work starts
+    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    if not ckpt.exists():
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} not found (run `make demo` or `matedge train`)")
+    settings = BuildSettings(checkpoint=ckpt, out_root=Path(args.out), runs=args.runs, eval_tokens=args.eval_tokens,
+                             search=SearchSettings(generations=args.generations, population=args.population),
+                             measure=not args.no_measure, progress=not args.quiet)
+    results = build_all(profiles, settings)
+    print()
+    print(summary(results))
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"FAILED {r.device}: {r.error}")
+    ok = [r for r in results if r.ok]
+    if ok:
+        print(f"reports: {', '.join(str(r.folder / 'report.md') for r in ok)}")
+    if not failed:
+        return 0
+    return 2 if all(r.bad_input for r in failed) else 1
+
+
+def summary(results) -> str:
+    """One aligned row per device: the decision, its quality and its costs."""
+    from edge.texttable import format_table
+
+    rows = []
+    for r in results:
+        if not r.ok:
+            rows.append([r.device, "FAILED", "-", "-", "-", "-", "-", "-", "-", "-"])
+            continue
+        m = r.record
+        meas = m.measured or {}
+        uni = m.best_uniform
+        rows.append([m.device, m.spec, m.params, round(m.val_loss, 4),
+                     f"{uni['spec']} {uni['val_loss']:.4f}" if uni else "none fits",
+                     _pair(m.predicted["decode_ms_per_token"], meas.get("decode_ms_per_token")),
+                     _pair(m.predicted["first_token_ms"], meas.get("first_token_ms")),
+                     _pair(m.predicted["memory_mb"], meas.get("memory_mb")),
+                     f"{m.artifact_bytes / 2**20:.1f}", "estimated" if m.estimated else "measured"])
+    return format_table(["device", "spec", "params", "val loss", "best uniform", "decode ms pred/meas",
+                         "1st token ms pred/meas", "memory MiB pred/meas", "artifacts MiB", "costs"], rows)
+
+
+def _pair(pred: float, meas: float | None) -> str:
+    return f"{pred:.2f} / {meas:.2f}" if meas is not None else f"{pred:.2f} / -"

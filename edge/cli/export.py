@@ -1,0 +1,73 @@
+"""matedge export: write a device artifact (+ JSON metadata) for one spec, backend and precision."""
+
+from __future__ import annotations
+
+from edge.cli.common import add_checkpoint
+
+HELP = "export a spec to ExecuTorch (.pte), LiteRT (.tflite) or Core ML (.mlpackage), with a parity check"
+DESCRIPTION = """\
+Export the dense submodel of SPEC with a static KV cache and two entry points, prefill(tokens[1, T])
+and decode(token[1, 1], position[1]). Writes OUT/NAME.<pte|tflite|mlpackage> and OUT/NAME.json
+(backend, precision, spec, sizes, sha256, entry-point signatures, tokenizer, versions, parity).
+
+Backends and precisions:
+  executorch  fp32, int8 (dynamic int8 activations, int8 per-channel weights), 8da4w (int4 groups of 32)
+  litert      fp32, int8 (dynamic range)
+  coreml      fp16, int8 (linear weight quantization), pal4 (4-bit palettization)
+
+Parity (default on): real validation text through eager and the artifact: prefill logits, then 32
+greedy decode steps. Core ML off macOS is checked at graph level (coremltools value inference).
+Exit code 1 when parity fails (the artifact is still written and the failures are printed)."""
+
+
+def configure(p) -> None:
+    add_checkpoint(p)
+    p.add_argument("--spec", help='per-layer granularities, e.g. "XL" or "S,S,M,M,L,XL" '
+                                  "(required for a universal checkpoint)")
+    p.add_argument("--backend", required=True, help="executorch | litert | coreml")
+    p.add_argument("--precision", help="default: fp32 (executorch, litert) or fp16 (coreml)")
+    p.add_argument("--out", required=True, help="output folder (created if needed)")
+    p.add_argument("--name", default="model", help="artifact file name without suffix (default: model)")
+    p.add_argument("--context", type=int, help="KV-cache length (default: the model's max_context)")
+    p.add_argument("--prefill-len", type=int, help="prefill tokens T (default: min(64, context/4))")
+    p.add_argument("--no-parity", action="store_true", help="skip the eager-vs-artifact parity check")
+
+
+def run(args) -> int:
+    from edge.checkpoint import load_any, load_meta
+    from edge.errors import MatEdgeError
+    from exporters import _prepare_out, check_request, export_model
+    from exporters.parity import summary
+
+    from exporters.backends import get_backend
+
+    precision = args.precision or get_backend(args.backend).default_precision
+    check_request(args.backend, precision)
+    if "/" in args.name or args.name.startswith("."):
+        raise MatEdgeError(f"--name {args.name!r}: give a plain file name (no '/' or leading '.')")
+    _prepare_out(args.out)
+    model, folder = load_any(args.checkpoint)
+    if model.config.is_universal and args.spec is None:
+        raise MatEdgeError(f"{folder} is a universal checkpoint: pass --spec (e.g. \"XL\" or "
+                           f"{','.join(model.config.granularity_names[:1] * model.config.n_layers)})")
+    val = None
+    if not args.no_parity:
+        from edge.data import load_corpus
+
+        val = load_corpus(load_meta(folder).get("train_args", {}).get("data")).val
+    art = export_model(model, args.backend, precision, args.out, spec=args.spec, context=args.context,
+                       prefill_len=args.prefill_len, name=args.name, parity=not args.no_parity, val_stream=val)
+    m = art.meta
+    print(f"wrote {art.path} ({m['file_size'] / 1e6:.2f} MB, sha256 {m['sha256'][:16]}) and {art.meta_path}")
+    print(f"  {m['backend']} {m['precision']}, spec {m['spec']}, {m['parameters']:,} parameters, "
+          f"context {m['context']}, prefill {m['prefill_len']} tokens, cache {m['cache']}, "
+          f"exported in {m['export_seconds']:.1f} s")
+    for name, ep in m["entry_points"].items():
+        sig = ", ".join(f"{t['name']}{t['shape']}:{t['dtype']}" for t in ep["inputs"])
+        out = ", ".join(f"{t['name']}{t['shape']}" for t in ep["outputs"])
+        print(f"  {name}({sig}) -> {out}")
+    if "parity" not in m:
+        print("  parity: skipped (--no-parity)")
+        return 0
+    print(f"  parity ({m['parity']['kind']}): {summary(m['parity'])}")
+    return 0 if m["parity"]["passed"] else 1

@@ -1,0 +1,73 @@
+"""``matedge``: one console script, one dict of commands.
+
+Each command lives in a module that defines ``HELP`` (one line), ``configure(parser)`` and
+``run(args) -> int``; modules are imported only when their command runs, so ``--help`` is fast
+and a missing backend library only affects the commands that need it. A ``MatEdgeError`` (bad
+input) prints one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edge.errors import MatEdgeError
+
+# command -> module implementing it. Keep sorted by the order a user meets them.
+COMMANDS: dict[str, str] = {
+    "train": "edge.cli.train",
+    "info": "edge.cli.info",
+    "eval": "edge.cli.evaluate",
+    "slice": "edge.cli.slice",
+    "export": "edge.cli.export",
+    "profiles": "edge.cli.device_profiles",
+    "profile": "edge.cli.cost_tables",
+    "predict": "edge.cli.predict",
+    "build": "edge.cli.build",
+}
+
+DESCRIPTION = """\
+matformer-edge: train one universal MatFormer model, then ship the best-fitting Mix'n'Match
+submodel to every device.
+
+Specs name one FFN granularity per layer: "XL" (all layers), "S,S,M,M,L,XL" (per layer) or
+"S*2,M*2,L*2" (repeats). Commands that take an optional CHECKPOINT use the default model that
+`make demo` trains when it is left out."""
+
+
+def _modules() -> dict[str, object]:
+    """The command modules (light: their heavy imports happen inside ``run``)."""
+    return {name: importlib.import_module(module) for name, module in COMMANDS.items()}
+
+
+def build_parser(modules: dict[str, object]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="matedge", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in modules.items():
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.configure(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(_modules())
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except MatEdgeError as e:
+        print(f"matedge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"matedge {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

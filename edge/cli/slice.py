@@ -1,0 +1,46 @@
+"""matedge slice: write the dense submodel of a spec as its own checkpoint."""
+
+from __future__ import annotations
+
+from edge.cli.common import add_checkpoint
+
+HELP = "write the dense submodel of a spec (safetensors + config.json with per-layer sizes)"
+
+
+def configure(p) -> None:
+    add_checkpoint(p, required=True)
+    p.add_argument("--spec", required=True, help='per-layer granularities, e.g. "S,S,M,M,L,XL"')
+    p.add_argument("--out", required=True, help="folder to write (replaced atomically)")
+
+
+def run(args) -> int:
+    from edge.checkpoint import load_meta, load_model, load_tokenizer, save_model
+    from edge.errors import MatEdgeError
+    from edge.slicing import slice_model
+    from edge.spec import format_spec, param_count, parse_spec
+
+    model = load_model(args.checkpoint)
+    if not model.config.is_universal:
+        raise MatEdgeError(f"{args.checkpoint} is already a sliced dense model; slice the universal checkpoint")
+    spec = parse_spec(args.spec, model.config)
+    dense = slice_model(model, spec)
+    meta = {"sliced_from": str(args.checkpoint), "spec": format_spec(spec),
+            "source_meta": {k: v for k, v in load_meta(args.checkpoint).items() if k != "history"}}
+    _check_writable(args.out)
+    save_model(dense, args.out, meta, load_tokenizer(args.checkpoint))
+    print(f"wrote {args.out}: spec {format_spec(spec)}, ffn sizes {list(dense.config.ffn_sizes)}, "
+          f"{param_count(None, dense.config):,} parameters")
+    return 0
+
+
+def _check_writable(out: str) -> None:
+    import os
+    from pathlib import Path
+
+    from edge.errors import MatEdgeError
+
+    parent = Path(out).resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise MatEdgeError(f"--out {out!r}: {parent} is not writable (choose a folder you can write)")

@@ -1,0 +1,1 @@
+"""The device layer: profiles, transports, runners, micro-model measurement, cost tables."""

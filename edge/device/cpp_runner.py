@@ -1,0 +1,44 @@
+"""The native ExecuTorch runner (apps/cpp ``matedge_runner``): built once with CMake, then cached.
+
+It is built against the runtime the executorch wheel ships (headers, libraries and a CMake
+config under ``site-packages/executorch``) and reused while its sources are unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+from edge.device.runners import ProfilerError
+
+REPO = Path(__file__).resolve().parents[2]
+CPP_DIR = REPO / "apps" / "cpp"
+CPP_BUILD = CPP_DIR / "build"
+
+
+def executorch_root() -> Path:
+    """The installed executorch package folder (found without importing it)."""
+    spec = importlib.util.find_spec("executorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise ProfilerError("the ExecuTorch runner needs the executorch wheel: pip install 'matformer-edge[executorch]'")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def ensure_cpp_runner(build_dir: Path = CPP_BUILD, rebuild: bool = False) -> Path:
+    """Build ``matedge_runner`` with CMake once; reuse it while its sources are unchanged."""
+    binary = Path(build_dir) / "matedge_runner"
+    sources = [CPP_DIR / "runner.cpp", CPP_DIR / "CMakeLists.txt"]
+    if not rebuild and binary.is_file() and all(binary.stat().st_mtime >= s.stat().st_mtime for s in sources):
+        return binary
+    if shutil.which("cmake") is None:
+        raise ProfilerError("building the ExecuTorch runner needs cmake and a C++ compiler (apt-get install cmake g++)")
+    steps = [["cmake", "-S", str(CPP_DIR), "-B", str(build_dir), f"-DEXECUTORCH_ROOT={executorch_root()}",
+              "-DCMAKE_BUILD_TYPE=Release"], ["cmake", "--build", str(build_dir), "-j2"]]
+    for step in steps:
+        r = subprocess.run(step, capture_output=True, text=True)
+        if r.returncode != 0:
+            tail = " | ".join((r.stdout + r.stderr).strip().splitlines()[-3:])
+            raise ProfilerError(f"building apps/cpp failed ({' '.join(step[:2])}): {tail}")
+    return binary

@@ -1,0 +1,179 @@
+"""The build: for each device profile, choose, slice, export, verify and measure a submodel.
+
+Per device: make sure a cost table exists (measure when the device is reachable and the table is
+missing or stale, else estimate and say so), plan the most accurate spec under the profile's
+limits, slice it (and a smaller fallback when memory is tight), export with the profile's
+backend and precision (reusing cached artifacts by content hash), check parity, measure the
+artifact on the device when reachable, and write ``build/<device>/`` atomically: the artifacts,
+``manifest.json``, ``report.md`` and PNG charts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.device.cost_table import CostTable
+from edge.checkpoint import WEIGHTS, atomic_dir, load_meta, load_model
+from edge.errors import MatEdgeError
+from edge.device.profiles import DeviceProfile
+from edge.plan.steps import ParityFailure, ensure_table, export_cached, measure_on_device, write_report
+from edge.plan.manifest import Manifest, make_manifest
+from edge.plan.planner import Plan, SearchSettings, plan
+from edge.spec import Spec, format_spec, uniform_specs
+
+MIB = 2**20
+
+
+@dataclass
+class BuildSettings:
+    checkpoint: Path
+    out_root: Path = Path("build")
+    runs: int = 20  # timed runs when measuring an artifact on its device
+    warmup: int = 3
+    profile_rounds: int = 1
+    eval_tokens: int = 4096  # held-out tokens that score each candidate spec (same tokens for all)
+    seq_len: int = 128
+    search: SearchSettings = field(default_factory=SearchSettings)
+    measure: bool = True  # measure on reachable devices (False: estimate everything)
+    progress: bool = True
+
+
+@dataclass
+class DeviceResult:
+    device: str
+    ok: bool
+    error: str = ""
+    bad_input: bool = False  # the failure is the user's to fix (MatEdgeError), not a bug
+    manifest: dict | None = None  # manifest.json as written
+    record: Manifest | None = None  # the same, typed
+    folder: Path | None = None
+
+
+def limits_of(profile: DeviceProfile) -> dict[str, float]:
+    """The limits the planner enforces, keyed like ``cost_fn``'s output."""
+    lim = profile.limits
+    return {"decode_ms_per_token": lim.decode_ms_per_token, "first_token_ms": lim.first_token_ms,
+            "memory_mb": lim.memory_mb}
+
+
+def cost_fn_for(table: CostTable):
+    """spec -> predicted {decode_ms_per_token, first_token_ms, memory_mb} from a cost table."""
+
+    def costs(spec: Spec) -> dict[str, float]:
+        p = table.predict(spec)
+        return {"decode_ms_per_token": p["decode_ms"], "first_token_ms": p["prefill_ms"],
+                "memory_mb": p["total_bytes"] / MIB}
+
+    return costs
+
+
+class LossCache:
+    """Validation loss per spec for one checkpoint, persisted as JSON across builds."""
+
+    def __init__(self, model, checkpoint: Path, settings: BuildSettings):
+        from edge.data import load_corpus
+        from edge.evaluate import SpecScorer
+        from exporters.base import sha256
+
+        self.ckpt_sha = sha256(Path(checkpoint) / WEIGHTS)
+        data = load_meta(checkpoint).get("train_args", {}).get("data")
+        self.corpus = load_corpus(Path(data) if data else None)
+        self.scorer = SpecScorer(model, self.corpus.val, settings.seq_len, settings.eval_tokens)
+        self.path = settings.out_root / "loss_cache" / f"{self.ckpt_sha[:16]}-{settings.seq_len}-{settings.eval_tokens}.json"
+        if self.path.exists():
+            try:
+                saved = json.loads(self.path.read_text())
+                self.scorer.losses.update({tuple(k.split(",")): v for k, v in saved.items()})
+            except (json.JSONDecodeError, AttributeError):
+                pass  # a damaged cache only costs time
+
+    bar = None  # a progress bar to advance on each loss actually computed
+
+    def __call__(self, spec: Spec) -> float:
+        fresh = tuple(spec) not in self.scorer.losses
+        loss = self.scorer.loss(spec)
+        if fresh and self.bar is not None:
+            self.bar.update(1)
+        return loss
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({",".join(k): v for k, v in self.scorer.losses.items()}))
+        os.replace(tmp, self.path)
+
+
+def build_all(profiles: list[DeviceProfile], settings: BuildSettings, log=print) -> list[DeviceResult]:
+    """Build every profile; one failing device does not stop the others."""
+    model = load_model(settings.checkpoint)
+    if not model.config.is_universal:
+        raise MatEdgeError(f"{settings.checkpoint} is a sliced dense model; build from the universal checkpoint")
+    losses = LossCache(model, settings.checkpoint, settings)
+    results = []
+    for profile in profiles:
+        log(f"== {profile.name}: {profile.backend} {profile.precision}, transport {profile.transport}")
+        try:
+            record, folder = build_device(profile, model, losses, settings, log)
+            results.append(DeviceResult(profile.name, True, manifest=record.to_dict(), record=record, folder=folder))
+        except MatEdgeError as e:
+            results.append(DeviceResult(profile.name, False, error=str(e), bad_input=True))
+            log(f"   failed: {e}")
+        except ParityFailure as e:
+            results.append(DeviceResult(profile.name, False, error=str(e)))
+            log(f"   failed: {e}")
+        except Exception as e:  # a bug in one device's build must not stop the others
+            results.append(DeviceResult(profile.name, False, error=f"{type(e).__name__}: {e}"))
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            losses.save()
+    return results
+
+
+def build_device(profile: DeviceProfile, model, losses: LossCache, settings: BuildSettings, log=print):
+    """Plan, export, verify and measure one device; returns (Manifest, folder)."""
+    from tqdm import tqdm
+
+    from edge.device.profiler import clamp_to_model
+
+    profile = clamp_to_model(profile, model.config)  # the context and prompt the model can hold
+    table, table_status, transport = ensure_table(profile, model.config, settings, log)
+    limits = limits_of(profile)
+    with tqdm(total=settings.search.max_evaluations, desc="   scoring feasible specs (val loss)", unit="spec",
+              disable=not settings.progress, leave=False) as losses.bar:
+        result = plan(model.config, cost_fn_for(table), losses, limits, settings.search)
+    losses.bar = None
+    log(f"   chosen {format_spec(result.chosen.spec)} (val loss {result.chosen.loss:.4f}; "
+        f"{len(result.candidates)} feasible specs scored)")
+    folder = settings.out_root / profile.name
+    with atomic_dir(folder) as tmp:
+        shipped = {"model": result.chosen}
+        if result.fallback is not None:
+            shipped["fallback"] = result.fallback
+        artifacts = {role: export_cached(model, cand.spec, profile, settings, losses.ckpt_sha, tmp, role,
+                                         losses.corpus.val, log)
+                     for role, cand in shipped.items()}
+        measured = measure_on_device(transport, profile, artifacts["model"], settings, table, log)
+        manifest = build_manifest(profile, model, result, artifacts, measured, table, table_status, losses, settings)
+        manifest.write(tmp / "manifest.json")
+        write_report(tmp, manifest, result, table)
+    manifest.warn_if_over()
+    return manifest, folder
+
+
+def build_manifest(profile, model, result: Plan, artifacts: dict, measured: dict | None, table, table_status: str,
+                   losses: LossCache, settings: BuildSettings) -> Manifest:
+    """The manifest of one device's build, with the chosen spec's consistency with XL."""
+    from edge.data import TOKENIZER
+    from edge.evaluate import consistency
+
+    xl = uniform_specs(model.config)[model.config.granularity_names[-1]]
+    cons = consistency(model, xl, model, result.chosen.spec, losses.corpus.val, settings.seq_len,
+                       settings.eval_tokens)
+    return make_manifest(profile, result, artifacts, measured, table, table_status, cons, TOKENIZER,
+                         {"checkpoint": str(settings.checkpoint), "checkpoint_sha256": losses.ckpt_sha,
+                          "eval_tokens": settings.eval_tokens, "seq_len": settings.seq_len})

@@ -1,0 +1,148 @@
+"""The steps of one device's build: cost table, cached export, on-device measurement, report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from edge.device.cost_table import table_path
+from edge.checkpoint import atomic_dir
+from exporters.logs import quiet_output
+from edge.device.costfit import observed
+from edge.device.profiles import DeviceProfile
+from edge.spec import Spec, format_spec
+
+# -- cost table ------------------------------------------------------------------------------------
+def ensure_table(profile: DeviceProfile, config, settings, log=print):
+    """(table, status, transport or None): reuse, measure, or estimate the device's cost table."""
+    from edge.device.table_source import get_cost_table
+
+    path = table_path(profile.name, profile.precision, root=settings.out_root / "cost_tables")
+    got = get_cost_table(profile, config, measure="auto" if settings.measure else "never", path=path, log=log,
+                         rounds=settings.profile_rounds, progress=settings.progress,
+                         log_path=settings.out_root / "logs" / f"profile-{profile.name}-{profile.precision}.log")
+    return got.table, got.status, got.transport
+
+
+# -- export with a content-addressed cache ------------------------------------------------------------
+def artifact_key(ckpt_sha: str, spec: Spec, profile: DeviceProfile) -> str:
+    """Content hash of everything that decides an artifact's bytes."""
+    from exporters.backends import BACKENDS
+    from exporters.base import library_versions
+
+    # Every backend's libraries (not only this one's), as the cache has always been keyed.
+    libs = library_versions(*sorted({d for b in BACKENDS.values() for d in b.libraries}))
+    blob = json.dumps({"ckpt": ckpt_sha, "spec": list(spec), "backend": profile.backend,
+                       "precision": profile.precision, "context": profile.context,
+                       "prefill": profile.limits.prompt_tokens, "libs": libs}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+class ParityFailure(Exception):
+    """An exported artifact does not match eager PyTorch: it is not shipped."""
+
+
+def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha: str, dest: Path, role: str,
+                  val_stream=None, log=print) -> dict:
+    """Export ``spec`` (or reuse the cached export) and copy it into ``dest``; its metadata."""
+    from edge.slicing import slice_model
+    from exporters import export_model
+
+    key = artifact_key(ckpt_sha, spec, profile)
+    cached = settings.out_root / "cache" / key
+    if not cached.exists():
+        log(f"   exporting {role} {format_spec(spec)} ({profile.backend} {profile.precision}) with parity check")
+        with atomic_dir(cached) as tmp, quiet_output(settings.out_root / "logs" / f"export-{key}.log"):
+            art = export_model(slice_model(model, spec), profile.backend, profile.precision, tmp,
+                               context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model",
+                               val_stream=val_stream)
+            if not art.meta.get("parity", {}).get("passed"):
+                raise ParityFailure(f"{role} {format_spec(spec)} failed its parity check: {art.meta.get('parity')}")
+    else:
+        log(f"   {role} {format_spec(spec)}: cached artifact {key}")
+    meta_file = next(p for p in cached.iterdir() if p.name.endswith(".json"))
+    meta = json.loads(meta_file.read_text())
+    art = next(p for p in cached.iterdir() if not p.name.endswith(".json"))
+    name = f"{role}{''.join(art.suffixes) or ''}"
+    copy_artifact(art, dest / name)
+    copy_artifact(meta_file, dest / f"{role}.json")
+    return {"file": name, "metadata": f"{role}.json", "spec": format_spec(spec), "cache_key": key,
+            "bytes": meta["file_size"], "sha256": meta.get("sha256"),
+            "parity": meta.get("parity")}
+
+
+# -- measurement ---------------------------------------------------------------------------------------
+def measure_on_device(transport, profile: DeviceProfile, artifact: dict, settings, table: dict, log=print) -> dict | None:
+    """Latency and peak memory of the shipped artifact on the device (None when unreachable).
+
+    Latency uses the statistic the cost table was fitted with (median or min of the runs), so
+    the prediction and the measurement in the report mean the same thing."""
+    from edge.device.runners import measure_artifact
+
+    if transport is None:
+        return None
+    # Measured straight from the cache: the same bytes as the shipped copy.
+    src = settings.out_root / "cache" / artifact["cache_key"]
+    art = next(p for p in src.iterdir() if not p.name.endswith(".json"))
+    log(f"   measuring {artifact['spec']} on {profile.name}")
+    m = measure_artifact(transport, profile, art, settings.runs, settings.warmup)
+    stat = table.statistic
+    return {"decode_ms_per_token": observed(m, "decode_ms", stat), "decode_p90_ms": m["decode_p90_ms"],
+            "first_token_ms": observed(m, "prefill_ms", stat), "first_token_p90_ms": m["prefill_p90_ms"],
+            "memory_mb": m["peak_rss_bytes"] / 2**20, "arena_bytes": m.get("arena_bytes"), "statistic": stat}
+
+
+# -- report ------------------------------------------------------------------------------------------
+def write_report(folder: Path, manifest, result, table) -> None:
+    """report.md with the decision (a Manifest), the limits, the frontier and cost charts."""
+    from edge.plan.plots import plot_frontier
+    from edge.device.chart import plot_table
+    from edge.texttable import format_table
+
+    plot_frontier(result, folder / "frontier.png", f"{manifest.device}: candidates under the limits")
+    plot_table(table, folder / "costs.png")
+    meas = manifest.measured or {}
+    rows = [[k, v, manifest.predicted[k], meas.get(k, "-")] for k, v in manifest.limits.items()]
+    best = sorted(result.candidates, key=lambda c: c.loss)[:10]
+    tag = "ESTIMATED (device not reachable: roofline from [hardware])" if manifest.estimated else "measured"
+    uni = manifest.best_uniform
+    lines = [
+        f"# {manifest.device}: {manifest.spec}", "", manifest.description, "",
+        f"- backend {manifest.backend}, precision {manifest.precision}, {manifest.threads} thread(s), "
+        f"context {manifest.context}",
+        f"- costs: {tag}; cost table: {manifest.cost_table}",
+        f"- chosen spec `{manifest.spec}` ({manifest.source}): {manifest.params:,} parameters, "
+        f"val loss {manifest.val_loss:.4f}",
+        f"- best uniform granularity that fits: " + (f"`{uni['spec']}` val loss {uni['val_loss']:.4f} "
+                                                      f"(planner better by {uni['val_loss'] - manifest.val_loss:.4f})"
+                                                      if uni else "none fits"),
+        f"- consistency with XL: {manifest.consistency_with_xl['agreement_pct']:.1f}% greedy agreement, "
+        f"KL {manifest.consistency_with_xl['kl']:.4f}",
+        f"- fallback: " + (f"`{manifest.fallback['spec']}`" if manifest.fallback else "none (memory not tight)"),
+        "", "## Limits", "", f"Latency is the {table.statistic} of the timed runs, as in the cost table.", "",
+        "```", format_table(["limit", "max", "predicted", "measured"], rows), "```",
+        "", "## Best candidates", "", "```",
+        format_table(["spec", "source", "params", "val loss", *best[0].costs], [c.row() for c in best]), "```",
+        "", "## Parity", "", "```", json.dumps({r: a.get("parity") for r, a in manifest.artifacts.items()}, indent=2),
+        "```", "", "![frontier](frontier.png)", "", "![costs](costs.png)", "",
+    ]
+    (folder / "report.md").write_text("\n".join(lines))
+
+
+def copy_artifact(src: Path, dst: Path) -> None:
+    """Copy a file or package folder (hard links where possible: the cache is read-only)."""
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(src, dst)
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

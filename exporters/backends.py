@@ -1,0 +1,87 @@
+"""The backend registry: one ``Backend`` record per backend, registered in ``BACKENDS``.
+
+Everything the rest of the project needs to know about a backend is a field here, so that no
+module outside ``exporters/`` compares a backend's name: the profile loader reads
+``precisions``, the CLI ``default_precision``, the roofline estimate ``bytes_per_weight``, the
+profiler ``runner`` and ``libraries``. The record imports nothing heavy; ``Backend.exporter()``
+imports the backend's module (``export``, ``load_runner``, ``check``) when it is used.
+
+Adding a backend: write ``exporters/<name>.py`` (see ``exporters.base`` for what it exposes) and
+add one ``Backend(...)`` to ``BACKENDS`` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Callable
+
+from exporters.base import ExportError, require
+from exporters.logs import install_log_filters
+
+
+def _always() -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What one backend writes, needs and runs with."""
+    name: str
+    module: str  # the exporter module, e.g. "exporters.executorch" (imported lazily)
+    suffix: str  # ".pte", ".tflite", ".mlpackage"
+    precisions: tuple[str, ...]  # what it can write; the first is its float precision
+    default_precision: str
+    extra: str  # the pyproject extra that installs its libraries
+    probe: str  # the module its export needs (imported to give an install hint early)
+    bytes_per_weight: dict[str, float]  # stored bytes of one weight at each precision (roofline estimate)
+    libraries: tuple[str, ...]  # distributions whose versions a cost table records
+    # How its artifacts are timed on a device: a runner name in edge.device.runners
+    # ("matedge_runner": the apps/cpp binary; "runner_litert": a Python script), or None when this
+    # project has no runner for it (measure in the sample app and import the table).
+    runner: str | None = None
+    runs_here: Callable[[], bool] = field(default=_always)  # its own runtime runs on this machine
+
+    def exporter(self) -> ModuleType:
+        """The backend module; ExportError naming the pip extra when its library is missing."""
+        module = importlib.import_module(self.module)
+        install_log_filters()  # before its libraries are first imported: they log on import
+        require(self.probe, self.extra, f"the {self.name} exporter")
+        return module
+
+    def check_precision(self, precision: str) -> None:
+        """ExportError unless this backend writes ``precision`` (and who does, if another one)."""
+        if precision not in self.precisions:
+            others = [b.name for b in BACKENDS.values() if precision in b.precisions]
+            hint = f"; {precision!r} is written by {', '.join(others)}" if others else ""
+            raise ExportError(f"backend {self.name!r} cannot write precision {precision!r} "
+                              f"(allowed: {', '.join(self.precisions)}){hint}")
+
+
+def _on_macos() -> bool:
+    return platform.system() == "Darwin"
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend(name="executorch", module="exporters.executorch", suffix=".pte", precisions=("fp32", "int8", "8da4w"),
+            default_precision="fp32", extra="executorch", probe="executorch.exir",
+            bytes_per_weight={"fp32": 4.0, "int8": 1.0, "8da4w": 0.5},
+            libraries=("executorch", "torch"), runner="matedge_runner"),
+    Backend(name="litert", module="exporters.litert", suffix=".tflite", precisions=("fp32", "int8"),
+            default_precision="fp32", extra="litert", probe="litert_torch",
+            bytes_per_weight={"fp32": 4.0, "int8": 1.0},
+            libraries=("ai-edge-litert", "litert-torch"), runner="runner_litert"),
+    Backend(name="coreml", module="exporters.coreml", suffix=".mlpackage", precisions=("fp16", "int8", "pal4"),
+            default_precision="fp16", extra="coreml", probe="coremltools",
+            bytes_per_weight={"fp16": 2.0, "int8": 1.0, "pal4": 0.5},
+            libraries=("coremltools",), runner=None, runs_here=_on_macos),
+)}
+
+
+def get_backend(name: str) -> Backend:
+    """The record of ``name``; ExportError listing the known backends otherwise."""
+    if name not in BACKENDS:
+        raise ExportError(f"unknown backend {name!r} (allowed: {', '.join(BACKENDS)})")
+    return BACKENDS[name]

@@ -1,0 +1,34 @@
+"""Third-party chatter is filtered by exact message; anything else still reaches the user."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from exporters.logs import install_log_filters, known_warnings_filtered
+
+
+def test_known_warnings_are_filtered_and_others_are_not():
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # show everything, unless the block below filters it
+        with known_warnings_filtered():
+            _warn_all()
+    assert [str(w.message) for w in seen] == ["a real problem", "`isinstance(treespec, LeafSpec)` is deprecated"]
+
+
+def _warn_all():
+    warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning)
+    warnings.warn("Mutation on a buffer in the model is detected. ExecuTorch assumes ...", UserWarning)
+    warnings.warn("a real problem", UserWarning)
+    warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", DeprecationWarning)  # other category
+
+
+def test_known_log_records_are_dropped_and_others_kept(caplog):
+    install_log_filters()
+    install_log_filters()  # idempotent
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("torchao").warning("Failed to load /x/torchao/_C_mxfp8.cpython-310-x86_64-linux-gnu.so: no")
+        logging.getLogger("torchao").warning("Failed to load /x/torchao/quantization/other.py")
+        logging.getLogger("torch.utils._pytree").warning("<enum 'K'> is an Enum subclass and is now natively "
+                                                        "supported by torch.compile as an opaque value type.")
+    assert [r.getMessage() for r in caplog.records] == ["Failed to load /x/torchao/quantization/other.py"]
