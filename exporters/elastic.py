@@ -10,8 +10,8 @@ Each member is a Mix'n'Match spec of the same universal model. The program holds
   read by the next, so a runner switches member between tokens without re-prefilling;
 * the weights once: every FFN is blocked (exporters/blocked.py) and a member with granularity g
   in layer l sums the first g blocks; ExecuTorch deduplicates the shared tensors by content;
-* the LLM runner's constant methods (``get_max_seq_len``, ``get_bos_id``, ``use_kv_cache``, ...)
-  and ``get_members`` (the member names, default first).
+* the LLM runner's constant methods (``get_max_seq_len``, ``get_bos_id``, ``use_kv_cache``, ...);
+  the member names are the method names (and, cheapest first, in the metadata JSON).
 
 The cache is written at ``input_pos + arange(T)`` before attention, and each query t attends to
 slots ``<= input_pos + t``: prefill (T = prompt), decode (T = 1) and a speculative verifier's
@@ -129,8 +129,8 @@ def elastic_modules(model, members: Mapping[str, Sequence[str]], context: int) -
     return lm, {name: Member(lm, None) for name in members}
 
 
-def constant_methods(cfg, context: int, members: Sequence[str], bos_id: int | None, eos_ids: Sequence[int]) -> dict:
-    """What the ExecuTorch LLM runner reads from the program, plus the member list."""
+def constant_methods(cfg, context: int, bos_id: int | None, eos_ids: Sequence[int]) -> dict:
+    """What the ExecuTorch LLM runner reads from the program."""
     out = {"get_max_seq_len": context, "get_max_context_len": context, "get_vocab_size": cfg.vocab_size,
            "get_eos_ids": list(eos_ids), "use_kv_cache": True, "enable_dynamic_shape": True,
            "get_n_layers": cfg.n_layers, "use_sdpa_with_kv_cache": False}
@@ -161,15 +161,17 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
     if bad:
         raise ValueError(f"member names {bad} are not identifiers (method names are forward_<name>)")
     lm, modules = elastic_modules(model, members, context)
+    _check_groups(lm, precision)
     _quantize(lm, precision)  # in place on the shared modules: every member sees the same tensors
     T = torch.export.Dim("T", max=context - 1)
     args = (torch.zeros(1, 2, dtype=torch.long), torch.tensor([0], dtype=torch.long))
     dyn = {"tokens": {1: T}, "input_pos": None}
-    methods = {DEFAULT_METHOD: default, **{method_name(n): n for n in names}}
+    # A single member is a standalone artifact: `forward` only (no alias to lower twice).
+    methods = {DEFAULT_METHOD: default, **({method_name(n): n for n in names} if len(names) > 1 else {})}
     with torch.no_grad():
         programs = {m: torch.export.export(modules[n], args, dynamic_shapes=dyn, strict=False)
                     for m, n in methods.items()}
-    consts = constant_methods(model.config, context, names, bos_id, eos_ids)
+    consts = constant_methods(model.config, context, bos_id, eos_ids)
     edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], constant_methods=consts)
     config = ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(share_mutable_buffers=True),
                                      emit_mutable_buffer_names=True)
@@ -185,6 +187,20 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
             "context": context, "precision": precision, "cache_shape": list(lm.core.cache_shape()),
             "entry": "forward*(tokens int64 [1, T], input_pos int64 [1]) -> logits float32 [1, T, V]; "
                      "T dynamic in [1, context - 1]; the KV cache is shared by every method"}
+
+
+def _check_groups(lm: ElasticLM, precision: str) -> None:
+    """8da4w quantizes weights in groups of input features: every block's width must be a multiple."""
+    from exporters.base import ExportError
+    from exporters.executorch import GROUP_SIZE
+
+    if precision != "8da4w":
+        return
+    widths = {m.in_features for m in lm.modules() if isinstance(m, nn.Linear)}
+    bad = sorted(w for w in widths if w % GROUP_SIZE)
+    if bad:
+        raise ExportError(f"precision 8da4w groups weights by {GROUP_SIZE} input features; FFN blocks of "
+                          f"{bad} units are not multiples of {GROUP_SIZE} (use int8 or fp32)")
 
 
 def kv_cache_bytes(cfg, context: int) -> int:
