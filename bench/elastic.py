@@ -54,12 +54,12 @@ except ImportError:  # before the edge/ sub-package layout
 
 def decode_ms(runner, member, prompt, n: int) -> float:
     """Median ms/token of ``n`` decode steps after a prefill of ``prompt``."""
-    runner.forward(prompt, 0, member)
+    runner.run(prompt, 0, member)
     times, pos = [], len(prompt)
     tok = [int(prompt[-1])]
     for _ in range(n):
         t = time.perf_counter()
-        runner.forward(tok, pos, member)
+        runner.run(tok, pos, member)
         times.append((time.perf_counter() - t) * 1e3)
         pos += 1
     return statistics.median(times)
@@ -156,10 +156,10 @@ def controlled_run(elastic, prompt, steps: int, target: float, members, idle: di
             if step == steps // 2:
                 busy = busy_process()
             if tok is None or pos >= elastic.context - 1:
-                tok, pos = [int(elastic.forward(prompt, 0, members[-1])[-1].argmax())], len(prompt)
+                tok, pos = [int(elastic.run(prompt, 0, members[-1])[-1].argmax())], len(prompt)
             m = fixed or ctl.member
             t = time.perf_counter()
-            logits = elastic.forward(tok, pos, m)
+            logits = elastic.run(tok, pos, m)
             dt = (time.perf_counter() - t) * 1e3
             if fixed is None:
                 ctl.observe(dt)
@@ -200,7 +200,7 @@ def _schedule_loss(elastic, windows, used) -> float:
         w = np.asarray(w, dtype=np.int64)
         logits = []
         for t in range(len(w) - 1):
-            logits.append(elastic.forward(w[t:t + 1], t, used[i % len(used)])[-1])
+            logits.append(elastic.run(w[t:t + 1], t, used[i % len(used)])[-1])
             i += 1
         total += float(_nll(np.stack(logits), w[1:]).sum())
         count += len(w) - 1

@@ -1,17 +1,20 @@
 """Export matrix: artifact size, prefill and decode latency for every backend x precision.
 
-For the default model (or CHECKPOINT) at the uniform specs S/M/L/XL, export every backend x
-precision and time each artifact in its own runtime on this CPU with 2 threads: prefill of
-T tokens, and decode ms/token (median of --runs runs after --warmup). Torch eager runs the same
-static-KV-cache decoding wrapper beside them (and, for reference, the plain model's forward,
-which has no cache and recomputes the prompt for each token).
+For the default model (or CHECKPOINT, or random weights of --preset) at uniform specs (default
+S and XL), export every backend x precision and time each artifact in its own runtime on this
+CPU with --threads threads (default 1): prefill of T tokens, and decode ms/token (median of
+--runs runs after --warmup). Torch eager runs the same static-KV-cache decoding wrapper beside
+them (and, for reference, the plain model's forward, which has no cache and recomputes the
+prompt for each token). The last table is decode ms/token per backend x precision, one column
+per spec, and the XL/S ratio. (Latency does not depend on the weights' values: --preset small
+times the demo model's dims without a trained checkpoint.)
 
 Core ML packages need macOS to run: off macOS their size is reported and the timings are "n/a".
 
 Targets reported against: int8 size <= 0.30x fp32 (same backend); exported decode >= 3x faster
 than torch eager with the same cache.
 
-    python bench/export_matrix.py [CHECKPOINT] [--specs S,M,L,XL] [--runs 20]
+    python bench/export_matrix.py [CHECKPOINT | --preset small] [--specs S,XL] [--threads 1] [--runs 20]
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ from edge.texttable import format_table  # noqa: E402
 from exporters import PRECISIONS, export_model, get_backend, get_exporter  # noqa: E402
 from exporters.decoding import make_wrapper  # noqa: E402
 
-THREADS = 2
 
 
 def median_ms(fn, runs: int, warmup: int) -> float:
@@ -125,7 +127,9 @@ def bench_spec(model, spec_name, args, out_dir, eager_rows, rows) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="?", help="checkpoint folder (default: the default model)")
-    p.add_argument("--specs", default="S,M,L,XL", help="uniform granularities to export (default: S,M,L,XL)")
+    p.add_argument("--preset", help="random weights of this preset instead of a checkpoint (e.g. small)")
+    p.add_argument("--specs", default="S,XL", help="uniform granularities to export (default: S,XL)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of every runtime (default: 1)")
     p.add_argument("--backends", default=",".join(PRECISIONS), help="comma-separated backends")
     p.add_argument("--runs", type=int, default=20, help="timed runs per figure (median; default 20)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
@@ -134,14 +138,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="keep the artifacts in this folder (default: a temporary one)")
     args = p.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",")]
-    torch.set_num_threads(THREADS)
-    model, folder = load_any(args.checkpoint)
+    torch.set_num_threads(args.threads)
+    model, folder = _model(args)
     args.context = args.context or model.config.max_context
     for backend in args.backends:  # backends with a shared threadpool (ExecuTorch) size it here
         if hasattr(module := get_exporter(backend), "set_threads"):
-            module.set_threads(THREADS)
+            module.set_threads(args.threads)
     print(f"model {folder}: {model.config.n_layers} layers, d_model {model.config.d_model}, d_ff {model.config.d_ff}; "
-          f"context {args.context}, prefill {args.prefill_len} tokens, {THREADS} threads, "
+          f"context {args.context}, prefill {args.prefill_len} tokens, {args.threads} thread(s), "
           f"median of {args.runs} runs after {args.warmup} warm-up; {platform.processor() or platform.machine()}")
     eager_rows, rows = [], []
     with tempfile.TemporaryDirectory(prefix="export-matrix-") as tmp:
@@ -154,8 +158,34 @@ def main(argv=None) -> int:
           "speedup = eager decode / decode)")
     print(format_table(["spec", "backend", "precision", "size MB", "x fp32", "prefill ms", "decode ms/token",
                         "speedup vs eager", "export s"], rows))
+    print("\ndecode ms/token")
+    print(format_table(*decode_table(rows)))
     _targets(rows)
     return 0
+
+
+def _model(args):
+    """(model, where it came from): a checkpoint, or random weights of ``--preset``."""
+    if args.preset:
+        from edge.config import MatFormerConfig
+        from edge.model import MatFormerLM
+
+        torch.manual_seed(0)
+        return MatFormerLM(MatFormerConfig.from_preset(args.preset)).eval(), f"preset {args.preset} (random weights)"
+    return load_any(args.checkpoint)
+
+
+def decode_table(rows) -> tuple[list, list]:
+    """(header, rows): decode ms/token per backend x precision, one column per spec, + XL/S."""
+    specs = list(dict.fromkeys(r[0] for r in rows))
+    cells: dict = {}
+    for r in rows:
+        cells.setdefault((r[1], r[2]), {})[r[0]] = r[6]
+    out = []
+    for (backend, precision), by_spec in cells.items():
+        ratio = by_spec.get("XL", float("nan")) / by_spec.get("S", float("nan")) if "S" in by_spec else float("nan")
+        out.append([backend, precision, *[by_spec.get(s, float("nan")) for s in specs], ratio])
+    return ["backend", "precision", *specs, "XL/S"], out
 
 
 def _targets(rows) -> None:

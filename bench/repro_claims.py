@@ -2,16 +2,23 @@
 
 The rules are fixed here, before any number is seen, and applied mechanically:
 
-- Loss noise ``noise`` = the largest |loss difference| between two seeds of the uniform MatLM over
-  S/M/L/XL (the only seed replicate we can afford), but at least ``LOSS_FLOOR`` nats.
-- Agreement noise = the same for the greedy-agreement % with XL, at least ``AGREE_FLOOR`` points.
+- Every variant is trained with several seeds; seed s of every variant sees the same data
+  stream, so a difference A - B is taken per seed (paired) and summarised by its mean and a 95%
+  interval: ``noise = t(0.975, n-1) * sd(differences) / sqrt(n)`` (Student's t), but at least a
+  floor (``LOSS_FLOOR`` nats, ``AGREE_FLOOR`` agreement points) below which no difference counts.
+- A side trained with one seed only (the summed-loss run at equal steps in default mode) is
+  compared unpaired with the other side's mean, taking its unknown seed spread to be the uniform
+  MatLM's at that granularity: ``noise = t(0.975, n_ref-1) * sqrt(sd_a^2/n_a + sd_b^2/n_b)``.
+- With no seed spread at all (one seed everywhere) nothing is beyond noise: inconclusive.
 - Speed noise of a ratio = the sum of both set-ups' relative timing spread (half-range / median
   over interleaved repeats), at least ``SPEED_FLOOR``.
-- "A beats B" claims: *holds* if every difference favours the claim by more than the noise;
-  *does not hold* if none does and at least one goes against it by more than the noise;
+- "A beats B" claims: *holds* if every difference favours the claim by more than its noise;
+  *does not hold* if none does and at least one goes against it by more than its noise;
   otherwise *inconclusive* (all within noise, or mixed).
 - "A is not worse than B" claims: *holds* if no difference goes against the claim by more than
-  the noise, else *does not hold*.
+  its noise, else *does not hold*.
+- Claim 4 (sampling vs summed loss) is judged at equal training FLOPs (the summed run gets ~1/G
+  of the steps); the same comparison at equal steps is reported as claim 4s.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import math
 import statistics
 
 import numpy as np
+from scipy import stats
 
 LOSS_FLOOR = 0.005  # nats per token
 AGREE_FLOOR = 0.5  # percentage points
@@ -27,28 +35,62 @@ SPEED_FLOOR = 0.02  # relative
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 
 
-def beats(diffs: list[float], noise: float) -> str:
-    """diffs > 0 favour the claim."""
-    if all(d > noise for d in diffs):
+def _sd(xs: list[float]) -> float | None:
+    return statistics.stdev(xs) if len(xs) >= 2 else None
+
+
+def _t(df: int) -> float:
+    return float(stats.t.ppf(0.975, df))
+
+
+def interval(ds: list[float], floor: float) -> dict:
+    """Mean of per-seed differences and its 95% half-width (None with one seed)."""
+    sd = _sd(ds)
+    noise = None if sd is None else max(floor, _t(len(ds) - 1) * sd / math.sqrt(len(ds)))
+    return {"mean": statistics.fmean(ds), "noise": noise, "n": len(ds), "paired": True}
+
+
+def compare(a: list[float], b: list[float], floor: float, ref: list[float] | None = None) -> dict:
+    """a - b over seeds: paired when both have the same number (>= 2) of seeds, else unpaired
+    with a one-seed side's spread taken from ``ref`` (the uniform MatLM's values)."""
+    if len(a) == len(b) >= 2:
+        return interval([x - y for x, y in zip(a, b)], floor)
+    ref_sd = _sd(ref or [])
+    sa, sb = _sd(a) or ref_sd, _sd(b) or ref_sd
+    mean = statistics.fmean(a) - statistics.fmean(b)
+    if sa is None or sb is None:
+        return {"mean": mean, "noise": None, "n": min(len(a), len(b)), "paired": False}
+    df = (len(ref) if ref and len(ref) >= 2 else max(len(a), len(b))) - 1
+    noise = max(floor, _t(df) * math.sqrt(sa ** 2 / len(a) + sb ** 2 / len(b)))
+    return {"mean": mean, "noise": noise, "n": min(len(a), len(b)), "paired": False}
+
+
+def beats(diffs: list[float], noise) -> str:
+    """diffs > 0 favour the claim; ``noise`` one number or one per difference (None: unknown)."""
+    ns = noise if isinstance(noise, (list, tuple)) else [noise] * len(diffs)
+    if any(n is None for n in ns):
+        return UNSURE
+    if all(d > n for d, n in zip(diffs, ns)):
         return HOLDS
-    if all(d <= noise for d in diffs) and any(d < -noise for d in diffs):
+    if all(d <= n for d, n in zip(diffs, ns)) and any(d < -n for d, n in zip(diffs, ns)):
         return FAILS
     return UNSURE
 
 
-def not_worse(diffs: list[float], noise: float) -> str:
+def not_worse(diffs: list[float], noise) -> str:
     """diffs > 0 favour the claim; within noise counts as not worse."""
-    return HOLDS if all(d >= -noise for d in diffs) else FAILS
+    ns = noise if isinstance(noise, (list, tuple)) else [noise] * len(diffs)
+    if any(n is None for n in ns):
+        return UNSURE
+    return HOLDS if all(d >= -n for d, n in zip(diffs, ns)) else FAILS
 
 
-def loss_noise(losses: dict) -> float:
-    a, b = losses["matlm-uniform"], losses["matlm-uniform-seed2"]
-    return max(LOSS_FLOOR, max(abs(a[g] - b[g]) for g in a))
-
-
-def agree_noise(cons: dict) -> float:
-    a, b = cons["matlm-uniform"], cons["matlm-uniform-seed2"]
-    return max(AGREE_FLOOR, max(abs(a[g]["agreement_pct"] - b[g]["agreement_pct"]) for g in a))
+def _claim(rule, cmps: dict[str, dict], **extra) -> dict:
+    """A verdict from {granularity: compare(...)}; keeps the means and noises it rests on."""
+    diffs = {g: c["mean"] for g, c in cmps.items()}
+    noise = {g: c["noise"] for g, c in cmps.items()}
+    return {"verdict": rule(list(diffs.values()), list(noise.values())), "diffs": diffs, "noise": noise,
+            "n": min(c["n"] for c in cmps.values()), **extra}
 
 
 def curve_residuals(points: list[dict], curve: list[tuple[int, float]]) -> list[float]:
@@ -67,54 +109,74 @@ def speed_noise(rows: dict, a: str, b: str) -> float:
     return max(SPEED_FLOOR, _spd(rows, a)[1] + _spd(rows, b)[1])
 
 
-def judge(losses: dict, mm: list[dict], cons: dict, spec: list[dict], params: dict, ks) -> dict:
-    """All verdicts with the numbers they rest on: {claim id: {...}}."""
+def judge(losses: dict, mm: list[list[dict]], cons: dict, spec: list[dict], params: dict, ks) -> dict:
+    """All verdicts with the numbers they rest on: {claim id: {...}}. ``losses[v][g]`` and
+    ``cons[family][g][metric]`` are lists over seeds; ``mm`` one list of points per seed."""
     names = list(losses["matlm-uniform"])
     small, xl = names[:-1], names[-1]
-    uni, base = losses["matlm-uniform"], losses["baseline"]
-    noise = loss_noise(losses)
-    c: dict[str, dict] = {"noise": {"loss": noise, "agreement": agree_noise(cons)}}
-    d1 = [base[g] - uni[g] for g in small]
-    c["1"] = {"verdict": beats(d1, noise), "diffs": dict(zip(small, d1))}
-    d2 = [base[xl] - uni[xl]]
-    c["2"] = {"verdict": not_worse(d2, noise), "diffs": {xl: d2[0]}}
-    sk = losses["matlm-skewed"]
-    c["3"] = {"verdict": beats([uni[xl] - sk[xl]], noise), "diffs": {g: uni[g] - sk[g] for g in names}}
-    sm = losses["matlm-sum"]
-    d4 = {g: sm[g] - uni[g] for g in names}
-    c["4"] = {"verdict": not_worse(list(d4.values()), noise), "diffs": d4}
-    c.update(_mixnmatch_claims(mm, noise))
-    ag = c["noise"]["agreement"]
-    d6 = {g: cons["matlm-uniform"][g]["agreement_pct"] - cons["baseline"][g]["agreement_pct"] for g in small}
-    c["6"] = {"verdict": beats(list(d6.values()), ag), "diffs": d6}
-    # The same question against one common reference, the baseline XL (another reading of it).
-    d6b = {g: cons["matlm-vs-baseline-XL"][g]["agreement_pct"] - cons["baseline"][g]["agreement_pct"] for g in small}
-    c["6b"] = {"verdict": beats(list(d6b.values()), ag), "diffs": d6b}
+    uni = losses["matlm-uniform"]
+    lc = lambda v, g: compare(losses[v][g], uni[g], LOSS_FLOOR, uni[g])  # noqa: E731  (v - uniform)
+    c: dict[str, dict] = {"noise": {"seeds": len(uni[xl]), "loss_sd": {g: _sd(uni[g]) for g in names},
+                                    "agreement_sd": {g: _sd(cons["matlm-uniform"][g]["agreement_pct"])
+                                                     for g in small}}}
+    for cid, fam in (("", "baseline-eq"), ("d", "baseline-drawn")):
+        c["1" + cid] = _claim(beats, {g: lc(fam, g) for g in small})
+        c["2" + cid] = _claim(not_worse, {xl: lc(fam, xl)})
+    sk = {g: compare(uni[g], losses["matlm-skewed"][g], LOSS_FLOOR, uni[g]) for g in names}
+    c["3"] = {**_claim(beats, {xl: sk[xl]}), "diffs": {g: x["mean"] for g, x in sk.items()},
+              "noise": {g: x["noise"] for g, x in sk.items()}}
+    c["4"] = _claim(not_worse, {g: lc("matlm-sum-flops", g) for g in names})
+    c["4s"] = _claim(not_worse, {g: lc("matlm-sum-steps", g) for g in names})
+    c.update(_mixnmatch_claims(mm))
+    ag = lambda fam, g: cons[fam][g]["agreement_pct"]  # noqa: E731
+    for cid, fam in (("6", "baseline-eq"), ("6d", "baseline-drawn")):
+        c[cid] = _claim(beats, {g: compare(ag("matlm-uniform", g), ag(fam, g), AGREE_FLOOR) for g in small})
+    # The same question against one common reference, the equal-token baseline XL.
+    c["6b"] = _claim(beats, {g: compare(ag("matlm-vs-baseline-XL", g), ag("baseline-eq", g), AGREE_FLOOR)
+                             for g in small})
     c.update(_speed_claims({r["setup"]: r for r in spec}, ks))
-    ofa = losses["ofa"]
-    gap = {g: ofa[g] - uni[g] for g in names}
-    mid = max(gap[g] for g in names[1:-1]) if len(names) > 2 else 0.0
-    d8 = min(gap[names[0]], gap[xl]) - mid
-    c["8"] = {"verdict": beats([d8], noise), "diffs": gap, "extremes_minus_middle": d8}
+    c["8"] = _ofa_claim(losses["ofa"], uni, names)
     return c
 
 
-def _mixnmatch_claims(mm: list[dict], noise: float) -> dict:
+def _ofa_claim(ofa: dict, uni: dict, names) -> dict:
+    """Bell shape: per seed, min(gap at S, gap at XL) - max(gap in the middle), gap = OFA - MatLM."""
+    n = min(len(ofa[names[0]]), len(uni[names[0]]))
+    gaps = [{g: ofa[g][i] - uni[g][i] for g in names} for i in range(n)]
+    d8 = [min(gp[names[0]], gp[names[-1]]) - (max(gp[g] for g in names[1:-1]) if len(names) > 2 else 0.0)
+          for gp in gaps]
+    it = interval(d8, LOSS_FLOOR)
+    return {"verdict": beats([it["mean"]], [it["noise"]]), "diffs": {g: statistics.fmean(gp[g] for gp in gaps)
+                                                                   for g in names},
+            "extremes_minus_middle": it["mean"], "noise": it["noise"], "n": n}
+
+
+def _mm_seed(points: list[dict]) -> tuple[float, float, float, float, int, int]:
     # The S..XL curve from the uniform specs *in mm*: the same validation windows as every point
     # (the loss table uses more windows, and a window shift alone moves losses by a few 0.01).
-    curve = sorted((p["params"], p["loss"]) for p in mm if p["uniform"])
-    mono = [p for p in mm if p["monotone"] and not p["uniform"]]
-    other = [p for p in mm if not p["monotone"]]
-    r_mono, r_other = curve_residuals(mono, curve), curve_residuals(other, curve)
-    med_mono = statistics.median(r_mono) if r_mono else float("nan")
-    med_other = statistics.median(r_other) if r_other else float("nan")
-    within = sum(abs(r) <= noise for r in r_mono) / len(r_mono) if r_mono else float("nan")
-    out = {"5": {"verdict": not_worse([-med_mono], noise) if r_mono else UNSURE,
-                 "median_residual": med_mono, "max_residual": max(r_mono, default=float("nan")),
-                 "within_noise": within, "n": len(r_mono)},
-           "5b": {"verdict": beats([med_other - med_mono], noise) if r_mono and r_other else UNSURE,
-                  "median_residual_monotone": med_mono, "median_residual_other": med_other,
-                  "n_other": len(r_other)}}
+    curve = sorted((p["params"], p["loss"]) for p in points if p["uniform"])
+    mono = curve_residuals([p for p in points if p["monotone"] and not p["uniform"]], curve)
+    other = curve_residuals([p for p in points if not p["monotone"]], curve)
+    med = lambda r: statistics.median(r) if r else float("nan")  # noqa: E731
+    return med(mono), med(other), max(mono, default=float("nan")), max(map(abs, mono), default=0.0), len(mono), len(other)
+
+
+def _mixnmatch_claims(mm: list[list[dict]]) -> dict:
+    """5: the median residual of monotone specs is not above the curve (per seed, then the
+    interval over seeds); 5b: non-monotone specs' median residual exceeds the monotone one."""
+    per = [_mm_seed(points) for points in mm]
+    if not per or per[0][4] == 0:
+        return {"5": {"verdict": UNSURE, "n": 0}, "5b": {"verdict": UNSURE, "n": 0}}
+    r5 = interval([-p[0] for p in per], LOSS_FLOOR)
+    out = {"5": {"verdict": not_worse([r5["mean"]], [r5["noise"]]), "median_residual": -r5["mean"],
+                 "noise": r5["noise"], "max_residual": max(p[2] for p in per), "n_specs": per[0][4], "n": len(per)}}
+    if per[0][5]:
+        r5b = interval([p[1] - p[0] for p in per], LOSS_FLOOR)
+        out["5b"] = {"verdict": beats([r5b["mean"]], [r5b["noise"]]), "diff": r5b["mean"], "noise": r5b["noise"],
+                     "median_residual_monotone": statistics.fmean(p[0] for p in per),
+                     "median_residual_other": statistics.fmean(p[1] for p in per), "n_other": per[0][5], "n": len(per)}
+    else:
+        out["5b"] = {"verdict": UNSURE, "n": 0}
     return out
 
 

@@ -8,6 +8,7 @@ beside it (see ``export_model``).
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import time
@@ -103,37 +104,89 @@ def _remove(path: Path) -> None:
 
 def export_model(model, backend: str, precision: str, out_dir, *, spec=None, context: int | None = None,
                  prefill_len: int | None = None, name: str = "model", parity: bool = True,
-                 val_stream=None) -> Artifact:
-    """Export ``model`` (dense, or universal + ``spec``) to ``out_dir/<name><suffix>`` + ``<name>.json``.
+                 val_stream=None, tokenizer=None) -> Artifact:
+    """Export ``model`` (dense, or universal + ``spec``) to ``out_dir/<name><suffix>`` + ``<name>.json``,
+    with the model's ``tokenizer.json`` + ``tokenizer_config.json`` beside them.
 
-    The artifact is written to a temporary path and renamed into place only when export (and
-    the parity run, when asked) finished, so a failure midway leaves no partial artifact.
+    Beside them: any extra file the backend writes (LiteRT's ``<name>.litertlm``); the JSON
+    lists every file (``files``: role -> name, bytes, sha256). Files are written to temporary
+    paths and renamed into place only when export (and the parity run, when asked) finished, so
+    a failure midway leaves no partial artifact.
     ``val_stream``: validation tokens for parity (default: ``edge.data.load_corpus().val``).
+    ``tokenizer``: an ``edge.tokenizer.Tokenizer`` (default: the byte tokenizer of the toy model).
     """
+    from edge.tokenizer import TOKENIZER_CONFIG, TOKENIZER_JSON
+
     check_request(backend, precision)
     module = get_exporter(backend)
     dense = _dense(model, spec)
     module.check(dense, precision)
+    tokenizer = _tokenizer(tokenizer, dense)
     context, prefill_len = _sizes(dense, context, prefill_len, parity)
     out_dir = _prepare_out(out_dir)
     final = out_dir / f"{name}{module.SUFFIX}"
     tmp = out_dir / f".{name}.tmp-{os.getpid()}{module.SUFFIX}"
+    extras: dict[str, Path] = {}
     t0 = time.perf_counter()
+    extra = {"tokenizer": tokenizer} if "tokenizer" in inspect.signature(module.export).parameters else {}
     try:
         with known_warnings_filtered():
-            info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len)
+            info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len, **extra)
+        extras = info.pop("extra_files", {})
         seconds = time.perf_counter() - t0
         meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds)
+        meta["tokenizer"] = write_tokenizer(tokenizer, out_dir)
         if parity:
             meta["parity"] = run_parity(module, tmp, meta, dense, precision, prefill_len, val_stream)
+        files = {"model": final}
+        for role, path in extras.items():
+            files[role] = out_dir / f"{name}{Path(path).suffix}"
+            _replace(Path(path), files[role])
         _replace(tmp, final)
     except BaseException:
-        _remove(tmp)
+        for path in (tmp, *extras.values()):
+            _remove(Path(path))
         raise
+    files.update(tokenizer=out_dir / TOKENIZER_JSON, tokenizer_config=out_dir / TOKENIZER_CONFIG)
     meta["file"] = final.name
+    meta["files"] = {role: {"file": p.name, "bytes": file_size(p), "sha256": sha256(p)} for role, p in files.items()}
     meta_path = out_dir / f"{name}.json"
     write_json(meta_path, meta)
     return Artifact(path=final, meta_path=meta_path, meta=meta)
+
+
+def _tokenizer(tokenizer, dense):
+    """The given tokenizer, or the byte tokenizer for a model with its 260-id vocabulary."""
+    from edge.tokenizer import byte_tokenizer
+
+    if tokenizer is None:
+        tokenizer = byte_tokenizer()
+        if dense.config.vocab_size != tokenizer.vocab_size:
+            raise ExportError(f"the model has {dense.config.vocab_size} token ids, not the byte tokenizer's "
+                              f"{tokenizer.vocab_size}: pass its checkpoint's tokenizer")
+    if tokenizer.vocab_size > dense.config.vocab_size:
+        raise ExportError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only {dense.config.vocab_size}")
+    return tokenizer
+
+
+def write_tokenizer(tokenizer, out_dir: Path) -> dict:
+    """Write ``tokenizer.json`` + ``tokenizer_config.json`` into ``out_dir`` (each through a temporary
+    file); return the tokenizer's metadata with each file's sha256. A different tokenizer already
+    there is an error, not overwritten: it belongs to other artifacts in that folder."""
+    tmp = Path(out_dir) / f".tokenizer.tmp-{os.getpid()}"
+    tmp.mkdir(exist_ok=True)
+    try:
+        files = {}
+        for path in tokenizer.save(tmp):
+            final = Path(out_dir) / path.name
+            if final.exists() and sha256(final) != sha256(path):
+                raise ExportError(f"{str(final)!r} holds a different tokenizer (another model's?): "
+                                  f"export into another folder")
+            files[path.name] = sha256(path)
+            os.replace(path, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {**tokenizer.describe(), "files": files}
 
 
 def run_parity(module, path: Path, meta: dict, dense, precision: str, prefill_len: int, val_stream=None) -> dict:
@@ -149,7 +202,6 @@ def run_parity(module, path: Path, meta: dict, dense, precision: str, prefill_le
 
 
 def _metadata(dense, backend, precision, path, info, context, prefill_len, seconds) -> dict:
-    from edge.data import TOKENIZER
     from edge.spec import format_spec, param_count
 
     cfg = dense.config
@@ -160,7 +212,7 @@ def _metadata(dense, backend, precision, path, info, context, prefill_len, secon
         "file_size": file_size(path), "sha256": sha256(path),
         "context": context, "prefill_len": prefill_len,
         "entry_points": info.pop("entry_points"), "cache": info.pop("cache"),
-        "tokenizer": TOKENIZER, "model_config": cfg.to_dict(),
+        "model_config": cfg.to_dict(),
         "libraries": info.pop("libraries"), "export_seconds": round(seconds, 2),
         **info,
     }

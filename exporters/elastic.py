@@ -129,29 +129,21 @@ def elastic_modules(model, members: Mapping[str, Sequence[str]], context: int) -
     return lm, {name: Member(lm, None) for name in members}
 
 
-def constant_methods(cfg, context: int, bos_id: int | None, eos_ids: Sequence[int]) -> dict:
-    """What the ExecuTorch LLM runner reads from the program."""
-    out = {"get_max_seq_len": context, "get_max_context_len": context, "get_vocab_size": cfg.vocab_size,
-           "get_eos_ids": list(eos_ids), "use_kv_cache": True, "enable_dynamic_shape": True,
-           "get_n_layers": cfg.n_layers, "use_sdpa_with_kv_cache": False}
-    if bos_id is not None:
-        out["get_bos_id"] = bos_id
-    return out
-
-
 def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path: Path, *, context: int,
-                   default: str | None = None, precision: str = "fp32", bos_id: int | None = 257,
-                   eos_ids: Sequence[int] = (258,)) -> dict:
+                   default: str | None = None, precision: str = "fp32", tokenizer=None) -> dict:
     """Write one ``.pte`` with ``forward`` (= ``default``) and ``forward_<name>`` per member.
 
     ``members``: name -> spec (one granularity per layer) of a universal model, or one
     ``{name: None}`` for a dense model (a standalone artifact in the same convention).
+    ``tokenizer`` (edge.tokenizer.Tokenizer, default the byte tokenizer) gives the BOS/EOS ids
+    of the LLM runner's constant methods (exporters.executorch.constant_methods).
     Returns metadata: methods, members, the envelope spec, sizes of the cache and inputs."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
 
-    from exporters.executorch import _quantize
+    from edge.tokenizer import byte_tokenizer
+    from exporters.executorch import _quantize, constant_methods
 
     names = list(members)
     default = default or names[-1]
@@ -171,7 +163,7 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
     with torch.no_grad():
         programs = {m: torch.export.export(modules[n], args, dynamic_shapes=dyn, strict=False)
                     for m, n in methods.items()}
-    consts = constant_methods(model.config, context, bos_id, eos_ids)
+    consts = constant_methods(model.config, context, tokenizer or byte_tokenizer())
     edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], constant_methods=consts)
     config = ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(share_mutable_buffers=True),
                                      emit_mutable_buffer_names=True)

@@ -17,7 +17,7 @@ from exporters.elastic import DEFAULT_METHOD, method_name
 
 
 class ElasticRunner:
-    """Loads each member's method on first use; ``forward`` runs T tokens at ``pos`` as ``member``."""
+    """Loads each member's method on first use; ``run`` runs T tokens at ``pos`` as ``member``."""
 
     label = "executorch.runtime (XNNPACK delegate), elastic"
 
@@ -33,7 +33,7 @@ class ElasticRunner:
         missing = [m for m in self.members if method_name(m) not in names]
         if missing:
             raise ExportError(f"{self.path}: no method for member(s) {missing} (has: {', '.join(found)})")
-        self.context = int(self.program.load_method("get_max_seq_len").execute([])[0])
+        self.context = int(self.program.load_method("get_max_context_len").execute([])[0])  # cache slots
         self._methods: dict[str, object] = {}
         self.member = self.members[-1] if self.members else None
 
@@ -44,25 +44,30 @@ class ElasticRunner:
             self._methods[name] = self.program.load_method(name)
         return self._methods[name]
 
-    def forward(self, tokens: Sequence[int] | np.ndarray, pos: int, member: str | None = None) -> np.ndarray:
-        """Run tokens at positions pos..pos+T-1 -> logits (T, V); writes those cache slots."""
+    def run(self, tokens: Sequence[int] | np.ndarray, pos: int, member: str | None = None) -> np.ndarray:
+        """Run tokens at positions pos..pos+T-1 as ``member`` -> logits of every one (T, V);
+        writes those cache slots (None: the current member, ``self.member``)."""
         import torch
 
         toks = torch.as_tensor(np.asarray(tokens, dtype=np.int64).reshape(1, -1))
-        if not 1 <= toks.shape[1] or pos + toks.shape[1] > self.context:
+        if pos < 0 or pos + toks.shape[1] > self.context:
             raise ExportError(f"{toks.shape[1]} tokens at position {pos} do not fit the context {self.context}")
         out = self.method(member if member is not None else self.member).execute(
             [toks, torch.tensor([pos], dtype=torch.int64)])
         return out[0].numpy()[0]
 
+    def forward(self, tokens: np.ndarray, input_pos: int) -> np.ndarray:
+        """The LLM-runner call on the current member: tokens (1, T) -> logits (1, V) of the last."""
+        return self.run(tokens, input_pos)[-1:]
+
     # The two-entry-point Runner protocol (exporters/base.py), on the current member.
     def prefill(self, tokens: np.ndarray) -> np.ndarray:
         """tokens (1, T) -> logits (1, T, V) from position 0."""
-        return self.forward(np.asarray(tokens).reshape(-1), 0)[None]
+        return self.run(np.asarray(tokens).reshape(-1), 0)[None]
 
     def decode(self, token: int, position: int) -> np.ndarray:
         """One token at ``position`` -> logits (1, 1, V)."""
-        return self.forward([token], position)[None]
+        return self.run([token], position)[None]
 
 
 def load_elastic(path: Path, members: Sequence[str] | None = None) -> ElasticRunner:

@@ -1,7 +1,10 @@
-"""ExecuTorch: one ``.pte`` with methods ``prefill`` and ``decode``, delegated to XNNPACK.
+"""ExecuTorch: one ``.pte`` in the convention of ExecuTorch's LLM runner, delegated to XNNPACK.
 
-KV cache: mutable buffers, shared by both methods (``share_mutable_buffers``) and updated in
-place, so a runner passes only the token(s) and the position. Precisions:
+The program has one method, ``forward(tokens int64 [1, T], input_pos int64 [1]) -> logits [1, V]``
+with T dynamic (exporters/llm_forward.py), the KV cache in mutable buffers updated in place, and
+the constant methods the runner reads (``get_max_seq_len``, ``get_bos_id``, ``get_eos_ids``, ...).
+``TextLLMRunner`` (Python), ``llama_main`` (C++), Android's ``LlmModule`` and the iOS demo load it
+with the ``tokenizer.json`` written beside it. Precisions:
 
 * ``fp32``  : float weights and activations.
 * ``int8``  : dynamic int8 activations, int8 per-channel (PerAxis(0)) weights (torchao).
@@ -10,14 +13,12 @@ place, so a runner passes only the token(s) and the position. Precisions:
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
 
 from exporters.backends import BACKENDS
-from exporters.base import ExportError, library_versions, require
-from exporters.decoding import entry_modules, entry_points, example_inputs, make_wrapper
+from exporters.base import ExportError, library_versions, require, tensor_spec
 
 BACKEND = BACKENDS["executorch"]  # the registry record: the one place its names and precisions live
 PRECISIONS = BACKEND.precisions
@@ -25,6 +26,9 @@ SUFFIX = BACKEND.suffix
 EXTRA = BACKEND.extra
 CACHE = "buffers"
 GROUP_SIZE = 32  # int4 weight group along the input dimension
+# Cache write + attention: "aten" runs on any ExecuTorch runtime (this project's C++ runner
+# included); "llama" uses ExecuTorch's LLM custom ops (see exporters/llm_forward.py).
+DEFAULT_OPS = "aten"
 
 
 def _quantize(wrapper, precision: str) -> None:
@@ -58,34 +62,72 @@ def check(model, precision: str) -> None:
                               f"widths {bad} are not multiples of {GROUP_SIZE} (use int8 or fp32)")
 
 
-def export(model, precision: str, out_path: Path, *, context: int, prefill_len: int,
-           cache: str = CACHE) -> dict:
+def constant_methods(config, context: int, tokenizer) -> dict:
+    """The metadata methods ExecuTorch's LLM runner reads (``get_max_seq_len`` is required)."""
+    from exporters.llm_forward import max_tokens
+
+    # max_seq_len: the most tokens one forward call takes (the runner chunks longer prompts);
+    # max_context_len: the KV-cache slots.
+    return {"get_max_seq_len": max_tokens(context), "get_max_context_len": context,
+            "get_vocab_size": config.vocab_size, "get_n_layers": config.n_layers,
+            "get_bos_id": tokenizer.bos_id if tokenizer.bos_id is not None else -1,
+            "get_eos_ids": list(tokenizer.eos_ids), "use_kv_cache": True, "enable_dynamic_shape": True}
+
+
+def export(model, precision: str, out_path: Path, *, context: int, prefill_len: int | None = None,
+           tokenizer=None, ops: str = DEFAULT_OPS) -> dict:
     """Write ``out_path`` (.pte) for a dense model; return metadata (entry points, cache, ...).
 
-    ``cache="io"`` (explicit cache inputs/outputs) exists to measure the alternative."""
+    ``prefill_len`` is accepted for the common exporter signature: ``forward`` takes any T.
+    ``tokenizer`` (edge.tokenizer.Tokenizer, default the byte tokenizer) gives BOS/EOS ids."""
     import torch
 
     require("executorch.exir", EXTRA, "the ExecuTorch exporter")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
+    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
 
+    from edge.tokenizer import byte_tokenizer
+    from exporters.llm_forward import example_args, make_forward
+
     check(model, precision)
-    wrapper = make_wrapper(model, context, cache, prefill_len)
+    tokenizer = tokenizer or byte_tokenizer()
+    wrapper = make_forward(model, context, ops)
     _quantize(wrapper, precision)
-    args = example_inputs(wrapper, prefill_len)
-    modules = entry_modules(wrapper)
+    args, dynamic = example_args(context)
     with torch.no_grad():
-        programs = {name: torch.export.export(modules[name], a, strict=False) for name, a in args.items()}
-    edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
-    # One cache for both methods: prefill fills it, decode continues it.
+        program = torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
+    edge = to_edge_transform_and_lower(
+        {"forward": program}, partitioner=[XnnpackPartitioner()],
+        constant_methods=constant_methods(model.config, context, tokenizer),
+        # llama::* custom ops are not core ATen: the IR check would refuse them
+        compile_config=EdgeCompileConfig(_check_ir_validity=ops == "aten"))
+    # Reinplace: the cache write becomes an in-place index_put_ instead of index_put + a copy
+    # of the whole cache per step (measured 0.08-0.14 ms/token of the demo model's decode).
     config = ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(share_mutable_buffers=True),
-                                     emit_mutable_buffer_names=True)
-    program = edge.to_executorch(config)
-    Path(out_path).write_bytes(program.buffer)
-    return {"entry_points": entry_points(wrapper, prefill_len, "int64"), "cache": cache,
+                                     emit_mutable_buffer_names=True, run_reinplace_pass=True)
+    Path(out_path).write_bytes(edge.to_executorch(config).buffer)
+    return {"entry_points": entry_points(wrapper, context), "cache": CACHE, "ops": ops,
             "delegate": "XnnpackBackend", "libraries": library_versions("executorch", "torchao"),
-            "quantization": _describe(precision)}
+            "quantization": _describe(precision),
+            "constant_methods": constant_methods(model.config, context, tokenizer)}
+
+
+def entry_points(wrapper, context: int) -> dict:
+    """The signature of ``forward`` for the metadata JSON (shapes at their largest T)."""
+    from exporters.llm_forward import max_tokens
+
+    core = wrapper.core
+    T = max_tokens(context)
+    state = [tensor_spec(f"{kv}_cache_{i}", tuple(getattr(wrapper, f"{kv}_cache_{i}").shape), "float32")
+             for i in range(core.n_layers) for kv in ("k", "v")]
+    return {"forward": {
+        "inputs": [tensor_spec("tokens", (1, T), "int64"), tensor_spec("input_pos", (1,), "int64")],
+        "outputs": [tensor_spec("logits", (1, core.model.config.vocab_size), "float32")],
+        "state": state, "dynamic": {"tokens": {"1": [1, T]}},
+        "doc": "T tokens (1 <= T <= context - 1) at positions input_pos .. input_pos + T - 1: writes those "
+               "cache slots, attends to slots [0, input_pos + T), returns the last token's logits. "
+               "A prompt is one call at input_pos 0 (or several chunks); decode is T = 1."}}
 
 
 def _describe(precision: str) -> str:
@@ -96,7 +138,10 @@ def _describe(precision: str) -> str:
 
 
 class ExecuTorchRunner:
-    """Runs a .pte with ``executorch.runtime``; the cache lives inside the program."""
+    """Runs a .pte's ``forward`` with ``executorch.runtime``; the cache lives inside the program.
+
+    ``prefill``/``decode`` (the project's Runner protocol) are ``forward`` at position 0 and at
+    ``position``; ``forward`` itself takes any chunk at any position."""
 
     label = "executorch.runtime (XNNPACK delegate)"
 
@@ -104,27 +149,29 @@ class ExecuTorchRunner:
         require("executorch.runtime", EXTRA, "running a .pte")
         from executorch.runtime import Runtime
 
+        if (meta or {}).get("ops") == "llama":
+            from exporters.llm_forward import load_llama_ops
+
+            load_llama_ops()
         self.program = Runtime.get().load_program(Path(path))
-        self.prefill_m = self.program.load_method("prefill")
-        self.decode_m = self.program.load_method("decode")
-        self.io = (meta or {}).get("cache") == "io"  # explicit caches: keep them between calls
-        self.caches: list = []
+        if "forward" not in self.program.method_names:
+            raise ExportError(f"{Path(path).name} has no forward method: an older prefill/decode .pte? "
+                              f"Export it again with `matedge export`")
+        self.method = self.program.load_method("forward")
+
+    def forward(self, tokens: np.ndarray, input_pos: int) -> np.ndarray:
+        """tokens (1, T) at positions input_pos.. -> logits (1, V) of the last one."""
+        import torch
+
+        out = self.method.execute([torch.as_tensor(np.asarray(tokens, dtype=np.int64)).reshape(1, -1),
+                                   torch.tensor([input_pos], dtype=torch.int64)])
+        return out[0].numpy()
 
     def prefill(self, tokens: np.ndarray) -> np.ndarray:
-        import torch
-
-        out = self.prefill_m.execute([torch.as_tensor(np.asarray(tokens, dtype=np.int64))])
-        self.caches = list(out[1:])
-        return out[0].numpy()
+        return self.forward(tokens, 0)
 
     def decode(self, token: int, position: int) -> np.ndarray:
-        import torch
-
-        out = self.decode_m.execute([torch.tensor([[token]], dtype=torch.int64),
-                                     torch.tensor([position], dtype=torch.int64)] + self.caches)
-        if self.io:
-            self.caches = list(out[1:])
-        return out[0].numpy()
+        return self.forward(np.array([[token]]), position)
 
 
 def load_runner(path: Path, meta: dict | None = None) -> ExecuTorchRunner:

@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "profile": "edge.cli.cost_tables",
     "predict": "edge.cli.predict",
     "build": "edge.cli.build",
+    "run": "edge.cli.run",
+    "bundle": "edge.cli.bundle",
 }
 
 DESCRIPTION = """\

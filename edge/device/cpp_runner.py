@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from edge.device.runners import ProfilerError
@@ -26,6 +27,14 @@ def executorch_root() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def package_root(name: str, extra: str = "executorch") -> Path:
+    """An installed package's folder (found without importing it)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ProfilerError(f"the ExecuTorch runner needs the Python package {name!r}: pip install 'matformer-edge[{extra}]'")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def ensure_cpp_runner(build_dir: Path = CPP_BUILD, rebuild: bool = False) -> Path:
     """Build ``matedge_runner`` with CMake once; reuse it while its sources are unchanged."""
     binary = Path(build_dir) / "matedge_runner"
@@ -34,8 +43,11 @@ def ensure_cpp_runner(build_dir: Path = CPP_BUILD, rebuild: bool = False) -> Pat
         return binary
     if shutil.which("cmake") is None:
         raise ProfilerError("building the ExecuTorch runner needs cmake and a C++ compiler (apt-get install cmake g++)")
+    # pytorch-tokenizers (a dependency of the executorch wheel) reads tokenizer.json in C++
     steps = [["cmake", "-S", str(CPP_DIR), "-B", str(build_dir), f"-DEXECUTORCH_ROOT={executorch_root()}",
-              "-DCMAKE_BUILD_TYPE=Release"], ["cmake", "--build", str(build_dir), "-j2"]]
+              f"-DPYTORCH_TOKENIZERS_ROOT={package_root('pytorch_tokenizers')}",
+              f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_BUILD_TYPE=Release"],
+             ["cmake", "--build", str(build_dir), "-j2"]]
     for step in steps:
         r = subprocess.run(step, capture_output=True, text=True)
         if r.returncode != 0:

@@ -1,7 +1,7 @@
 """Decoding with an elastic artifact: switch member between tokens, speculative decoding, and the
 quality cost of switching.
 
-Everything here drives a runner with ``forward(tokens, pos, member) -> logits (T, V)`` over one
+Everything here drives a runner with ``run(tokens, pos, member) -> logits (T, V)`` over one
 KV cache shared by every member (exporters/elastic_runner.py on ExecuTorch): the members differ
 only in their FFN widths, so a member reads the K/V that the previous members wrote.
 """
@@ -25,11 +25,11 @@ def every(n: int, members: Sequence[str]) -> Schedule:
 def greedy(runner, prompt: Sequence[int], n_new: int, schedule: Schedule | str) -> list[int]:
     """Greedy tokens after ``prompt``; step i (0 = the prompt's prefill) runs member schedule(i)."""
     member = (lambda _: schedule) if isinstance(schedule, str) else schedule
-    logits = runner.forward(list(prompt), 0, member(0))
+    logits = runner.run(list(prompt), 0, member(0))
     out = [int(logits[-1].argmax())]
     pos = len(prompt)
     for step in range(1, n_new):
-        logits = runner.forward([out[-1]], pos, member(step))
+        logits = runner.run([out[-1]], pos, member(step))
         out.append(int(logits[-1].argmax()))
         pos += 1
     return out
@@ -61,7 +61,7 @@ def speculative(runner, prompt: Sequence[int], n_new: int, draft: str, verify: s
     if k < 1:
         raise ValueError(f"k={k}: need at least one drafted token per round")
     t0 = time.perf_counter()
-    logits = runner.forward(list(prompt), 0, verify)
+    logits = runner.run(list(prompt), 0, verify)
     out = [int(logits[-1].argmax())]
     pos, st = len(prompt), SpeculativeStats(out)  # out[-1] is known, not yet in the cache, at `pos`
     while len(out) < n_new:
@@ -70,9 +70,9 @@ def speculative(runner, prompt: Sequence[int], n_new: int, draft: str, verify: s
             break
         drafts, x = [], out[-1]
         for i in range(kk):  # draft member proposes kk tokens, one call each
-            x = int(runner.forward([x], pos + i, draft)[-1].argmax())
+            x = int(runner.run([x], pos + i, draft)[-1].argmax())
             drafts.append(x)
-        ver = runner.forward([out[-1], *drafts], pos, verify).argmax(-1)  # (kk + 1,) verifier choices
+        ver = runner.run([out[-1], *drafts], pos, verify).argmax(-1)  # (kk + 1,) verifier choices
         n_ok = 0
         while n_ok < kk and drafts[n_ok] == int(ver[n_ok]):
             n_ok += 1
@@ -105,8 +105,8 @@ def switching_quality(runner, windows: Sequence[Sequence[int]], members: Sequenc
     for w in windows:
         w = np.asarray(w, dtype=np.int64)
         L = len(w) - 1  # predict w[1:] from w[:-1]
-        full = {m: runner.forward(w[:L], 0, m) for m in members}  # (L, V) each, own K/V only
-        step_logits = np.stack([runner.forward(w[t:t + 1], t, sched(t))[-1] for t in range(L)])
+        full = {m: runner.run(w[:L], 0, m) for m in members}  # (L, V) each, own K/V only
+        step_logits = np.stack([runner.run(w[t:t + 1], t, sched(t))[-1] for t in range(L)])
         ref = np.stack([full[sched(t)][t] for t in range(L)])
         shared_nll += float(_nll(step_logits, w[1:]).sum())
         ref_nll += float(_nll(ref, w[1:]).sum())

@@ -36,7 +36,8 @@ def runner_command(profile: DeviceProfile, artifact: Path, runs: int, warmup: in
     if runner == "matedge_runner":
         from edge.device.cpp_runner import ensure_cpp_runner
 
-        return [ensure_cpp_runner(), *args]
+        # its "prefill" phase: forward of the prompt at position 0 (the .pte's one method)
+        return [ensure_cpp_runner(), *args, "--prompt-tokens", str(profile.limits.prompt_tokens)]
     if runner == "runner_litert":
         local = parse_transport(profile.transport)["kind"] == "local"
         return [sys.executable if local else "python3", LITERT_RUNNER, *args]
@@ -55,7 +56,8 @@ def parse_runner_output(result, name: str) -> dict:
         meas = {"prefill_ms": m["prefill"]["median_ms"], "prefill_p90_ms": m["prefill"]["p90_ms"],
                 "decode_ms": m["decode"]["median_ms"], "decode_p90_ms": m["decode"]["p90_ms"],
                 "prefill_min_ms": m["prefill"]["min_ms"], "decode_min_ms": m["decode"]["min_ms"],
-                "arena_bytes": sum((v.get("arena_bytes") or 0) for v in m.values())}
+                # one forward method serves both phases: its arena once, not summed
+                "arena_bytes": out.get("arena_bytes") or sum((v.get("arena_bytes") or 0) for v in m.values())}
     except (json.JSONDecodeError, IndexError, KeyError, TypeError) as e:
         raise ProfilerError(f"runner output for {name} is not the expected JSON ({e})") from None
     # The runner's own VmHWM (peak RSS since exec). os.wait4's ru_maxrss of a child started

@@ -197,12 +197,22 @@ def elastic_capable(profile, log=print) -> bool:
 def build_manifest(profile, model, result: Plan, artifacts: dict, measured: dict | None, table, table_status: str,
                    losses: LossCache, settings: BuildSettings) -> Manifest:
     """The manifest of one device's build, with the chosen spec's consistency with XL."""
-    from edge.data import TOKENIZER
     from edge.evaluate import consistency
 
     xl = uniform_specs(model.config)[model.config.granularity_names[-1]]
     cons = consistency(model, xl, model, result.chosen.spec, losses.corpus.val, settings.seq_len,
                        settings.eval_tokens)
-    return make_manifest(profile, result, artifacts, measured, table, table_status, cons, TOKENIZER,
+    return make_manifest(profile, result, artifacts, measured, table, table_status, cons, _tokenizer(settings.checkpoint),
                          {"checkpoint": str(settings.checkpoint), "checkpoint_sha256": losses.ckpt_sha,
                           "eval_tokens": settings.eval_tokens, "seq_len": settings.seq_len})
+
+
+def _tokenizer(checkpoint) -> dict:
+    """The checkpoint's tokenizer for the manifest: its type, size and special ids, and the file
+    (tokenizer.json, beside every artifact) that runtimes read."""
+    from edge.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(checkpoint)
+    hf = tok.hf
+    specials = {hf.id_to_token(i): i for i in [tok.bos_id, *tok.eos_ids, tok.pad_id] if i is not None}
+    return {"type": tok.name, "vocab_size": tok.vocab_size, "specials": specials, **tok.describe()}

@@ -50,6 +50,7 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
                   val_stream=None, log=print) -> dict:
     """Export ``spec`` (or reuse the cached export) and copy it into ``dest``; its metadata."""
     from edge.slicing import slice_model
+    from edge.tokenizer import load_tokenizer
     from exporters import export_model
 
     key = artifact_key(ckpt_sha, spec, profile)
@@ -59,19 +60,25 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
         with atomic_dir(cached) as tmp, quiet_output(settings.out_root / "logs" / f"export-{key}.log"):
             art = export_model(slice_model(model, spec), profile.backend, profile.precision, tmp,
                                context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model",
-                               val_stream=val_stream)
+                               val_stream=val_stream, tokenizer=load_tokenizer(settings.checkpoint))
             if not art.meta.get("parity", {}).get("passed"):
                 raise ParityFailure(f"{role} {format_spec(spec)} failed its parity check: {art.meta.get('parity')}")
     else:
         log(f"   {role} {format_spec(spec)}: cached artifact {key}")
-    meta_file = next(p for p in cached.iterdir() if p.name.endswith(".json"))
+    meta_file = cached / "model.json"
     meta = json.loads(meta_file.read_text())
-    art = next(p for p in cached.iterdir() if not p.name.endswith(".json"))
-    name = f"{role}{''.join(art.suffixes) or ''}"
-    copy_artifact(art, dest / name)
+    # The artifact's files (model + e.g. .litertlm) take the role's name; the tokenizer files keep
+    # theirs (every role of one build shares the checkpoint's tokenizer).
+    files = meta.get("files") or {"model": {"file": meta["file"]}}
+    names = {}
+    for kind, f in files.items():
+        src = cached / f["file"]
+        names[kind] = src.name if kind.startswith("tokenizer") else f"{role}{''.join(src.suffixes)}"
+        if not (dest / names[kind]).exists() or not kind.startswith("tokenizer"):
+            copy_artifact(src, dest / names[kind])
     copy_artifact(meta_file, dest / f"{role}.json")
-    return {"file": name, "metadata": f"{role}.json", "spec": format_spec(spec), "cache_key": key,
-            "bytes": meta["file_size"], "sha256": meta.get("sha256"),
+    return {"file": names["model"], "files": names, "metadata": f"{role}.json", "spec": format_spec(spec),
+            "cache_key": key, "bytes": meta["file_size"], "sha256": meta.get("sha256"),
             "parity": meta.get("parity")}
 
 

@@ -1,5 +1,6 @@
 """apps/cpp generation mode: the native runner's greedy text generation from an exported
-ExecuTorch artifact matches eager PyTorch token for token, and refuses bad requests cleanly."""
+ExecuTorch artifact (forward(tokens, input_pos), tokenizer.json read by pytorch-tokenizers'
+HFTokenizer) matches eager PyTorch token for token, and refuses bad requests cleanly."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-CONTEXT, PREFILL = 48, 16
+CONTEXT = 48
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, trained_tiny):
-    """(runner binary, exported artifact path, the universal model, its spec). The model is
+    """(runner binary, exported artifact path, its tokenizer.json, the universal model, its spec). The model is
     trained: random weights repeat one token whatever the context, which would hide a wrong
     position or a misread logits row."""
     pytest.importorskip("executorch")
@@ -25,8 +26,8 @@ def built(tmp_path_factory, trained_tiny):
     model = trained_tiny
     spec = ("S", "XL", "M", "L")
     art = exporters.export_model(model, "executorch", "fp32", tmp_path_factory.mktemp("gen"), spec=",".join(spec),
-                                 context=CONTEXT, prefill_len=PREFILL, parity=False)
-    return ensure_cpp_runner(), art.path, model, spec
+                                 context=CONTEXT, parity=False)
+    return ensure_cpp_runner(), art.path, art.path.parent / "tokenizer.json", model, spec
 
 
 def _run(binary, *args):
@@ -37,9 +38,9 @@ def test_generation_matches_eager_greedy_decoding(built):
     from edge.data import EOS, encode
     from edge.generate import greedy_generate
 
-    binary, path, model, spec = built
+    binary, path, tokenizer, model, spec = built
     prompt = "def main("
-    r = _run(binary, "--model", path, "--generate", prompt, "--context", CONTEXT, "--max-new-tokens", 20,
+    r = _run(binary, "--model", path, "--tokenizer", tokenizer, "--generate", prompt, "--max-new-tokens", 20,
              "--threads", 1, "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -54,25 +55,32 @@ def test_generation_matches_eager_greedy_decoding(built):
 
 
 def test_generation_stops_at_the_end_of_the_cache(built):
-    binary, path, _, _ = built
-    r = _run(binary, "--model", path, "--generate", "x" * 10, "--context", CONTEXT, "--max-new-tokens", 500, "--json")
+    binary, path, tokenizer, _, _ = built
+    r = _run(binary, "--model", path, "--tokenizer", tokenizer, "--generate", "x" * 10, "--max-new-tokens", 500, "--json")
     out = json.loads(r.stdout)
     # 11 prompt positions, then one decode per position up to the cache's last: 48 - 11 + 1 tokens
     if out["stopped"] == "context":
         assert len(out["tokens"]) == CONTEXT - 11 + 1
     else:  # this model's greedy text ends before the cache does
         assert out["stopped"] == "eos" and len(out["tokens"]) < CONTEXT - 11 + 1
-    plain = _run(binary, "--model", path, "--generate", "hi", "--context", CONTEXT, "--max-new-tokens", 5)
+    plain = _run(binary, "--model", path, "--tokenizer", tokenizer, "--generate", "hi", "--max-new-tokens", 5)
     assert plain.returncode == 0 and "tokens (stopped:" in plain.stderr  # text on stdout, figures on stderr
+    from edge.tokenizer import byte_tokenizer
+
+    tokens = json.loads(_run(binary, "--model", path, "--tokenizer", tokenizer, "--generate", "hi",
+                             "--max-new-tokens", 5, "--json").stdout)["tokens"]
+    assert plain.stdout == byte_tokenizer().decode(tokens) + "\n"  # the library decodes the ids
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--generate", "p" * PREFILL, "--context", CONTEXT], f"this program's prefill takes at most {PREFILL}"),
-    (["--generate", "hi", "--context", 0], "needs --context N"),
+    (["--tokenizer", "TOK", "--generate", "p" * CONTEXT], f"this program takes at most {CONTEXT - 1}"),
+    (["--generate", "hi"], "needs --tokenizer PATH"),
+    (["--tokenizer", "MODEL", "--generate", "hi"], "cannot read tokenizer"),
     (["--generate"], "--generate needs a value"),
 ])
 def test_bad_generation_requests_are_one_line_exit_2(built, args, expected):
-    binary, path, _, _ = built
+    binary, path, tokenizer, _, _ = built
+    args = [{"TOK": str(tokenizer), "MODEL": str(path)}.get(a, a) for a in args]
     r = _run(binary, "--model", path, *args)
     assert r.returncode == 2 and r.stdout == ""
     # the runtime's own info lines ("I 00:00:00 executorch:...") may precede it: ours is one line

@@ -44,12 +44,12 @@ def test_member_matches_eager(elastic, trained_tiny, val_stream, member):
     runner, members, _ = elastic
     spec = members[member or "mix"]
     seq = val_stream[:20].long()
-    got = runner.forward(seq[:12].numpy(), 0, member)
+    got = runner.run(seq[:12].numpy(), 0, member)
     with torch.no_grad():
         ref = trained_tiny(seq[None, :12], spec)[0].numpy()
     np.testing.assert_allclose(got, ref, atol=1e-4)
     for t in range(12, 20):
-        step = runner.forward(seq[t:t + 1].numpy(), t, member)[-1]
+        step = runner.run(seq[t:t + 1].numpy(), t, member)[-1]
         with torch.no_grad():
             ref = trained_tiny(seq[None, :t + 1], spec)[0, -1].numpy()
         np.testing.assert_allclose(step, ref, atol=1e-4)
@@ -62,13 +62,13 @@ def test_switching_reads_the_shared_cache(elastic, trained_tiny, val_stream):
     order = ["S", "XL", "mix"]
     seq = val_stream[:24].long()
     cache = KVCache(trained_tiny, CONTEXT)
-    runner.forward(seq[:8].numpy(), 0, "XL")
+    runner.run(seq[:8].numpy(), 0, "XL")
     with torch.no_grad():
         forward_cached(trained_tiny, seq[None, :8], cache, members["XL"])
     own_differs = 0.0
     for t in range(8, 24):
         m = order[t % 3]
-        got = runner.forward(seq[t:t + 1].numpy(), t, m)[-1]
+        got = runner.run(seq[t:t + 1].numpy(), t, m)[-1]
         with torch.no_grad():
             ref = forward_cached(trained_tiny, seq[None, t:t + 1], cache, members[m])[0, -1].numpy()
             own = trained_tiny(seq[None, :t + 1], members[m])[0, -1].numpy()
@@ -115,5 +115,5 @@ def test_standalone_member_and_size(trained_tiny, tmp_path, val_stream, elastic)
     export_elastic(slice_model(trained_tiny, members["XL"]), {"XL": None}, path, context=CONTEXT)
     alone = ElasticRunner(path)
     seq = val_stream[:12].long().numpy()
-    np.testing.assert_allclose(alone.forward(seq, 0), runner.forward(seq, 0, "XL"), atol=1e-4)
+    np.testing.assert_allclose(alone.run(seq, 0), runner.run(seq, 0, "XL"), atol=1e-4)
     assert runner.path.stat().st_size <= 1.05 * path.stat().st_size

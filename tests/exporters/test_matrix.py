@@ -12,7 +12,6 @@ import platform
 
 import pytest
 
-from edge.data import TOKENIZER
 from edge.spec import param_count, parse_spec
 from exporters import PRECISIONS, export_model, get_exporter
 from exporters import parity as parity_mod
@@ -58,11 +57,27 @@ def test_artifact_file_and_metadata(artifact, trained_tiny, out_dir):
     assert m["sha256"] == sha256(artifact.path) and m["file_size"] == file_size(artifact.path)
     spec = parse_spec(MIXED_SPEC, trained_tiny.config)
     assert m["spec"] == MIXED_SPEC and m["parameters"] == param_count(spec, trained_tiny.config)
-    assert m["ffn_sizes"] == [32, 64, 128, 256] and m["tokenizer"] == TOKENIZER
+    assert m["ffn_sizes"] == [32, 64, 128, 256] and m["tokenizer"]["vocab_size"] == 260
+    for name, digest in m["tokenizer"]["files"].items():  # the tokenizer travels beside the artifact
+        assert sha256(out_dir / name) == digest
     assert m["context"] == 64 and m["prefill_len"] == 16
-    assert set(m["entry_points"]) == {"prefill", "decode"}
-    assert m["entry_points"]["prefill"]["inputs"][0]["shape"] == [1, 16]
-    assert [t["name"] for t in m["entry_points"]["decode"]["inputs"]][:2] == ["token", "position"]
+    if m["backend"] == "executorch":  # ExecuTorch's LLM-runner convention: one forward, any T
+        assert set(m["entry_points"]) == {"forward"}
+        assert [t["name"] for t in m["entry_points"]["forward"]["inputs"]] == ["tokens", "input_pos"]
+        assert m["entry_points"]["forward"]["inputs"][0]["shape"] == [1, 63]
+    elif m["backend"] == "litert":  # LiteRT-LM's convention (see test_litert_lm.py)
+        assert set(m["entry_points"]) == {"prefill_16", "decode"}
+        assert [t["name"] for t in m["entry_points"]["decode"]["inputs"]][:3] == ["tokens", "input_pos", "mask"]
+        assert m["entry_points"]["prefill_16"]["inputs"][0]["shape"] == [1, 16]
+    else:
+        assert set(m["entry_points"]) == {"prefill", "decode"}
+        assert m["entry_points"]["prefill"]["inputs"][0]["shape"] == [1, 16]
+        assert [t["name"] for t in m["entry_points"]["decode"]["inputs"]][:2] == ["token", "position"]
+    # every file the artifact is made of, the tokenizer among them, with size and sha256
+    for role, f in m["files"].items():
+        path = artifact.path.parent / f["file"]
+        assert f["bytes"] == file_size(path) and f["sha256"] == sha256(path), role
+    assert {"model", "tokenizer", "tokenizer_config"} <= set(m["files"])
     lib = {"executorch": "executorch", "litert": "ai-edge-litert", "coreml": "coremltools"}[m["backend"]]
     assert lib in m["libraries"] and "torch" in m["libraries"]
 
@@ -113,7 +128,7 @@ def test_entry_points_match_what_the_runtime_sees(artifact):
         for name, ep in eps.items():
             details = interp.get_signature_runner(name).get_input_details()
             for t in ep["inputs"]:
-                d = details[t["tflite_name"]]
+                d = details[t["name"]]
                 assert list(d["shape"]) == t["shape"] and d["dtype"].__name__ == t["dtype"]
     else:
         s = m["structure"]

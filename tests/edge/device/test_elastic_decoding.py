@@ -16,14 +16,14 @@ CONTEXT = 48
 
 
 class EagerElastic:
-    """The runner interface (forward(tokens, pos, member) -> logits (T, V)) over the eager modules."""
+    """The runner interface (run(tokens, pos, member) -> logits (T, V)) over the eager modules."""
 
     def __init__(self, model, members):
         self.lm, self.mods = elastic_modules(model, members, CONTEXT)
         self.context, self.members = CONTEXT, list(members)
 
     @torch.no_grad()
-    def forward(self, tokens, pos, member):
+    def run(self, tokens, pos, member):
         toks = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).view(1, -1)
         return self.mods[member](toks, torch.tensor([pos]))[0].numpy()
 

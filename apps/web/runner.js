@@ -1,0 +1,148 @@
+// Greedy generation on LiteRT.js from a bundle variant's entry points.
+//
+// Inputs are found by their meaning (the names in the variant's `entry_points`), and fed under
+// the file's own tensor names (`tflite_name`), so the same code runs the project's convention
+// (prefill(tokens) / decode(token, position, k_cache, v_cache)) and LiteRT-LM's (tokens,
+// input_pos, mask, kv_cache_k_i / kv_cache_v_i). Every output that is not `logits` is state:
+// it is passed back, under the same meaning, to the next call.
+import {Tensor, loadAndCompile} from '@litertjs/core';
+
+const TOKENS = ['tokens', 'token'];
+// The additive mask value of exporters/litert.py: finite (a row of -inf would give NaN).
+const MASK_VALUE = -3.0e4;
+const POSITION = ['input_pos', 'position'];
+
+const ARRAYS = {float32: Float32Array, int32: Int32Array};
+
+function zeros(t) {
+  const Array = ARRAYS[t.dtype];
+  if (!Array) throw new Error(`input ${t.name}: dtype ${t.dtype} is not supported here`);
+  return new Array(t.shape.reduce((a, b) => a * b, 1));
+}
+
+function argmax(values, offset, size) {
+  let best = 0;
+  for (let i = 1; i < size; i++) if (values[offset + i] > values[offset + best]) best = i;
+  return best;
+}
+
+export class Session {
+  /** Compile `bytes` (a verified .tflite) for `variant`'s entry points on `accelerator`. */
+  static async create(bytes, variant, accelerator) {
+    const model = await loadAndCompile(bytes, {accelerator});
+    return new Session(model, variant);
+  }
+
+  constructor(model, variant) {
+    this.model = model;
+    this.variant = variant;
+    // Prefill entry points by length: `prefill` alone, or LiteRT-LM's prefill_<T> (one per T).
+    this.prefills = Object.keys(variant.entry_points).filter((n) => n.startsWith('prefill'))
+      .map((name) => ({name, len: variant.entry_points[name].inputs.find((t) => TOKENS.includes(t.name)).shape[1]}))
+      .sort((a, b) => a.len - b.len);
+    this.prefillLen = this.prefills[this.prefills.length - 1].len;
+    this.context = variant.context;
+    this.state = new Map();
+  }
+
+  // One entry point call: {meaning: TypedArray or Tensor} -> logits (Float32Array); keeps state.
+  async call(signature, given) {
+    const ep = this.variant.entry_points[signature];
+    const inputs = {};
+    const made = [];
+    for (const t of ep.inputs) {
+      // A state input not produced yet (a cache passed into the first prefill) starts as zeros.
+      let value = given[t.name] ?? this.state.get(t.name) ?? zeros(t);
+      if (!(value instanceof Tensor)) {
+        value = new Tensor(value, t.shape);
+        made.push(value);
+      }
+      inputs[t.tflite_name ?? t.name] = value;
+    }
+    const out = await this.model.run(signature, inputs);
+    for (const tensor of made) tensor.delete();
+    let logits = null;
+    for (const t of ep.outputs) {
+      const tensor = out[t.tflite_name ?? t.name];
+      if (t.name === 'logits') {
+        logits = tensor.toTypedArray().slice();
+        tensor.delete();
+      } else {
+        this.state.get(t.name)?.delete();
+        this.state.set(t.name, tensor);
+      }
+    }
+    return logits;
+  }
+
+  // The causal mask row(s) for positions [start, start + n) over the whole cache: 0 where a
+  // query may look, MASK_VALUE elsewhere.
+  mask(start, n) {
+    const m = new Float32Array(n * this.context).fill(MASK_VALUE);
+    for (let r = 0; r < n; r++) m.fill(0, r * this.context, r * this.context + start + r + 1);
+    return m;
+  }
+
+  /** Prefill `ids` (right-padded with `padId`); the id of the first generated token. */
+  async prefill(ids, padId) {
+    const entry = this.prefills.find((p) => p.len >= ids.length);  // the shortest that holds the prompt
+    if (!entry) throw new Error(`prompt of ${ids.length} tokens; this variant prefills at most ${this.prefillLen}`);
+    const n = entry.len;
+    const tokens = new Int32Array(n).fill(padId ?? 0);
+    tokens.set(ids);
+    const positions = Int32Array.from({length: n}, (_, i) => i);
+    const hasLogits = this.variant.entry_points[entry.name].outputs.some((t) => t.name === 'logits');
+    if (!hasLogits) {
+      // LiteRT-LM's convention: prefill fills the cache only; the prompt's last token goes
+      // through decode, whose logits give the first new token.
+      if (ids.length > 1) {
+        tokens.fill(padId ?? 0, ids.length - 1);
+        await this.call(entry.name, {tokens, input_pos: positions, mask: this.mask(0, n)});
+      }
+      return this.decode(ids[ids.length - 1], ids.length - 1);
+    }
+    const logits = await this.call(entry.name, {tokens, token: tokens, input_pos: positions, position: positions,
+                                                mask: this.mask(0, n)});
+    const vocab = logits.length / n;
+    return argmax(logits, (ids.length - 1) * vocab, vocab);
+  }
+
+  /** Decode `token` at `position`; the id of the next token. */
+  async decode(token, position) {
+    const tokens = Int32Array.of(token);
+    const pos = Int32Array.of(position);
+    const logits = await this.call('decode', {tokens, token: tokens, input_pos: pos, position: pos,
+                                              mask: this.mask(position, 1)});
+    return argmax(logits, 0, logits.length);
+  }
+
+  delete() {
+    for (const t of this.state.values()) t.delete();
+    this.state.clear();
+    this.model.delete();
+  }
+}
+
+/**
+ * Greedy generation: prefill `ids`, then decode until a stop id, `maxNew` tokens or the end of
+ * the context. `onToken(id, timing)` is awaited for every token as it is produced (the page
+ * repaints there); the timings count the model calls only.
+ */
+export async function generate(session, ids, {maxNew, stopIds, padId}, onToken = async () => {}) {
+  let start = performance.now();
+  let token = await session.prefill(ids, padId);
+  const firstTokenMs = performance.now() - start;
+  const out = [token];
+  await onToken(token, {firstTokenMs});
+  let decodeMs = 0;
+  let position = ids.length;
+  while (out.length < maxNew && !stopIds.includes(token) && position < session.context) {
+    start = performance.now();
+    token = await session.decode(token, position++);
+    decodeMs += performance.now() - start;
+    out.push(token);
+    await onToken(token, {});
+  }
+  const decoded = out.length - 1;
+  return {tokens: out, firstTokenMs, decodeMsPerToken: decoded > 0 ? decodeMs / decoded : null};
+}

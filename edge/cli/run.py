@@ -1,0 +1,41 @@
+"""matedge run: generate text from an artifact through the stock runtime that matches it."""
+
+from __future__ import annotations
+
+import sys
+
+HELP = "generate text from a .pte or .litertlm through ExecuTorch's / LiteRT-LM's own LLM runtime"
+DESCRIPTION = """\
+Generate text on this machine from an exported artifact, through the same runtime a phone app
+uses: a .pte through ExecuTorch's LLM runner (TextLLMRunner, with the tokenizer.json beside it),
+a .litertlm through LiteRT-LM's Engine. Greedy decoding; tokens stream to stdout as they are
+made, and the figures (time to first token, ms/token) go to stderr. A bare .tflite has no
+tokenizer or generation loop: run the .litertlm written beside it."""
+
+
+def configure(p) -> None:
+    p.add_argument("artifact", metavar="ARTIFACT", help="a .pte or .litertlm file")
+    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate at most (default: 64)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of the runtime (default: 1)")
+
+
+def run(args) -> int:
+    from edge.errors import MatEdgeError
+    from edge.device.stock_run import check_artifact, generate
+
+    if args.max_new_tokens < 1:
+        raise MatEdgeError(f"--max-new-tokens {args.max_new_tokens}: give a positive number of tokens")
+    if args.threads < 1:
+        raise MatEdgeError(f"--threads {args.threads}: give a positive number of threads")
+    check_artifact(args.artifact)
+
+    def stream(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    result = generate(args.artifact, args.prompt, args.max_new_tokens, args.threads, on_piece=stream)
+    sys.stdout.write("\n")
+    print(f"{result.runtime}: {result.tokens} tokens, time to first token {result.ttft_ms:.1f} ms, "
+          f"{result.ms_per_token:.3f} ms/token, {args.threads} thread(s)", file=sys.stderr)
+    return 0
