@@ -77,13 +77,12 @@ class LossCache:
     """Validation loss per spec for one checkpoint, persisted as JSON across builds."""
 
     def __init__(self, model, checkpoint: Path, settings: BuildSettings):
-        from edge.data import load_corpus
+        from edge.checkpoint import load_corpus_for
         from edge.evaluate import SpecScorer
         from exporters.base import sha256
 
         self.ckpt_sha = sha256(Path(checkpoint) / WEIGHTS)
-        data = load_meta(checkpoint).get("train_args", {}).get("data")
-        self.corpus = load_corpus(Path(data) if data else None)
+        self.corpus = load_corpus_for(checkpoint)  # tokenized with the checkpoint's own tokenizer
         self.scorer = SpecScorer(model, self.corpus.val, settings.seq_len, settings.eval_tokens)
         self.path = settings.out_root / "loss_cache" / f"{self.ckpt_sha[:16]}-{settings.seq_len}-{settings.eval_tokens}.json"
         if self.path.exists():
