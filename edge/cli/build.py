@@ -29,6 +29,9 @@ def configure(p) -> None:
     p.add_argument("--generations", type=int, default=6, help="evolutionary search generations (default: 6)")
     p.add_argument("--population", type=int, default=16, help="children per generation (default: 16)")
     p.add_argument("--runs", type=int, default=20, help="timed runs when measuring on a device (default: 20)")
+    p.add_argument("--elastic", action="store_true",
+                   help="also write an elastic artifact per device (members S/M/L/XL + the latency frontier, "
+                        "one KV cache; executorch); a profile asks with elastic = true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -50,7 +53,7 @@ def run(args) -> int:
         raise CheckpointError(f"checkpoint {str(ckpt)!r} not found (run `make demo` or `matedge train`)")
     settings = BuildSettings(checkpoint=ckpt, out_root=Path(args.out), runs=args.runs, eval_tokens=args.eval_tokens,
                              search=SearchSettings(generations=args.generations, population=args.population),
-                             measure=not args.no_measure, progress=not args.quiet)
+                             measure=not args.no_measure, elastic=args.elastic, progress=not args.quiet)
     results = build_all(profiles, settings)
     print()
     print(summary(results))

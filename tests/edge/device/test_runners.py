@@ -141,8 +141,8 @@ def test_litert_runner_takes_litert_lm_signatures(tmp_path):
     """`--methods prefill,decode` on LiteRT-LM's convention: prefill is the prefill_<T> signature,
     input_pos and mask follow the prompt (positions 0..T-1, decode at T)."""
     pytest.importorskip("ai_edge_litert")
-    from edge.runner_litert import _inputs
-    from edge.profiler import LITERT_RUNNER
+    from edge.device.runner_litert import _inputs
+    from edge.device.runners import LITERT_RUNNER
 
     tfl = _export(tmp_path, TINY_LITERT_LM, "tiny_lm.tflite")
     r = subprocess.run([sys.executable, str(LITERT_RUNNER), "--model", str(tfl), "--methods", "prefill,decode",
