@@ -61,11 +61,18 @@ def invoker(path: Path, signature: str = "decode", position: int = 70):
 
 def executorch_decoder(model, precision: str, work: Path):
     """decode() of the project's .pte at this precision (export_model, no parity)."""
+    import json
+
     from exporters import export_model, get_exporter
 
-    art = export_model(model, "executorch", precision, work, context=CONTEXT, prefill_len=PREFILL,
-                       name=f"et-{precision}", parity=False)
-    runner = get_exporter("executorch").load_runner(art.path, art.meta)
+    pte, meta = work / f"et-{precision}.pte", work / f"et-{precision}.json"
+    if pte.exists() and meta.exists():  # an earlier run's export (--work)
+        path, info = pte, json.loads(meta.read_text())
+    else:
+        art = export_model(model, "executorch", precision, work, context=CONTEXT, prefill_len=PREFILL,
+                           name=f"et-{precision}", parity=False)
+        path, info = art.path, art.meta
+    runner = get_exporter("executorch").load_runner(path, info)
     runner.prefill(np.zeros((1, PREFILL), dtype=np.int64))
     return lambda: runner.decode(1, 70)
 
@@ -111,6 +118,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--calls", type=int, default=30)
     p.add_argument("--work", help="keep (and reuse) converted files here (default: a temporary folder)")
+    p.add_argument("--graphs", default="io-cache,litert-lm,generative", help="which LiteRT graphs to time")
     p.add_argument("--no-executorch", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -137,14 +145,18 @@ def main(argv=None) -> int:
             dense = slice_model(model, (spec,) * cfg.n_layers)
             for precision in args.precisions.split(","):
                 tag = f"{spec}-{precision}"
-                files = {"io-cache (before)": convert_io_cache(dense, precision, work / f"io-{tag}.tflite", CONTEXT, PREFILL),
-                         "litert-lm (now)": convert_litert_lm(dense, precision, work / f"lm-{tag}.tflite", CONTEXT, PREFILL),
-                         "generative": convert_generative(dense, precision, work / f"gen-{tag}.tflite", CONTEXT, PREFILL)}
-                fns = {k: invoker(v) for k, v in files.items()}
+                graphs = {"io-cache": ("io-cache (before)", convert_io_cache, "io"),
+                          "litert-lm": ("litert-lm (now)", convert_litert_lm, "lm"),
+                          "generative": ("generative", convert_generative, "gen")}
+                fns = {}
+                for g in args.graphs.split(","):
+                    label, convert, prefix = graphs[g]
+                    fns[label] = invoker(convert(dense, precision, work / f"{prefix}-{tag}.tflite", CONTEXT, PREFILL))
                 if not args.no_executorch:
                     fns["executorch .pte"] = executorch_decoder(dense, precision, work / f"et-{tag}")
                 res = time_all(fns, args.rounds, args.calls)
-                engine = engine_decode_ms(work / f"lm-{tag}.litertlm")
+                bundle = work / f"lm-{tag}.litertlm"
+                engine = engine_decode_ms(bundle) if bundle.exists() else float("nan")
                 for k, (wm, wp, cm, cp) in res.items():
                     rows.append([spec, precision, k, wm, wp, cm, cp, engine if k.startswith("litert-lm") else float("nan")])
                     print(f"  {spec} {precision} {k}: wall {wm:.3f} (p10 {wp:.3f}), cpu {cm:.3f} (p10 {cp:.3f}) ms",

@@ -10,16 +10,12 @@ from __future__ import annotations
 from edge.errors import MatEdgeError
 
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from edge import fsguard, inputs
 from edge.config import DEFAULT_CHECKPOINT, ConfigError, MatFormerConfig, default_checkpoint  # noqa: F401 (re-exported)
 from edge.model import MatFormerLM
 from edge.tokenizer import Tokenizer, byte_tokenizer, load_tokenizer  # load_tokenizer: re-exported
@@ -31,27 +27,10 @@ class CheckpointError(MatEdgeError):
     """A checkpoint is missing, incomplete or corrupt."""
 
 
-@contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to ``final``; on success replace ``final`` with it."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should look like any folder
-    try:
-        yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def atomic_dir(final: Path, kind: str = "checkpoint", force: bool = False):
+    """A temporary folder next to ``final`` that replaces it on success (see edge.fsguard:
+    only a folder this tool wrote is ever replaced, unless ``force``)."""
+    return fsguard.atomic_dir(final, kind=kind, force=force)
 
 
 def write_model(model: MatFormerLM, folder: Path, meta: dict | None = None,
@@ -60,7 +39,10 @@ def write_model(model: MatFormerLM, folder: Path, meta: dict | None = None,
     save_model). ``tokenizer`` None means the byte tokenizer, which only fits its 260-id vocabulary."""
     folder = Path(folder)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS))
+    try:
+        save_file(state, str(folder / WEIGHTS))
+    except SafetensorError as e:  # its I/O errors (disk full, ...) are not OSErrors
+        raise CheckpointError(f"cannot write {str(folder / WEIGHTS)!r}: {' '.join(str(e).split())}") from None
     model.config.save(folder / CONFIG)
     (folder / META).write_text(json.dumps(meta or {}, indent=2) + "\n")
     if tokenizer is None:
@@ -72,9 +54,10 @@ def write_model(model: MatFormerLM, folder: Path, meta: dict | None = None,
 
 
 def save_model(model: MatFormerLM, folder: Path, meta: dict | None = None,
-               tokenizer: Tokenizer | None = None) -> Path:
-    """Atomically save ``model`` (with ``meta`` and its ``tokenizer``) as a checkpoint folder."""
-    with atomic_dir(folder) as tmp:
+               tokenizer: Tokenizer | None = None, force: bool = False) -> Path:
+    """Atomically save ``model`` (with ``meta`` and its ``tokenizer``) as a checkpoint folder
+    (see atomic_dir: only a folder matedge wrote is replaced, unless ``force``)."""
+    with atomic_dir(folder, force=force) as tmp:
         write_model(model, tmp, meta, tokenizer)
     return Path(folder)
 
@@ -84,27 +67,55 @@ def load_config(folder: Path) -> MatFormerConfig:
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint {str(folder)!r} not found (expected a folder with "
                               f"{WEIGHTS} and {CONFIG}; train one with `matedge train`)")
+    if not (folder / CONFIG).exists():
+        raise CheckpointError(f"checkpoint {str(folder)!r} has no {CONFIG}")
     try:
-        return MatFormerConfig.load(folder / CONFIG)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {str(folder)!r} has no {CONFIG}") from None
-    except (json.JSONDecodeError, ConfigError, TypeError, UnicodeDecodeError) as e:
+        data = inputs.read_json(folder / CONFIG, "model config")
+        return MatFormerConfig.from_dict(data)
+    except MatEdgeError as e:
         raise CheckpointError(f"checkpoint {str(folder)!r}: corrupt {CONFIG}: {e}") from None
 
 
+# meta.json fields that other code reads, and the type each must have (others are provenance).
+META_TYPES = {"train_args": dict, "history": list, "step": int, "train_seconds": (int, float), "spec": str,
+              "source_meta": dict, "preset": str}
+
+
 def load_meta(folder: Path) -> dict:
-    try:
-        return json.loads((Path(folder) / META).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    """meta.json as a dict ({} when absent); CheckpointError when it is unreadable or mistyped."""
+    path = Path(folder) / META
+    if not path.exists() and not path.is_symlink():
         return {}
+    try:
+        meta = inputs.read_json(path, "checkpoint meta")
+    except MatEdgeError as e:
+        raise CheckpointError(str(e)) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: top level is {type(meta).__name__} (allowed: a JSON object)")
+    bad = [f"{k} = {str(meta[k])[:40]!r}" for k, t in META_TYPES.items()
+           if k in meta and (not isinstance(meta[k], t) or isinstance(meta[k], bool))]
+    data = meta.get("train_args", {}).get("data") if isinstance(meta.get("train_args"), dict) else None
+    if data is not None and not isinstance(data, str):
+        bad.append(f"train_args.data = {data!r}")
+    if bad:
+        expected = ", ".join(f"{k} {_type_name(t)}" for k, t in META_TYPES.items())
+        raise CheckpointError(f"{path}: wrong type for {', '.join(bad)} (expected: {expected}, train_args.data str)")
+    return meta
+
+
+def _type_name(t) -> str:
+    return "/".join(x.__name__ for x in t) if isinstance(t, tuple) else t.__name__
 
 
 def load_model(folder: Path) -> MatFormerLM:
     """Load a checkpoint folder; raise CheckpointError naming what is wrong."""
     folder = Path(folder)
     config = load_config(folder)
+    weights = folder / WEIGHTS
+    if weights.exists() and not weights.is_file():  # a folder or FIFO there: mmap would fail or block
+        raise CheckpointError(f"checkpoint {str(folder)!r}: {WEIGHTS} is not a regular file")
     try:
-        state = load_file(str(folder / WEIGHTS))
+        state = load_file(str(weights))
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {str(folder)!r} has no {WEIGHTS}") from None
     except (SafetensorError, OSError, ValueError) as e:

@@ -8,6 +8,7 @@ layer's own intermediate size, as Gemma 3n's config does).
 from __future__ import annotations
 
 from edge.errors import MatEdgeError
+from edge.inputs import RANGES, in_range, is_number, range_text, read_json
 
 import dataclasses
 import json
@@ -44,12 +45,15 @@ class MatFormerConfig:
     spec: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        self.granularity_fractions = tuple(float(f) for f in self.granularity_fractions)
-        self.granularity_names = tuple(self.granularity_names)
-        if self.ffn_sizes is not None:
-            self.ffn_sizes = tuple(int(s) for s in self.ffn_sizes)
-        if self.spec is not None:
-            self.spec = tuple(self.spec)
+        try:
+            self.granularity_fractions = tuple(_real(f) for f in self.granularity_fractions)
+            self.granularity_names = tuple(_name(n) for n in self.granularity_names)
+            if self.ffn_sizes is not None:
+                self.ffn_sizes = tuple(_integer(s) for s in self.ffn_sizes)
+            if self.spec is not None:
+                self.spec = tuple(_name(n) for n in self.spec)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"invalid config: {e}") from None
         self.validate()
 
     # -- derived sizes -------------------------------------------------------------------------
@@ -80,10 +84,16 @@ class MatFormerConfig:
                 problems.append(f"{name}={getattr(self, name)!r} (allowed: {allowed})")
 
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_context"):
-            v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v > 0, name, "a positive integer")
+            need(in_range(getattr(self, name), name, integer=True), name, range_text(name, integer=True))
+        for name in ("rope_base", "norm_eps"):
+            need(is_number(getattr(self, name)), name, "a finite number")
+        need(isinstance(self.tie_embeddings, bool), "tie_embeddings", "true or false")
         if problems:
             raise ConfigError("invalid config: " + "; ".join(problems))
+        # Checked before anything is allocated: a config is a promise of this many weights.
+        params = self.vocab_size * self.d_model + self.n_layers * (4 * self.d_model ** 2 + 3 * self.d_model * self.d_ff)
+        need(in_range(params, "parameters", integer=True), "d_model",
+             f"sizes whose model has at most {RANGES['parameters'][1]:.0e} parameters (this one: {params:.2e})")
         need(self.d_model % self.n_heads == 0, "n_heads", f"a divisor of d_model={self.d_model}")
         need(self.n_kv_heads <= self.n_heads and self.n_heads % self.n_kv_heads == 0, "n_kv_heads",
              f"a divisor of n_heads={self.n_heads}")
@@ -96,7 +106,7 @@ class MatFormerConfig:
              "granularity_names", f"{len(fr)} distinct names, one per fraction")
         need(all(round(self.d_ff * f) >= 1 and abs(self.d_ff * f - round(self.d_ff * f)) < 1e-9 for f in fr),
              "d_ff", "a multiple of every granularity's denominator (e.g. of 8 for S/M/L/XL)")
-        need(self.rope_base > 0, "rope_base", "a positive number")
+        need(in_range(self.rope_base, "rope_base"), "rope_base", range_text("rope_base"))
         need(0 < self.norm_eps < 1, "norm_eps", "a number in (0, 1)")
         if self.ffn_sizes is not None:
             need(len(self.ffn_sizes) == self.n_layers and all(0 < s <= self.d_ff for s in self.ffn_sizes),
@@ -111,6 +121,8 @@ class MatFormerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MatFormerConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"a config is a JSON object, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -122,13 +134,31 @@ class MatFormerConfig:
 
     @classmethod
     def load(cls, path: Path) -> "MatFormerConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(read_json(path, "model config"))
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "MatFormerConfig":
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r} (allowed: {', '.join(PRESETS)})")
         return cls(**{**PRESETS[name], **overrides})
+
+
+def _real(v) -> float:
+    if not is_number(v):
+        raise ValueError(f"granularity fraction {v!r} is not a finite number")
+    return float(v)
+
+
+def _integer(v) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ValueError(f"ffn size {v!r} is not an integer")
+    return v
+
+
+def _name(v) -> str:
+    if not isinstance(v, str) or not v or len(v) > 16:
+        raise ValueError(f"granularity name {v!r} is not a short string")
+    return v
 
 
 # `tiny` trains in seconds (tests); `small` is the default demo model (<= 15 min on 2 cores).

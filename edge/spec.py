@@ -26,6 +26,9 @@ def parse_spec(text: str | Sequence[str], config: MatFormerConfig) -> Spec:
     names = config.granularity_names
     allowed = (f"one of {'/'.join(names)} for all layers, or {config.n_layers} comma-separated "
                f"names such as {','.join(_example(names, config.n_layers))}")
+    if isinstance(text, str) and len(text) > 16 * config.n_layers + 64:
+        raise SpecError(f"spec {_short(text)} is {len(text):,} characters long (allowed: one name per layer, "
+                        f"{config.n_layers} layers)")
     if isinstance(text, str):
         parts = [p.strip() for p in text.strip().split(",")]
     else:
@@ -36,13 +39,14 @@ def parse_spec(text: str | Sequence[str], config: MatFormerConfig) -> Spec:
         name, _, count = part.partition("*")
         name = by_upper.get(name.strip().upper(), "")
         if not name:
-            raise SpecError(f"spec {text!r}: unknown granularity {part!r} (allowed: {allowed})")
+            raise SpecError(f"spec {_short(text)}: unknown granularity {part[:40]!r} (allowed: {allowed})")
         try:
             n = int(count) if count else 1
         except ValueError:
             n = 0
-        if n < 1:
-            raise SpecError(f"spec {text!r}: bad repeat count in {part!r} (use NAME*N with N >= 1)")
+        if not 1 <= n <= config.n_layers - len(layers):  # checked before the list grows
+            raise SpecError(f"spec {_short(text)}: repeat count in {part[:40]!r} (allowed: NAME*N with "
+                            f"1 <= N and {config.n_layers} layers in all)")
         layers.extend([name] * n)
     if len(layers) == 1:
         layers = layers * config.n_layers
@@ -50,6 +54,11 @@ def parse_spec(text: str | Sequence[str], config: MatFormerConfig) -> Spec:
         raise SpecError(f"spec {text!r} has {len(layers)} layers but the model has "
                         f"{config.n_layers} (allowed: {allowed})")
     return tuple(layers)
+
+
+def _short(text) -> str:
+    r = repr(text)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def _example(names: Sequence[str], n_layers: int) -> list[str]:

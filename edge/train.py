@@ -26,6 +26,7 @@ from edge.config import MatFormerConfig
 from edge.data import Corpus, load_corpus, random_batch
 from edge.errors import MatEdgeError
 from edge.evaluate import eval_loss
+from edge.fsguard import check_dir_destination
 from edge.model import MatFormerLM, lm_loss
 
 STATE = "train_state.pt"
@@ -59,6 +60,7 @@ class TrainArgs:
     data: str | None = None
     out: str = field(default_factory=lambda: str(ckpt.default_checkpoint()))
     resume: bool = True
+    force: bool = False  # replace an --out folder this tool did not write
     progress: bool = True
     config_overrides: dict = field(default_factory=dict)
 
@@ -72,6 +74,8 @@ class TrainArgs:
         for name in ("steps", "batch_size", "seq_len"):
             if getattr(self, name) < 1:
                 raise MatEdgeError(f"{name}={getattr(self, name)} (allowed: a positive integer)")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 10):
+            raise MatEdgeError(f"lr={self.lr} (allowed: a number in (0, 10])")
 
 
 def lr_at(step: int, args: TrainArgs) -> float:
@@ -124,14 +128,39 @@ def _save(model, opt, step, gens, args, history, corpus, out, extra=None):
     meta = {"preset": args.preset, "step": step, "train_args": {k: v for k, v in asdict(args).items()},
             "corpus": corpus.describe(), "corpus_sha256": corpus.sha256, "history": history,
             **(extra or {})}
-    with ckpt.atomic_dir(out) as tmp:
+    with ckpt.atomic_dir(out, force=args.force) as tmp:
         ckpt.write_model(model, tmp, meta)
         torch.save({"optimizer": opt.state_dict(), "step": step,
                     "gens": [g.get_state() for g in gens]}, tmp / STATE)
 
 
+def _resume(out: Path, model, opt, gens) -> tuple[int, list]:
+    """Load weights, optimizer and generator states from ``out``; (step, history).
+
+    train_state.pt is read with weights_only=True (no pickle code runs); anything unreadable or
+    inconsistent in it is one CheckpointError that suggests --no-resume."""
+    model.load_state_dict(ckpt.load_model(out).state_dict())
+    path = out / STATE
+    try:
+        if not path.is_file():
+            raise ValueError("not a regular file")
+        state = torch.load(path, weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        start = state["step"]
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+            raise ValueError(f"step = {start!r}")
+        for g, s in zip(gens, state["gens"], strict=True):
+            g.set_state(s)
+    except Exception as e:  # noqa: BLE001 - torch.load raises many types for a damaged file
+        raise ckpt.CheckpointError(f"{path} is unreadable or does not match the model ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:160] if str(e) else ''}); pass --no-resume to "
+                                   f"start over") from None
+    return start, ckpt.load_meta(out).get("history", [])
+
+
 def train(args: TrainArgs) -> dict:
     """Train (or resume) and save to ``args.out``; returns the final meta dict."""
+    check_dir_destination(args.out, args.force)  # before minutes of training, not at the first save
     rank, world = _dist_info()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,13 +176,7 @@ def train(args: TrainArgs) -> dict:
     gran_gen = torch.Generator().manual_seed(args.seed)  # identical on every rank
     out, start, history = Path(args.out), 0, []
     if args.resume and (out / STATE).exists():
-        model.load_state_dict(ckpt.load_model(out).state_dict())
-        state = torch.load(out / STATE, weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        start = state["step"]
-        for g, s in zip((data_gen, gran_gen), state["gens"]):
-            g.set_state(s)
-        history = ckpt.load_meta(out).get("history", [])
+        start, history = _resume(out, model, opt, (data_gen, gran_gen))
         data_gen.manual_seed(args.seed * 1000 + rank + 7919 * start)  # fresh windows per rank
     if start >= args.steps and world == 1:  # already trained: reuse it as it is
         print(f"{out}: already trained for {start} steps; reusing it (--no-resume to start over)")

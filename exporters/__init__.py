@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+from edge import interrupt
 from exporters.backends import BACKENDS, Backend, get_backend
 from exporters.base import Artifact, ExportError, file_size, sha256, write_json
 from exporters.logs import known_warnings_filtered
@@ -127,6 +128,7 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     final = out_dir / f"{name}{module.SUFFIX}"
     tmp = out_dir / f".{name}.tmp-{os.getpid()}{module.SUFFIX}"
     extras: dict[str, Path] = {}
+    interrupt.track(tmp)  # removed by the CLI even if a signal arrives inside a converter
     t0 = time.perf_counter()
     extra = {"tokenizer": tokenizer} if "tokenizer" in inspect.signature(module.export).parameters else {}
     try:
@@ -138,6 +140,7 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
         meta["tokenizer"] = write_tokenizer(tokenizer, out_dir)
         if parity:
             meta["parity"] = run_parity(module, tmp, meta, dense, precision, prefill_len, val_stream)
+        interrupt.check()  # a signal swallowed by a converter still stops here, before the rename
         files = {"model": final}
         for role, path in extras.items():
             files[role] = out_dir / f"{name}{Path(path).suffix}"
@@ -147,6 +150,8 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
         for path in (tmp, *extras.values()):
             _remove(Path(path))
         raise
+    finally:
+        interrupt.untrack(tmp)
     files.update(tokenizer=out_dir / TOKENIZER_JSON, tokenizer_config=out_dir / TOKENIZER_CONFIG)
     meta["file"] = final.name
     meta["files"] = {role: {"file": p.name, "bytes": file_size(p), "sha256": sha256(p)} for role, p in files.items()}

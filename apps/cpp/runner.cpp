@@ -19,12 +19,27 @@
 // LLM runner), fed to forward at position 0, then one greedy token per forward call until an
 // id of the program's get_eos_ids, --max-new-tokens or the end of the KV cache
 // (get_max_context_len). It prints the text (or, with --json, the token ids and timings).
+//
+// Safety: before anything is loaded, the artifact's size and sha256 are checked against its
+// metadata JSON (--meta FILE, default: the artifact's path with .json for its suffix, as
+// `matedge export` writes it); a mismatch or a missing file is refused with one line. --no-verify
+// skips the check for programs made by other tools. The program is then loaded with the
+// runtime's InternalConsistency verification. Numeric options are range-checked. Every error is
+// one line on stderr and exit code 2.
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
 #include <pytorch/tokenizers/hf_tokenizer.h>
 
+#include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <climits>
 
 #include <algorithm>
 #include <fstream>
@@ -66,6 +81,8 @@ struct Options {
   std::string tokenizer;  // tokenizer.json (generation mode)
   int prompt_tokens = 64;  // the "prefill" phase of a forward program (benchmark mode)
   int max_new_tokens = 32;
+  std::string meta;        // metadata JSON with file_size and sha256 ("" = beside the model)
+  bool verify = true;      // --no-verify: run a program that has no metadata
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -81,10 +98,14 @@ std::vector<std::string> split(const std::string& text) {
   return out;
 }
 
-int to_int(const std::string& flag, const char* value) {
+// An integer option in [lo, hi]: no overflow, no trailing text (strtol alone would wrap or abort).
+int to_int(const std::string& flag, const char* value, long lo, long hi) {
   char* end = nullptr;
+  errno = 0;
   long v = std::strtol(value, &end, 10);
-  if (*end != '\0' || v < 0) fail(flag + " needs a non-negative integer, got '" + value + "'");
+  if (end == value || *end != '\0' || errno == ERANGE || v < lo || v > hi)
+    fail(flag + " needs an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
+         std::string(value).substr(0, 40) + "'");
   return static_cast<int>(v);
 }
 
@@ -98,21 +119,123 @@ Options parse(int argc, char** argv) {
     };
     if (a == "--model") o.model = next();
     else if (a == "--methods") o.methods = split(next());
-    else if (a == "--warmup") o.warmup = to_int(a, next());
-    else if (a == "--runs") o.runs = std::max(1, to_int(a, next()));
-    else if (a == "--threads") o.threads = to_int(a, next());
+    else if (a == "--warmup") o.warmup = to_int(a, next(), 0, 10000);
+    else if (a == "--runs") o.runs = to_int(a, next(), 1, 100000);
+    else if (a == "--threads") o.threads = to_int(a, next(), 0, 256);
+    else if (a == "--meta") o.meta = next();
+    else if (a == "--no-verify") o.verify = false;
     else if (a == "--benchmark") o.describe = false;
     else if (a == "--describe") o.describe = true;
     else if (a == "--generate") o.generate = true, o.prompt = next();
     else if (a == "--tokenizer") o.tokenizer = next();
-    else if (a == "--prompt-tokens") o.prompt_tokens = std::max(1, to_int(a, next()));
-    else if (a == "--max-new-tokens") o.max_new_tokens = std::max(1, to_int(a, next()));
+    else if (a == "--prompt-tokens") o.prompt_tokens = to_int(a, next(), 1, 1 << 20);
+    else if (a == "--max-new-tokens") o.max_new_tokens = to_int(a, next(), 1, 1 << 20);
     else if (a == "--json") o.json = true;
     else fail("unknown argument '" + a + "' (see the header of runner.cpp)");
   }
   if (o.model.empty()) fail("--model PATH is required");
   if (o.generate && o.tokenizer.empty()) fail("--generate needs --tokenizer PATH: the tokenizer.json beside the model");
   return o;
+}
+
+// -- artifact verification (before the runtime sees a byte) --------------------------------------
+constexpr long long kMaxMetaBytes = 16 << 20;
+
+std::string read_small_file(const std::string& path, const char* what) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) fail(std::string(what) + " '" + path + "' not found");
+  if (!S_ISREG(st.st_mode)) fail(std::string(what) + " '" + path + "' is not a regular file");
+  if (st.st_size > kMaxMetaBytes) fail(std::string(what) + " '" + path + "' is too large");
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (!in.good() && !in.eof()) fail(std::string("cannot read ") + what + " '" + path + "'");
+  return ss.str();
+}
+
+// The top-level "file_size" and "sha256" of the metadata JSON (nlohmann::json: a real parser,
+// so a nested "sha256" such as the tokenizer's is never mistaken for the artifact's).
+std::pair<long long, std::string> meta_digest(const std::string& text, const std::string& meta_path) {
+  auto doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) fail("metadata '" + meta_path + "' is not a JSON object");
+  auto size = doc.find("file_size");
+  auto digest = doc.find("sha256");
+  if (size == doc.end() || !size->is_number_integer() || digest == doc.end() || !digest->is_string())
+    fail("metadata '" + meta_path + "' has no integer \"file_size\" and string \"sha256\"");
+  return {size->get<long long>(), digest->get<std::string>()};
+}
+
+std::string sha256_hex(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open '" + path + "'");
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  if (ctx == nullptr || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) fail("cannot start sha256");
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (in.gcount() > 0) EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(in.gcount()));
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx, digest, &n);
+  EVP_MD_CTX_free(ctx);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) out += {hex[digest[i] >> 4], hex[digest[i] & 15]};
+  return out;
+}
+
+std::string default_meta_path(const std::string& model) {
+  size_t slash = model.find_last_of('/');
+  size_t dot = model.find_last_of('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return model + ".json";
+  return model.substr(0, dot) + ".json";
+}
+
+// Refuse (one line, exit 2) an artifact whose size or sha256 differ from its metadata JSON.
+void verify_artifact(const Options& o) {
+  struct stat st {};
+  if (stat(o.model.c_str(), &st) != 0) fail("program '" + o.model + "' not found");
+  if (!S_ISREG(st.st_mode)) fail("program '" + o.model + "' is not a regular file");
+  if (!o.verify) return;
+  const std::string meta_path = o.meta.empty() ? default_meta_path(o.model) : o.meta;
+  struct stat ms {};
+  if (o.meta.empty() && stat(meta_path.c_str(), &ms) != 0)
+    fail("no metadata '" + meta_path + "' beside the program to verify it against (pass --meta FILE, or "
+         "--no-verify for a program not written by matedge)");
+  const auto [size, digest] = meta_digest(read_small_file(meta_path, "metadata"), meta_path);
+  if (size != static_cast<long long>(st.st_size))
+    fail("program '" + o.model + "' is " + std::to_string(static_cast<long long>(st.st_size)) +
+         " bytes but its metadata says " + std::to_string(size) + ": refusing a damaged or substituted file");
+  if (sha256_hex(o.model) != digest)
+    fail("program '" + o.model + "' does not match the sha256 in '" + meta_path +
+         "': refusing a damaged or substituted file");
+}
+
+// Last line of defence: the checks above stop a damaged file, but a hostile file that carries a
+// matching sha256 can still make the runtime read out of bounds (measured: 1 in 40 re-signed
+// mutants). Report that as one line and exit 2 instead of dying by a signal. Only
+// async-signal-safe calls here (write, _exit).
+void on_crash(int sig) {
+  static const char msg[] = "matedge_runner: error: the runtime crashed reading the program (a damaged or hostile file; "
+                            "re-export it)\n";
+  ssize_t ignored = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+  (void)ignored;
+  (void)sig;
+  _exit(2);
+}
+
+void install_crash_handler() {
+  static std::vector<char> alt(1 << 16);  // an own stack: the crash may be a stack overflow
+  stack_t ss{};
+  ss.ss_sp = alt.data();
+  ss.ss_size = alt.size();
+  sigaltstack(&ss, nullptr);
+  struct sigaction sa {};
+  sa.sa_handler = on_crash;
+  sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &sa, nullptr);
 }
 
 // Zero-filled inputs shaped by the method's metadata; the TensorPtrs own the memory.
@@ -353,13 +476,17 @@ void print_generation(const Generation& g, const Options& o, long long peak_rss)
 }  // namespace
 
 int main(int argc, char** argv) {
+  install_crash_handler();
   Options o = parse(argc, argv);
+  verify_artifact(o);
   if (o.threads > 0) executorch::extension::threadpool::get_threadpool()->_unsafe_reset_threadpool(o.threads);
   // Mmap: weights are paged in from the file as the delegate reads them, as an app would do.
   // Shared arenas: methods of a program exported with share_mutable_buffers must see one KV
   // cache (an app built on the Module API needs the same flag).
   Module module(o.model, Module::LoadMode::Mmap, nullptr, nullptr, nullptr, /*share_memory_arenas=*/true);
-  if (module.load() != executorch::runtime::Error::Ok) fail("cannot load program '" + o.model + "'");
+  // InternalConsistency: the runtime checks the flatbuffer's structure before trusting it.
+  if (module.load(executorch::runtime::Program::Verification::InternalConsistency) != executorch::runtime::Error::Ok)
+    fail("cannot load program '" + o.model + "' (not a valid ExecuTorch program)");
   if (o.generate) {
     Generation g = generate(module, o);
     print_generation(g, o, peak_rss_bytes());

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edge.inputs import int_arg
+
 HELP = "choose each device's best submodel under its limits; slice, export, verify, measure, report"
 DESCRIPTION = """\
 For each device profile: make sure a cost table exists (measured when the device is reachable
@@ -25,10 +27,11 @@ def configure(p) -> None:
     p.add_argument("--checkpoint", help="the universal checkpoint (default: the model `make demo` trains)")
     p.add_argument("--out", default="build", help="output root (default: build)")
     p.add_argument("--no-measure", action="store_true", help="estimate costs even for reachable devices")
-    p.add_argument("--eval-tokens", type=int, default=4096, help="held-out tokens per candidate (default: 4096)")
-    p.add_argument("--generations", type=int, default=6, help="evolutionary search generations (default: 6)")
-    p.add_argument("--population", type=int, default=16, help="children per generation (default: 16)")
-    p.add_argument("--runs", type=int, default=20, help="timed runs when measuring on a device (default: 20)")
+    p.add_argument("--eval-tokens", type=int_arg(1, 1 << 24), default=4096, help="held-out tokens per candidate (default: 4096)")
+    p.add_argument("--generations", type=int_arg(0, 1000), default=6, help="evolutionary search generations (default: 6)")
+    p.add_argument("--population", type=int_arg(1, 10_000), default=16, help="children per generation (default: 16)")
+    p.add_argument("--runs", type=int_arg(1, 100_000), default=20, help="timed runs when measuring on a device (default: 20)")
+    p.add_argument("--force", action="store_true", help="replace OUT/<device> folders that matedge did not write")
     p.add_argument("--elastic", action="store_true",
                    help="also write an elastic artifact per device (members S/M/L/XL + the latency frontier, "
                         "one KV cache; executorch); a profile asks with elastic = true")
@@ -48,12 +51,14 @@ def run(args) -> int:
         raise MatEdgeError("name a device with --device NAME (see `matedge profiles list`) or use --all")
     names = list_profiles() if args.all else args.device
     profiles = [load_profile(n) for n in names]  # every profile is checked before any work starts
+    _check_destinations(Path(args.out), profiles, args.force)
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     if not ckpt.exists():
         raise CheckpointError(f"checkpoint {str(ckpt)!r} not found (run `make demo` or `matedge train`)")
     settings = BuildSettings(checkpoint=ckpt, out_root=Path(args.out), runs=args.runs, eval_tokens=args.eval_tokens,
                              search=SearchSettings(generations=args.generations, population=args.population),
-                             measure=not args.no_measure, elastic=args.elastic, progress=not args.quiet)
+                             measure=not args.no_measure, elastic=args.elastic, progress=not args.quiet,
+                             force=args.force)
     results = build_all(profiles, settings)
     print()
     print(summary(results))
@@ -66,6 +71,17 @@ def run(args) -> int:
     if not failed:
         return 0
     return 2 if all(r.bad_input for r in failed) else 1
+
+
+def _check_destinations(root, profiles, force: bool) -> None:
+    """Before any work: OUT is a folder (or can be one) and no OUT/<device> is someone else's."""
+    from edge.fsguard import DestinationError, check_dir_destination
+    from edge.inputs import safe_id
+
+    if root.exists() and not root.is_dir():
+        raise DestinationError(f"--out {str(root)!r} exists and is not a folder (allowed: a folder for the build)")
+    for profile in profiles:
+        check_dir_destination(root / safe_id(profile.name, "profile name"), force, what=f"build folder of {profile.name}")
 
 
 def summary(results) -> str:

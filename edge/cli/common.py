@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.config import default_checkpoint
+from edge.inputs import int_arg
 
 
 def add_checkpoint(p, required: bool = False) -> None:
@@ -14,7 +15,7 @@ def add_checkpoint(p, required: bool = False) -> None:
 
 
 def add_eval_tokens(p) -> None:
-    p.add_argument("--eval-tokens", type=int, default=32_768,
+    p.add_argument("--eval-tokens", type=int_arg(1, 1 << 24), default=32_768,
                    help="validation tokens to score (default: 32768)")
 
 

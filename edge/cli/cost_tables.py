@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.cli.common import add_checkpoint
+from edge.inputs import int_arg
 
 HELP = "measure what each granularity costs on a device (cost table); import, chart, validate"
 DESCRIPTION = """\
@@ -30,27 +31,30 @@ def configure(p) -> None:
     p.add_argument("--precision", help="override the profile's precision (e.g. int8)")
     p.add_argument("--checkpoint", help="model whose geometry to profile (default: the `make demo` model)")
     p.add_argument("--out", help="cost table path (default: build/cost_tables/<device>-<precision>.json)")
-    p.add_argument("--runs", type=int, default=100, help="timed runs per method (default: 100)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
-    p.add_argument("--rounds", type=int, default=5,
+    p.add_argument("--runs", type=int_arg(1, 100_000), default=100, help="timed runs per method (default: 100)")
+    p.add_argument("--warmup", type=int_arg(0, 10_000), default=10, help="untimed runs first (default: 10)")
+    p.add_argument("--rounds", type=int_arg(1, 1000), default=5,
                    help="round-robin passes over the micro-models, each run in a fresh process; the table keeps "
                         "the median of the passes (default: 5)")
     p.add_argument("--chart", help="also write a PNG chart of the table here")
+    p.add_argument("--force", action="store_true", help="replace an --out file that is not a cost table")
     p.add_argument("--statistic", choices=("median", "min"), default="median",
                    help="latency of a method: median of the runs, or min (uncontended cost on a shared machine)")
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     imp = sub.add_parser("import", help="validate a cost table measured elsewhere and store it")
     imp.add_argument("file", metavar="FILE")
     imp.add_argument("--out", dest="import_out", help="where to store it (default: the device's table path)")
+    imp.add_argument("--force", dest="import_force", action="store_true",
+                     help="replace an --out file that is not a cost table")
     chart = sub.add_parser("chart", help="PNG of a device's cost table")
     _device_args(chart, checkpoint=False)
     chart.add_argument("--out", dest="chart_out", help="PNG path (default: beside the table)")
     val = sub.add_parser("validate-predictor", help="measure K random specs end to end vs the prediction")
     _device_args(val)
-    val.add_argument("--specs", type=int, default=20, help="random specs to measure (default: 20)")
-    val.add_argument("--seed", type=int, default=0)
-    val.add_argument("--runs", dest="val_runs", type=int, default=100, help="timed runs per method (default: 100)")
-    val.add_argument("--rounds", dest="val_rounds", type=int, default=5,
+    val.add_argument("--specs", type=int_arg(1, 10_000), default=20, help="random specs to measure (default: 20)")
+    val.add_argument("--seed", type=int_arg(0, 2**63 - 1), default=0)
+    val.add_argument("--runs", dest="val_runs", type=int_arg(1, 100_000), default=100, help="timed runs per method (default: 100)")
+    val.add_argument("--rounds", dest="val_rounds", type=int_arg(1, 1000), default=5,
                      help="processes per spec, median kept: one process alone varies by ~3%% on the host (default: 5)")
 
 
@@ -80,10 +84,14 @@ def _measure(args) -> int:
 
     from edge.checkpoint import default_checkpoint, load_config
     from edge.device.chart import plot_table
+    from edge.device.cost_table import is_table_file
     from edge.device.table_source import get_cost_table
+    from edge.fsguard import check_file_destination
 
     profile = device_profile(args.device, args.precision)
     config = load_config(Path(args.checkpoint) if args.checkpoint else default_checkpoint())
+    if args.out:  # before minutes of measuring: never replace a file that is not a cost table
+        check_file_destination(args.out, is_table_file, args.force)
     got = get_cost_table(profile, config, measure="always", path=args.out, runs=args.runs, warmup=args.warmup,
                          rounds=args.rounds, statistic=args.statistic)
     table, out = got.table, got.path
@@ -118,8 +126,8 @@ def _cells(c: dict) -> list:
 def _import(args) -> int:
     from edge.device.cost_table import load_table, table_path, write_table
 
-    table = load_table(args.file)  # schema-checked: a malformed table stops here, nothing written
-    out = write_table(table, args.import_out or table_path(table.device, table.precision))
+    table = load_table(args.file)  # validated as strictly as a measured one: nothing written if bad
+    out = write_table(table, args.import_out or table_path(table.device, table.precision), force=args.import_force)
     _print_table(table)
     print(f"imported {args.file} -> {out}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.cli.common import add_checkpoint, add_eval_tokens
+from edge.inputs import int_arg
 
 HELP = "validation loss/perplexity of a spec and its consistency with XL"
 
@@ -11,7 +12,7 @@ def configure(p) -> None:
     add_checkpoint(p)
     p.add_argument("--spec", required=True, help='per-layer granularities, e.g. "XL" or "S,S,M,M,L,XL"')
     add_eval_tokens(p)
-    p.add_argument("--seq-len", type=int, default=128, help="evaluation window (default: 128)")
+    p.add_argument("--seq-len", type=int_arg(2, 1 << 20), default=128, help="evaluation window (default: 128)")
 
 
 def run(args) -> int:

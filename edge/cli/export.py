@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.cli.common import add_checkpoint
+from edge.inputs import SAFE_ID_TEXT, int_arg, is_safe_id
 
 HELP = "export a spec to ExecuTorch (.pte), LiteRT (.tflite) or Core ML (.mlpackage), with a parity check"
 DESCRIPTION = """\
@@ -33,9 +34,10 @@ def configure(p) -> None:
     p.add_argument("--precision", help="default: fp32 (executorch, litert) or fp16 (coreml)")
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     p.add_argument("--name", default="model", help="artifact file name without suffix (default: model)")
-    p.add_argument("--context", type=int, help="KV-cache length (default: the model's max_context)")
-    p.add_argument("--prefill-len", type=int, help="prefill tokens T (default: min(64, context/4))")
+    p.add_argument("--context", type=int_arg(2, 1 << 20), help="KV-cache length (default: the model's max_context)")
+    p.add_argument("--prefill-len", type=int_arg(1, 1 << 20), help="prefill tokens T (default: min(64, context/4))")
     p.add_argument("--no-parity", action="store_true", help="skip the eager-vs-artifact parity check")
+    p.add_argument("--force", action="store_true", help="replace OUT/NAME.<suffix> even if matedge did not write it")
 
 
 def run(args) -> int:
@@ -48,9 +50,10 @@ def run(args) -> int:
 
     precision = args.precision or get_backend(args.backend).default_precision
     check_request(args.backend, precision)
-    if "/" in args.name or args.name.startswith("."):
-        raise MatEdgeError(f"--name {args.name!r}: give a plain file name (no '/' or leading '.')")
+    if not is_safe_id(args.name):
+        raise MatEdgeError(f"--name {args.name!r} (allowed: {SAFE_ID_TEXT})")
     _prepare_out(args.out)
+    _check_destination(args)
     model, folder = load_any(args.checkpoint)
     if model.config.is_universal and args.spec is None:
         raise MatEdgeError(f"{folder} is a universal checkpoint: pass --spec (e.g. \"XL\" or "
@@ -80,3 +83,29 @@ def run(args) -> int:
         return 0
     print(f"  parity ({m['parity']['kind']}): {summary(m['parity'])}")
     return 0 if m["parity"]["passed"] else 1
+
+
+def _check_destination(args) -> None:
+    """Refuse to overwrite OUT/NAME.<suffix> unless its metadata JSON says matedge wrote it."""
+    from pathlib import Path
+
+    from edge.errors import MatEdgeError
+    from edge.fsguard import check_dir_destination, check_file_destination
+    from edge.inputs import read_json
+    from exporters import get_backend
+
+    suffix = get_backend(args.backend).suffix
+    final = Path(args.out) / f"{args.name}{suffix}"
+
+    def owned(path: Path) -> bool:
+        try:
+            meta = read_json(path.with_name(f"{args.name}.json"), "artifact metadata")
+        except MatEdgeError:
+            return False
+        return isinstance(meta, dict) and meta.get("file") == path.name and "sha256" in meta
+
+    if final.is_dir() and not final.is_symlink():  # a package (.mlpackage) is a folder
+        if not args.force and not owned(final):
+            check_dir_destination(final, args.force)  # refused unless matedge's marker is inside
+    else:
+        check_file_destination(final, owned, args.force)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.cli.common import add_checkpoint, add_eval_tokens
+from edge.inputs import int_arg
 
 HELP = "table of S/M/L/XL: parameters, FLOPs/token, validation loss"
 
@@ -10,7 +11,7 @@ HELP = "table of S/M/L/XL: parameters, FLOPs/token, validation loss"
 def configure(p) -> None:
     add_checkpoint(p)
     add_eval_tokens(p)
-    p.add_argument("--seq-len", type=int, default=128, help="evaluation window (default: 128)")
+    p.add_argument("--seq-len", type=int_arg(2, 1 << 20), default=128, help="evaluation window (default: 128)")
 
 
 def run(args) -> int:

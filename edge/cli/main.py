@@ -3,7 +3,9 @@
 Each command lives in a module that defines ``HELP`` (one line), ``configure(parser)`` and
 ``run(args) -> int``; modules are imported only when their command runs, so ``--help`` is fast
 and a missing backend library only affects the commands that need it. A ``MatEdgeError`` (bad
-input) prints one line and exits with code 2.
+input) prints one line and exits with code 2; so do a bad option and an operating-system error
+(disk full, read-only file system, permission denied): ``edge.guard`` maps them. SIGINT and
+SIGTERM stop the command, remove its temporaries and exit with 130 / 143 (``edge.interrupt``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-from edge.errors import MatEdgeError
+from edge import guard
 
 # command -> module implementing it. Keep sorted by the order a user meets them.
 COMMANDS: dict[str, str] = {
@@ -47,9 +49,9 @@ def _modules() -> dict[str, object]:
 
 
 def build_parser(modules: dict[str, object]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="matedge", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = guard.OneLineParser(prog="matedge", description=DESCRIPTION,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=guard.OneLineParser)
     for name, mod in modules.items():
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,14 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    try:
-        return int(args._run(args) or 0)
-    except MatEdgeError as e:
-        print(f"matedge {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"matedge {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return guard.run_command(f"matedge {args.command}", lambda: args._run(args))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.config import PRESETS, default_checkpoint
+from edge.inputs import int_arg
 
 HELP = "train the universal MatFormer model (resumes an unfinished run in --out)"
 DESCRIPTION = """\
@@ -24,19 +25,20 @@ Fine-tune an existing elastic checkpoint instead (e.g. one from `matedge convert
 
 def configure(p) -> None:
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model size (default: small)")
-    p.add_argument("--steps", type=int, help="optimizer steps (default: per preset)")
+    p.add_argument("--steps", type=int_arg(1, 10**9), help="optimizer steps (default: per preset)")
     p.add_argument("--data", help="a UTF-8 text file or a folder of them (default: Python's own docs and sources)")
     p.add_argument("--out", default=str(default_checkpoint()), help=f"checkpoint folder (default: {default_checkpoint()})")
     p.add_argument("--regime", choices=["sample", "sum", "random-layer"],
                    help="default: sample (sum with --init)")
     p.add_argument("--probs", help="sampling probabilities per granularity, e.g. .17,.20,.22,.41")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="CPU threads (default: one per core; 1 is faster on a busy machine)")
-    p.add_argument("--eval-every", type=int, help="steps between validation passes (default: 250; 50 with --init, where 0 means never)")
+    p.add_argument("--batch-size", type=int_arg(1, 1 << 16))
+    p.add_argument("--seq-len", type=int_arg(2, 1 << 20))
+    p.add_argument("--lr", type=float, help="peak learning rate, in (0, 10] (default: per preset)")
+    p.add_argument("--seed", type=int_arg(0, 2**63 - 1), default=0)
+    p.add_argument("--threads", type=int_arg(1, 256), help="CPU threads (default: one per core; 1 is faster on a busy machine)")
+    p.add_argument("--eval-every", type=int_arg(0, 10**9), help="steps between validation passes (default: 250; 50 with --init, where 0 means never)")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a run")
+    p.add_argument("--force", action="store_true", help="replace an --out folder that matedge did not write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--init", metavar="CKPT", help="start from this elastic checkpoint (fine-tune; see below)")
     p.add_argument("--distill", action="store_true", help="with --init: distil from the teacher (nested KD)")
@@ -48,6 +50,8 @@ def configure(p) -> None:
 
 def _probs(text: str | None, names: tuple[str, ...]) -> tuple[float, ...] | None:
     """One non-negative sampling weight per granularity of the model being trained (``names``)."""
+    import math
+
     from edge.errors import MatEdgeError
 
     if not text:
@@ -56,10 +60,10 @@ def _probs(text: str | None, names: tuple[str, ...]) -> tuple[float, ...] | None
         probs = tuple(float(v) for v in text.split(","))
     except ValueError:
         probs = ()
-    if len(probs) != len(names) or any(p < 0 for p in probs) or sum(probs) <= 0:
+    if len(probs) != len(names) or not all(math.isfinite(p) and 0 <= p <= 1e6 for p in probs) or sum(probs) <= 0:
         # the paper's skew towards the largest granularity where it applies, else uniform
         example = ".17,.20,.22,.41" if len(names) == 4 else ",".join(["1"] * len(names))
-        raise MatEdgeError(f"--probs {text!r}: need {len(names)} non-negative numbers for {','.join(names)}, "
+        raise MatEdgeError(f"--probs {text!r}: need {len(names)} finite non-negative numbers for {','.join(names)}, "
                            f"e.g. {example}")
     return probs
 
@@ -76,7 +80,7 @@ def run(args) -> int:
     targs = TrainArgs(preset=args.preset, steps=args.steps, data=args.data, out=args.out, regime=args.regime or "sample",
                       probs=_probs(args.probs, names), batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                       seed=args.seed, threads=args.threads, eval_every=args.eval_every or 250, resume=not args.no_resume,
-                      progress=not args.quiet)
+                      force=args.force, progress=not args.quiet)
     meta = train(targs)
     if "history" in meta and meta["history"]:
         val = meta["history"][-1]["val_loss"]

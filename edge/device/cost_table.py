@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
 from edge.errors import MatEdgeError
+from edge.fsguard import atomic_write_text, check_file_destination
+from edge.inputs import SAFE_ID_TEXT, in_range, is_safe_id, range_text, read_json, safe_id
 
 SCHEMA = "matedge.cost_table/1"
 LATENCY_KEYS = ("prefill_ms", "prefill_p90_ms", "decode_ms", "decode_p90_ms")
@@ -61,6 +62,29 @@ def _num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _int(v, key: str) -> bool:
+    return in_range(v, key, integer=True)
+
+
+def _header_problems(t: dict) -> list[str]:
+    """Identity fields: safe ids (they become file names), a known backend and precision, ranges."""
+    from exporters.backends import BACKENDS
+
+    BACKEND_PRECISIONS = {name: b.precisions for name, b in BACKENDS.items()}  # noqa: N806
+    p = []
+    for k in ("threads", "context", "prompt_tokens"):
+        if k in t and not _int(t[k], k):
+            p.append(f"{k} = {t[k]!r} (allowed: {range_text(k, integer=True)})")
+    if "device" in t and not is_safe_id(t["device"]):
+        p.append(f"device = {t['device']!r} (allowed: {SAFE_ID_TEXT})")
+    backend, precision = t.get("backend"), t.get("precision")
+    if "backend" in t and backend not in BACKEND_PRECISIONS:
+        p.append(f"backend = {backend!r} (allowed: {', '.join(BACKEND_PRECISIONS)})")
+    elif backend in BACKEND_PRECISIONS and precision not in BACKEND_PRECISIONS[backend]:
+        p.append(f"precision = {precision!r} (allowed for {backend}: {', '.join(BACKEND_PRECISIONS[backend])})")
+    return p
+
+
 def validate_table(t) -> list[str]:
     """Every problem of a parsed cost table (empty list: valid)."""
     if not isinstance(t, dict):
@@ -69,30 +93,26 @@ def validate_table(t) -> list[str]:
     p += [f"{k}: unknown field" for k in sorted(set(t) - set(TOP_KEYS) - {"micro", "errors", "spill"})]
     if t.get("schema", SCHEMA) != SCHEMA:
         p.append(f"schema = {t['schema']!r} (allowed: {SCHEMA!r})")
-    for k in ("threads", "context", "prompt_tokens"):
-        if k in t and not (isinstance(t[k], int) and not isinstance(t[k], bool) and t[k] > 0):
-            p.append(f"{k} = {t[k]!r} (allowed: a positive integer)")
-    for k in ("device", "backend", "precision"):
-        if k in t and not (isinstance(t[k], str) and t[k]):
-            p.append(f"{k} = {t[k]!r} (allowed: a non-empty string)")
+    p += _header_problems(t)
     if "estimated" in t and not isinstance(t["estimated"], bool):
         p.append(f"estimated = {t['estimated']!r} (allowed: true or false)")
     model = t.get("model")
     if not isinstance(model, dict):
         return p + ([f"model = {model!r} (allowed: an object)"] if "model" in t else [])
-    p += [f"model.{k} = {model.get(k)!r} (allowed: a positive integer)" for k in MODEL_KEYS
-          if not (isinstance(model.get(k), int) and model.get(k) > 0)]
+    p += [f"model.{k} = {model.get(k)!r} (allowed: {range_text(k, integer=True)})" for k in MODEL_KEYS
+          if not _int(model.get(k), k)]
     widths = model.get("widths")
-    if not (isinstance(widths, dict) and widths and all(isinstance(w, int) and w > 0 for w in widths.values())):
-        return p + [f"model.widths = {widths!r} (allowed: {{granularity: positive integer}})"]
-    p += _check_costs(t.get("fixed"), "fixed", allow_negative=True)
+    if not (isinstance(widths, dict) and 0 < len(widths) <= 16 and all(_int(w, "d_ff") for w in widths.values())
+            and all(is_safe_id(g) for g in widths)):
+        return p + [f"model.widths = {str(widths)[:80]!r} (allowed: {{granularity name: {range_text('d_ff', True)}}})"]
+    p += _check_costs(t.get("fixed"), "fixed")
     layers = t.get("layers")
     if not isinstance(layers, dict):
         return p + [f"layers = {layers!r} (allowed: {{granularity: costs}})"]
     if set(layers) != set(widths):
         p.append(f"layers has {sorted(layers)} (allowed: exactly the granularities {sorted(widths)})")
     for g, costs in layers.items():
-        p += _check_costs(costs, f"layers.{g}", allow_negative=False)
+        p += _check_costs(costs, f"layers.{g}")
     if "spill" in t:
         p += _check_spill(t["spill"])
     prov = t.get("provenance")
@@ -103,14 +123,16 @@ def validate_table(t) -> list[str]:
     return p
 
 
-def _check_costs(c, where: str, allow_negative: bool) -> list[str]:
+def _check_costs(c, where: str) -> list[str]:
+    """Every cost is finite and non-negative (a negative one predicts negative latencies)."""
     if not isinstance(c, dict):
-        return [f"{where} = {c!r} (allowed: an object with {', '.join(COST_KEYS)})"]
+        return [f"{where} = {str(c)[:60]!r} (allowed: an object with {', '.join(COST_KEYS)})"]
     p = [f"{where}.{k}: missing" for k in COST_KEYS if k not in c]
     p += [f"{where}.{k}: unknown field" for k in sorted(set(c) - set(COST_KEYS))]
     for k in COST_KEYS:
-        if k in c and not (_num(c[k]) and (allow_negative or c[k] >= 0)):
-            p.append(f"{where}.{k} = {c[k]!r} (allowed: a finite number{'' if allow_negative else ' >= 0'})")
+        kind = "latency_ms" if k in LATENCY_KEYS else "bytes"
+        if k in c and not in_range(c[k], kind):
+            p.append(f"{where}.{k} = {c[k]!r} (allowed: {range_text(kind)})")
     return p
 
 
@@ -128,8 +150,8 @@ def _check_spill(spill) -> list[str]:
             if not isinstance(term, dict) or set(term) != set(SPILL_KEYS):
                 p.append(f"spill.{k}[{i}] = {term!r} (allowed: an object with exactly {', '.join(SPILL_KEYS)})")
                 continue
-            p += [f"spill.{k}[{i}].{f} = {term[f]!r} (allowed: a finite number >= 0)" for f in SPILL_KEYS
-                  if not (_num(term[f]) and term[f] >= 0)]
+            p += [f"spill.{k}[{i}].{f} = {term[f]!r} (allowed: {range_text(kind)})"
+                  for f, kind in (("above_bytes", "bytes"), ("ms_per_mib", "ms_per_mib")) if not in_range(term[f], kind)]
     return p
 
 
@@ -184,29 +206,35 @@ def table_statistic(table: dict) -> str:
 def load_table(path: str | Path) -> CostTable:
     """Read and validate a cost table; CostTableError lists every problem."""
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise CostTableError(f"cost table {str(path)!r} not found (measure one with `matedge profile --device NAME`)")
     try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CostTableError(f"cost table {str(path)!r} not found (measure one with `matedge profile --device NAME`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CostTableError(f"{path}: not valid JSON ({e})") from None
+        table = read_json(path, "cost table")
+    except MatEdgeError as e:
+        raise CostTableError(str(e)) from None
     problems = validate_table(table)
     if problems:
         raise CostTableError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems[:12]))
     return CostTable(table)
 
 
-def write_table(table: dict, path: str | Path) -> Path:
-    """Validate, then write atomically (temporary sibling + os.replace): never half-written."""
+def write_table(table: dict, path: str | Path, force: bool = False) -> Path:
+    """Validate, then write atomically (temporary sibling + rename): never half-written. An
+    existing file at ``path`` is replaced only if it is a cost table (or with ``force``)."""
     problems = validate_table(table)
     if problems:
         raise CostTableError("refusing to write an invalid cost table: " + "; ".join(problems[:12]))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(table, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    path = check_file_destination(path, is_table_file, force)
+    return atomic_write_text(path, json.dumps(table, indent=2) + "\n")
+
+
+def is_table_file(path: Path) -> bool:
+    """True when ``path`` holds a cost table (matedge wrote it: it may be replaced)."""
+    try:
+        data = read_json(path, "cost table")
+    except MatEdgeError:
+        return False
+    return isinstance(data, dict) and data.get("schema") == SCHEMA
 
 
 def check_model(table: dict, config) -> None:
@@ -258,5 +286,6 @@ def predict(table: dict, spec: Sequence[str]) -> dict:
 
 
 def table_path(device: str, precision: str, root: str | Path = "build/cost_tables") -> Path:
-    """Where ``matedge profile`` keeps a device's table: build/cost_tables/<device>-<precision>.json."""
-    return Path(root) / f"{device}-{precision}.json"
+    """Where ``matedge profile`` keeps a device's table: build/cost_tables/<device>-<precision>.json
+    (both parts must be safe identifiers: a table's strings never escape ``root``)."""
+    return Path(root) / f"{safe_id(device, 'device')}-{safe_id(precision, 'precision')}.json"

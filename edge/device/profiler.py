@@ -18,9 +18,9 @@ import dataclasses
 from contextlib import nullcontext
 import datetime as dt
 import sys
-import tempfile
 from pathlib import Path
 
+from edge import interrupt
 from edge.device.costfit import fit_costs
 from edge.device.micro import CALIBRATION_MODELS, micro_jobs, micro_layouts
 from edge.device.cost_table import SCHEMA, CostTable
@@ -132,7 +132,7 @@ def measure_table(profile: DeviceProfile, config, *, runs: int = 100, warmup: in
     profile = clamp_to_model(profile, config)
     transport = transport or get_transport(profile.transport)
     transport.check()  # an unreachable device fails now, not after minutes of exports
-    with tempfile.TemporaryDirectory(prefix="matedge-profile-", dir=work_dir) as tmp:
+    with interrupt.temp_dir("matedge-profile-", work_dir) as tmp:  # removed on SIGINT/SIGTERM too
         if log_path:  # this run's converter output only
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
             Path(log_path).write_text("")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.errors import MatEdgeError
+from edge.inputs import RANGES, SAFE_ID_TEXT, in_range, is_safe_id, range_text, read_toml
 from exporters.backends import BACKENDS
+
+MAX_STR = 500  # description, cpu, transport: a line, not a document
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "device_profiles"  # the shipped profiles
 
@@ -88,11 +90,14 @@ HARDWARE = {"gemm_gflops": (_POS_NUM, True), "memory_bandwidth_gbs": (_POS_NUM, 
 SECTIONS = {"limits": LIMITS, "hardware": HARDWARE}
 
 
-def _type_ok(kind: str, v) -> bool:
+def _type_ok(kind: str, v, key: str = "") -> bool:
+    """``v`` has the field's type and, for numbers, lies in its finite range (edge.validate.RANGES)."""
     if kind == _STR:
-        return isinstance(v, str) and v.strip() != ""
+        return isinstance(v, str) and v.strip() != "" and len(v) <= MAX_STR
     if kind == _BOOL:
         return isinstance(v, bool)
+    if key in RANGES:
+        return in_range(v, key, integer=kind == _POS_INT)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False
     if kind == _POS_INT:
@@ -100,15 +105,26 @@ def _type_ok(kind: str, v) -> bool:
     return v >= 0 if kind == _NONNEG_NUM else v > 0
 
 
+def _allowed(kind: str, key: str) -> str:
+    if key in RANGES and kind != _STR:
+        return range_text(key, integer=kind == _POS_INT)
+    return f"a {kind}" + (f" of at most {MAX_STR} characters" if kind == _STR else "")
+
+
 def _check_table(data: dict, schema: dict, prefix: str, problems: list[str]) -> None:
     for key in sorted(set(data) - set(schema) - (set(SECTIONS) if not prefix else set())):
-        problems.append(f"{prefix}{key} = {data[key]!r}: unknown field (allowed: {', '.join(schema)})")
+        problems.append(f"{prefix}{key} = {_show(data[key])}: unknown field (allowed: {', '.join(schema)})")
     for key, (kind, required) in schema.items():
         if key not in data:
             if required:
-                problems.append(f"{prefix}{key}: missing (required, a {kind})")
-        elif not _type_ok(kind, data[key]):
-            problems.append(f"{prefix}{key} = {data[key]!r} (allowed: a {kind})")
+                problems.append(f"{prefix}{key}: missing (required, {_allowed(kind, key)})")
+        elif not _type_ok(kind, data[key], key):
+            problems.append(f"{prefix}{key} = {_show(data[key])} (allowed: {_allowed(kind, key)})")
+
+
+def _show(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def validate_data(data: dict, stem: str | None = None) -> list[str]:
@@ -126,7 +142,9 @@ def validate_data(data: dict, stem: str | None = None) -> list[str]:
         else:
             _check_table(table, schema, f"{section}.", problems)
     name, backend, precision = data.get("name"), data.get("backend"), data.get("precision")
-    if stem is not None and isinstance(name, str) and name != stem:
+    if isinstance(name, str) and not is_safe_id(name):  # it names build/<name>/ and cost-table files
+        problems.append(f"name = {_show(name)} (allowed: {SAFE_ID_TEXT})")
+    elif stem is not None and isinstance(name, str) and name != stem:
         problems.append(f"name = {name!r} (allowed: the file's name without .toml, {stem!r})")
     if isinstance(backend, str) and backend not in BACKEND_PRECISIONS:
         problems.append(f"backend = {backend!r} (allowed: {', '.join(BACKEND_PRECISIONS)})")
@@ -157,9 +175,11 @@ def resolve(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     p = Path(text)
     if p.suffix == ".toml" or os.sep in text:
-        if not p.is_file():
+        if not p.exists():
             raise ProfileError(f"profile file {text!r} not found")
-        return p
+        return p  # read_toml refuses a folder, FIFO or device with one line
+    if not is_safe_id(text):
+        raise ProfileError(f"device profile name {_show(text)} (allowed: {SAFE_ID_TEXT}, or a path to a .toml file)")
     candidate = profiles_dir() / f"{text}.toml"
     if not candidate.is_file():
         raise ProfileError(f"unknown device profile {text!r} (allowed: {', '.join(list_profiles()) or 'none found'}, "
@@ -171,11 +191,9 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """Load and validate one profile; ProfileError lists every problem of the file."""
     path = resolve(name_or_path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"{path}: invalid TOML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{path}: cannot read: {e}") from None
+        data = read_toml(path, "device profile")
+    except MatEdgeError as e:
+        raise ProfileError(str(e)) from None
     problems = validate_data(data, stem=path.stem)
     if problems:
         raise ProfileError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems))

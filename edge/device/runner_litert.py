@@ -1,7 +1,7 @@
 """Standalone LiteRT benchmark runner: time each signature of a .tflite file.
 
     python runner_litert.py --model m.tflite [--methods prefill,decode] [--warmup 3] [--runs 20]
-                            [--threads 1]
+                            [--threads 1] [--meta m.json | --no-verify]
 
 This file is copied to the device and run on its own: it imports only ``ai_edge_litert`` (and
 numpy, which it needs), never torch or this project, so the process's peak memory (~40 MB
@@ -12,13 +12,79 @@ caches passed in and out as tensors are timed like any other input. ``--methods 
 names the artifact's prompt signature (LiteRT-LM's ``prefill_<T>``, the largest T) and is
 reported under ``prefill``. Prints one JSON object, the same shape as the C++ runner's
 (apps/cpp/runner.cpp).
+
+Like the C++ runner, it checks the artifact's size and sha256 against its metadata JSON before
+loading it (``--meta``, default: the model's path with ``.json``), range-checks its numbers, and
+reports every failure, the runtime's included, as one line with exit code 2.
 """
 
 import argparse
+import hashlib
 import json
+import os
 import resource
+import stat
 import sys
 import time
+
+LIMITS = {"warmup": (0, 10_000), "runs": (1, 100_000), "threads": (1, 256)}
+
+
+class RunnerError(Exception):
+    """A one-line reason to stop (exit 2)."""
+
+
+def _bounded(name):
+    lo, hi = LIMITS[name]
+
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{name} {text[:40]!r} is not an integer") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"--{name} {v} is out of range (allowed: {lo}..{hi})")
+        return v
+
+    return parse
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(model, meta_path, required=True):
+    """Refuse a model whose size or sha256 differ from its metadata JSON (or that has none)."""
+    try:
+        st = os.stat(model)
+    except OSError as e:
+        raise RunnerError(f"cannot open {model!r}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise RunnerError(f"{model!r} is not a regular file")
+    if not required:
+        return
+    explicit = meta_path is not None
+    meta_path = meta_path or os.path.splitext(model)[0] + ".json"
+    if not explicit and not os.path.isfile(meta_path):
+        raise RunnerError(f"no metadata {meta_path!r} beside the model to verify it against "
+                          f"(pass --meta FILE, or --no-verify for a model not written by matedge)")
+    try:
+        if not stat.S_ISREG(os.stat(meta_path).st_mode) or os.stat(meta_path).st_size > 16 << 20:
+            raise RunnerError(f"metadata {meta_path!r} is not a small regular file")
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError, RecursionError) as e:
+        raise RunnerError(f"cannot read metadata {meta_path!r} ({type(e).__name__})") from None
+    size, digest = (meta.get("file_size"), meta.get("sha256")) if isinstance(meta, dict) else (None, None)
+    if not isinstance(size, int) or not isinstance(digest, str):
+        raise RunnerError(f"metadata {meta_path!r} has no file_size and sha256")
+    if size != st.st_size or _sha256(model) != digest:
+        raise RunnerError(f"{model!r} does not match the size and sha256 in {meta_path!r}: refusing a damaged "
+                          f"or substituted file")
 
 
 def _percentile(values, q):
@@ -82,34 +148,60 @@ def _peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--methods", default="")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"runner_litert: error: {message}\n")
+
+
+def _run(args):
+    verify(args.model, args.meta, required=not args.no_verify)
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        print("runner_litert: error: ai-edge-litert is not installed (pip install ai-edge-litert)", file=sys.stderr)
-        return 2
+        raise RunnerError("ai-edge-litert is not installed (pip install ai-edge-litert)") from None
     try:
-        interpreter = Interpreter(model_path=args.model, num_threads=max(1, args.threads))
-    except (ValueError, RuntimeError, OSError) as e:
-        print(f"runner_litert: error: cannot load {args.model!r}: {e}", file=sys.stderr)
-        return 2
-    signatures = interpreter.get_signature_list()
+        interpreter = Interpreter(model_path=args.model, num_threads=args.threads)
+        signatures = interpreter.get_signature_list()
+    except Exception as e:  # the runtime raises ValueError/RuntimeError/... for a bad file
+        raise RunnerError(f"cannot load {args.model!r}: {_line(e)}") from None
     names = [m for m in args.methods.split(",") if m] or sorted(signatures)
     unknown = [m for m in names if _resolve(m, signatures) is None]
     if unknown:
-        print(f"runner_litert: error: no signature {unknown} (has {sorted(signatures)})", file=sys.stderr)
-        return 2
+        raise RunnerError(f"no signature {unknown} (has {sorted(signatures)})")
     prompt = _resolve("prefill", signatures)
     decode_pos = int(prompt[8:]) if prompt and prompt != "prefill" else 0  # the token after the prompt
-    methods = {m: _time_signature(interpreter, _resolve(m, signatures), args.warmup, max(1, args.runs), decode_pos)
-               for m in names}
+    methods = {}
+    for m in names:
+        try:
+            methods[m] = _time_signature(interpreter, _resolve(m, signatures), args.warmup, args.runs, decode_pos)
+        except Exception as e:  # allocation or invocation failed inside the runtime
+            raise RunnerError(f"signature {m!r} failed: {_line(e)}") from None
+    return methods
+
+
+def _line(e):
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:300]}"
+
+
+def main(argv=None):
+    p = _Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--methods", default="")
+    p.add_argument("--warmup", type=_bounded("warmup"), default=3)
+    p.add_argument("--runs", type=_bounded("runs"), default=20)
+    p.add_argument("--threads", type=_bounded("threads"), default=1)
+    p.add_argument("--meta", help="metadata JSON with file_size and sha256 (default: beside the model)")
+    p.add_argument("--no-verify", action="store_true", help="run a model that has no metadata")
+    args = p.parse_args(argv)
+    try:
+        methods = _run(args)
+    except RunnerError as e:
+        print(f"runner_litert: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("runner_litert: error: out of memory", file=sys.stderr)
+        return 2
     peak = _peak_rss_bytes()
     print(json.dumps({"runner": "runner_litert", "runtime": "litert", "threads": args.threads,
                       "warmup": args.warmup, "methods": methods, "peak_rss_bytes": peak}))

@@ -28,10 +28,17 @@ class ProfilerError(MatEdgeError):
     """Profiling cannot proceed (no runner for the backend, build failed, a runner crashed)."""
 
 
+def verify_args(artifact: Path) -> list:
+    """The runner checks the artifact's size and sha256 against the metadata JSON that
+    ``matedge export`` wrote beside it (shipped with it); a file without one runs unverified."""
+    meta = Path(artifact).with_suffix(".json")
+    return ["--meta", meta] if meta.is_file() else ["--no-verify"]
+
+
 def runner_command(profile: DeviceProfile, artifact: Path, runs: int, warmup: int) -> list:
     """The command a transport runs: files to ship are Paths, literal arguments are strings."""
     args = ["--model", Path(artifact), "--methods", "prefill,decode", "--runs", str(runs),
-            "--warmup", str(warmup), "--threads", str(profile.threads)]
+            "--warmup", str(warmup), "--threads", str(profile.threads), *verify_args(artifact)]
     runner = get_backend(profile.backend).runner
     if runner == "matedge_runner":
         from edge.device.cpp_runner import ensure_cpp_runner

@@ -23,9 +23,15 @@ from edge.errors import MatEdgeError
 
 DEFAULT_TIMEOUT_S = 120.0
 CONNECT_TIMEOUT_S = 10
-_SSH_RE = re.compile(r"^ssh://(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?/?$")
-_ADB_RE = re.compile(r"^adb(?::(?P<serial>[A-Za-z0-9._:-]+))?$")
-ALLOWED = "local, none, ssh://user@host[:port] or adb[:serial]"
+# User, host and serial start with a letter, digit (or '_' for a user): never '-', so none can be
+# read as an option by ssh, scp or adb (``ssh://-Fconfig`` would make ssh run its ProxyCommand).
+# The argument lists put "--" before them as well.
+_USER = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,31}"
+_HOST = r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9a-fA-F:]{2,39}\]"
+_SSH_RE = re.compile(rf"^ssh://(?:(?P<user>{_USER})@)?(?P<host>{_HOST})(?::(?P<port>\d{{1,5}}))?/?$")
+_ADB_RE = re.compile(r"^adb(?::(?P<serial>[A-Za-z0-9][A-Za-z0-9._:-]{0,127}))?$")
+ALLOWED = ("local, none, ssh://user@host[:port] or adb[:serial]; user, host and serial start with a letter "
+           "or digit and hold only letters, digits, '.', '_', '-' (and ':' in a serial)")
 
 
 class TransportError(MatEdgeError):
@@ -88,7 +94,13 @@ class LocalTransport:
                                         env={**os.environ, **(env or {})})
             except OSError as e:
                 raise TransportError(f"cannot start {argv[0]!r}: {e}") from None
-            status, rss_kb = _wait4(proc, timeout)
+            try:
+                status, rss_kb = _wait4(proc, timeout)
+            except BaseException:  # interrupted: the runner must not outlive the command
+                proc.kill()
+                os.waitpid(proc.pid, 0)
+                proc.returncode = -9
+                raise
             wall = time.perf_counter() - start
             out.seek(0), err.seek(0)
             stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
@@ -182,7 +194,9 @@ class SshTransport(_RemoteTransport):
         if parts["kind"] != "ssh":
             raise TransportError(f"not an ssh transport: {url!r}")
         self.url, self.port = url, parts["port"]
-        self.target = f"{parts['user']}@{parts['host']}" if parts["user"] else parts["host"]
+        user = f"{parts['user']}@" if parts["user"] else ""
+        self.target = f"{user}{parts['host']}"
+        self.scp_target = f"{user}[{parts['host']}]" if ":" in parts["host"] else self.target  # IPv6
         opts = {"BatchMode": "yes", "ConnectTimeout": str(CONNECT_TIMEOUT_S), **(options or {})}
         if identity is None and os.environ.get("MATEDGE_SSH_IDENTITY"):
             identity = os.environ["MATEDGE_SSH_IDENTITY"]
@@ -191,11 +205,15 @@ class SshTransport(_RemoteTransport):
         self.opts = [x for k, v in opts.items() for x in ("-o", f"{k}={v}")]
 
     def _shell(self, line: str) -> list[str]:
-        return ["ssh", *self.opts, "-p", str(self.port), self.target, line]
+        return ["ssh", *self.opts, "-p", str(self.port), "--", self.target, line]
+
+    def push_argv(self, files: list[Path], folder: str) -> list[str]:
+        # Absolute local paths: a relative name with a ':' would be read as a remote one.
+        return ["scp", "-q", "-p", *self.opts, "-P", str(self.port), "--", *(str(Path(f).resolve()) for f in files),
+                f"{self.scp_target}:{folder}/"]
 
     def _push(self, files: list[Path], folder: str, timeout: float) -> None:
-        self._checked(["scp", "-q", "-p", *self.opts, "-P", str(self.port), *map(str, files),
-                       f"{self.target}:{folder}/"], timeout, "copy files")
+        self._checked(self.push_argv(files, folder), timeout, "copy files")
 
 
 class AdbTransport(_RemoteTransport):
@@ -205,14 +223,19 @@ class AdbTransport(_RemoteTransport):
 
     def __init__(self, url: str):
         parts = parse_transport(url)
+        if parts["kind"] != "adb":
+            raise TransportError(f"not an adb transport: {url!r}")
         self.url = url
         self.prefix = ["adb", *(["-s", parts["serial"]] if parts.get("serial") else [])]
 
     def _shell(self, line: str) -> list[str]:
-        return [*self.prefix, "shell", line]
+        return [*self.prefix, "shell", "--", line]  # adb shell parses options with getopt: "--" ends them
+
+    def push_argv(self, files: list[Path], folder: str) -> list[str]:
+        return [*self.prefix, "push", "--", *(str(Path(f).resolve()) for f in files), f"{folder}/"]
 
     def _push(self, files: list[Path], folder: str, timeout: float) -> None:
-        self._checked([*self.prefix, "push", *map(str, files), f"{folder}/"], timeout, "push files")
+        self._checked(self.push_argv(files, folder), timeout, "push files")
         names = " ".join(shlex.quote(f"{folder}/{f.name}") for f in files)
         self._checked(self._shell(f"chmod 755 {names}"), CONNECT_TIMEOUT_S * 3, "mark files executable")
 

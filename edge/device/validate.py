@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
+from edge import interrupt
 from edge.device.cost_table import CostTable
 from edge.device.costfit import observed
 from edge.device.profiler import clamp_to_model, export_all, measure_all
@@ -64,7 +64,7 @@ def validate_predictor(profile: DeviceProfile, model, table: dict, *, k: int = 2
     rng = random.Random(seed)
     specs = [random_spec(model.config, rng) for _ in range(k)]
     jobs = spec_jobs(model, specs)
-    with tempfile.TemporaryDirectory(prefix="matedge-validate-") as tmp:
+    with interrupt.temp_dir("matedge-validate-") as tmp:
         found, errors = export_all(profile, jobs, Path(tmp), progress)
         measured, run_errors = measure_all(transport, profile, found, runs=runs, warmup=warmup, rounds=rounds,
                                            progress=progress)

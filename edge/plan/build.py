@@ -10,8 +10,8 @@ artifact on the device when reachable, and write ``build/<device>/`` atomically:
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -20,6 +20,9 @@ from pathlib import Path
 from edge.device.cost_table import CostTable
 from edge.checkpoint import WEIGHTS, atomic_dir, load_meta, load_model
 from edge.errors import MatEdgeError
+from edge.fsguard import atomic_write_text
+from edge.guard import os_error_text
+from edge.inputs import is_number, read_json, safe_id
 from edge.device.profiles import DeviceProfile
 from edge.plan.steps import ParityFailure, ensure_table, export_cached, measure_on_device, write_report
 from edge.plan.manifest import Manifest, make_manifest
@@ -40,6 +43,7 @@ class BuildSettings:
     seq_len: int = 128
     search: SearchSettings = field(default_factory=SearchSettings)
     measure: bool = True  # measure on reachable devices (False: estimate everything)
+    force: bool = False  # replace build/<device>/ folders that matedge did not write
     progress: bool = True
     elastic: bool = False  # an elastic artifact for every device (else only where the profile asks)
 
@@ -87,9 +91,10 @@ class LossCache:
         self.path = settings.out_root / "loss_cache" / f"{self.ckpt_sha[:16]}-{settings.seq_len}-{settings.eval_tokens}.json"
         if self.path.exists():
             try:
-                saved = json.loads(self.path.read_text())
-                self.scorer.losses.update({tuple(k.split(",")): v for k, v in saved.items()})
-            except (json.JSONDecodeError, AttributeError):
+                saved = read_json(self.path, "loss cache")
+                self.scorer.losses.update({tuple(k.split(",")): float(v) for k, v in saved.items()
+                                           if is_number(v)})
+            except (MatEdgeError, AttributeError):
                 pass  # a damaged cache only costs time
 
     bar = None  # a progress bar to advance on each loss actually computed
@@ -102,10 +107,7 @@ class LossCache:
         return loss
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({",".join(k): v for k, v in self.scorer.losses.items()}))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps({",".join(k): v for k, v in self.scorer.losses.items()}))
 
 
 def build_all(profiles: list[DeviceProfile], settings: BuildSettings, log=print) -> list[DeviceResult]:
@@ -113,6 +115,8 @@ def build_all(profiles: list[DeviceProfile], settings: BuildSettings, log=print)
     model = load_model(settings.checkpoint)
     if not model.config.is_universal:
         raise MatEdgeError(f"{settings.checkpoint} is a sliced dense model; build from the universal checkpoint")
+    # Score specs on windows the model can hold (the tiny preset's max_context is 64).
+    settings = dataclasses.replace(settings, seq_len=min(settings.seq_len, model.config.max_context))
     losses = LossCache(model, settings.checkpoint, settings)
     results = []
     for profile in profiles:
@@ -126,6 +130,9 @@ def build_all(profiles: list[DeviceProfile], settings: BuildSettings, log=print)
         except ParityFailure as e:
             results.append(DeviceResult(profile.name, False, error=str(e)))
             log(f"   failed: {e}")
+        except OSError as e:  # disk full, read-only folder, ...: the user's to fix, one line
+            results.append(DeviceResult(profile.name, False, error=os_error_text(e), bad_input=True))
+            log(f"   failed: {os_error_text(e)}")
         except Exception as e:  # a bug in one device's build must not stop the others
             results.append(DeviceResult(profile.name, False, error=f"{type(e).__name__}: {e}"))
             traceback.print_exc(file=sys.stderr)
@@ -149,8 +156,8 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
     losses.bar = None
     log(f"   chosen {format_spec(result.chosen.spec)} (val loss {result.chosen.loss:.4f}; "
         f"{len(result.candidates)} feasible specs scored)")
-    folder = settings.out_root / profile.name
-    with atomic_dir(folder) as tmp:
+    folder = settings.out_root / safe_id(profile.name, "profile name")  # never '.', '..' or a path
+    with atomic_dir(folder, kind="build", force=settings.force) as tmp:
         shipped = {"model": result.chosen}
         if result.fallback is not None:
             shipped["fallback"] = result.fallback

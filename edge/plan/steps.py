@@ -14,6 +14,8 @@ from edge.checkpoint import atomic_dir
 from exporters.logs import quiet_output
 from edge.device.costfit import observed
 from edge.device.profiles import DeviceProfile
+from edge.errors import MatEdgeError
+from edge.inputs import read_json
 from edge.spec import Spec, format_spec
 
 # -- cost table ------------------------------------------------------------------------------------
@@ -57,7 +59,7 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
     cached = settings.out_root / "cache" / key
     if not cached.exists():
         log(f"   exporting {role} {format_spec(spec)} ({profile.backend} {profile.precision}) with parity check")
-        with atomic_dir(cached) as tmp, quiet_output(settings.out_root / "logs" / f"export-{key}.log"):
+        with atomic_dir(cached, kind="cache") as tmp, quiet_output(settings.out_root / "logs" / f"export-{key}.log"):
             art = export_model(slice_model(model, spec), profile.backend, profile.precision, tmp,
                                context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model",
                                val_stream=val_stream, tokenizer=load_tokenizer(settings.checkpoint))
@@ -65,13 +67,15 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
                 raise ParityFailure(f"{role} {format_spec(spec)} failed its parity check: {art.meta.get('parity')}")
     else:
         log(f"   {role} {format_spec(spec)}: cached artifact {key}")
-    meta_file = cached / "model.json"
-    meta = json.loads(meta_file.read_text())
+    meta_file, _ = cached_artifact(cached)
+    meta = read_json(meta_file, "cached artifact metadata")
     # The artifact's files (model + e.g. .litertlm) take the role's name; the tokenizer files keep
     # theirs (every role of one build shares the checkpoint's tokenizer).
     files = meta.get("files") or {"model": {"file": meta["file"]}}
     names = {}
     for kind, f in files.items():
+        if not isinstance(f, dict) or not isinstance(f.get("file"), str) or Path(f["file"]).name != f["file"]:
+            raise MatEdgeError(f"cache entry {str(cached)!r} is damaged (a file it names is not in it); delete it")
         src = cached / f["file"]
         names[kind] = src.name if kind.startswith("tokenizer") else f"{role}{''.join(src.suffixes)}"
         if not (dest / names[kind]).exists() or not kind.startswith("tokenizer"):
@@ -80,6 +84,16 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
     return {"file": names["model"], "files": names, "metadata": f"{role}.json", "spec": format_spec(spec),
             "cache_key": key, "bytes": meta["file_size"], "sha256": meta.get("sha256"),
             "parity": meta.get("parity")}
+
+
+def cached_artifact(folder: Path) -> tuple[Path, Path]:
+    """(metadata JSON, artifact) of a cache entry: the artifact is the file its metadata names."""
+    meta_file = folder / "model.json"
+    meta = read_json(meta_file, "cached artifact metadata")
+    name = meta.get("file") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not (folder / name).exists() or Path(name).name != name:
+        raise MatEdgeError(f"cache entry {str(folder)!r} is damaged (its metadata names no artifact); delete it")
+    return meta_file, folder / name
 
 
 # -- measurement ---------------------------------------------------------------------------------------
@@ -93,8 +107,7 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
     if transport is None:
         return None
     # Measured straight from the cache: the same bytes as the shipped copy.
-    src = settings.out_root / "cache" / artifact["cache_key"]
-    art = next(p for p in src.iterdir() if not p.name.endswith(".json"))
+    _, art = cached_artifact(settings.out_root / "cache" / artifact["cache_key"])
     log(f"   measuring {artifact['spec']} on {profile.name}")
     m = measure_artifact(transport, profile, art, settings.runs, settings.warmup)
     stat = table.statistic

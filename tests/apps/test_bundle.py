@@ -19,6 +19,10 @@ from edge.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Every test here uses tiny_builds: a model trained for 150 steps and two builds with real exports.
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
 def bundle(build_root: Path, *args: str) -> int:
     return main(["bundle", "--build-dir", str(build_root), *args])
 

@@ -74,12 +74,12 @@ def test_a_good_file_outside_the_folder_loads(tmp_path):
 
 @pytest.mark.parametrize("edit, expected", [
     (lambda t: t.replace('threads = 2', 'threads = 2\ncolour = "red"'), "colour = 'red': unknown field"),
-    (lambda t: t.replace("memory_mb = 100", "memory_mb = -1"), "limits.memory_mb = -1 (allowed: a positive number)"),
+    (lambda t: t.replace("memory_mb = 100", "memory_mb = -1"), "limits.memory_mb = -1 (allowed: a number in [0.001, 10,000,000])"),
     (lambda t: t.replace("first_token_ms = 50\n", ""), "limits.first_token_ms: missing"),
     (lambda t: t.replace('"executorch"', '"tensorrt"'), "backend = 'tensorrt' (allowed: executorch, litert, coreml)"),
     (lambda t: t.replace('"fp32"', '"int3"'), "precision = 'int3' (allowed for executorch"),
     (lambda t: t.replace("ssh://me@board.local:2222", "ftp://x"), "transport = 'ftp://x'"),
-    (lambda t: t.replace("threads = 2", "threads = 1.5"), "threads = 1.5 (allowed: a positive integer)"),
+    (lambda t: t.replace("threads = 2", "threads = 1.5"), "threads = 1.5 (allowed: an integer in [1, 256])"),
     (lambda t: t.replace('name = "board"', 'name = "other"'), "name = 'other' (allowed: the file's name"),
     (lambda t: t + "\n[extra\n", "invalid TOML"),
 ])

@@ -159,3 +159,88 @@ def test_ssh_runs_the_native_runner_on_a_program(sshd, tmp_path):
     ensure_cpp_runner()
     meas = measure_artifact(sshd, load_profile("host"), pte, runs=5, warmup=1, timeout=60)
     assert meas["decode_ms"] > 0 and meas["prefill_ms"] > 0 and 0 < meas["peak_rss_bytes"] < 60 * 2**20
+
+
+# -- hostile transport strings: nothing can become an ssh, scp or adb option --------------------------
+OPTION_LIKE = ["ssh://-Fevil.cfg", "ssh://-J", "ssh://-V", "ssh://-oProxyCommand=touch@host", "ssh://me@-oProxyCommand",
+               "ssh://_x@-F", "adb:-Hevil", "adb:-s", "adb:-L"]
+
+
+@pytest.mark.parametrize("url", OPTION_LIKE)
+def test_option_like_user_host_or_serial_is_refused(url):
+    with pytest.raises(TransportError, match="start with a letter or digit"):
+        get_transport(url)
+
+
+def _after_double_dash(argv: list[str], destination: str) -> bool:
+    return "--" in argv and argv.index("--") < argv.index(destination)
+
+
+def test_ssh_and_scp_end_their_options_before_the_destination(tmp_path):
+    f = tmp_path / "a:b.bin"  # a colon in a local name: scp must not read it as host:path
+    f.write_bytes(b"x")
+    t = SshTransport("ssh://me@board.local:2222")
+    assert _after_double_dash(t._shell("true"), "me@board.local")
+    scp = t.push_argv([f], "/tmp/x")
+    assert _after_double_dash(scp, "me@board.local:/tmp/x/") and str(f.resolve()) in scp
+    assert scp.index(str(f.resolve())) > scp.index("--") and str(f.resolve()).startswith("/")
+
+
+@pytest.mark.integration
+def test_ssh_with_double_dash_reaches_a_real_sshd(sshd, tmp_path):
+    """The '--' form is what OpenSSH accepts: a file with a colon in its name copies and runs."""
+    script = tmp_path / "runner.py"
+    script.write_text(ECHO_RUNNER)
+    model = tmp_path / "odd:name.bin"
+    model.write_bytes(b"z" * 77)
+    r = sshd.run([sys.executable, script, "--model", model], timeout=60)
+    assert r.returncode == 0 and json.loads(r.stdout)["model_bytes"] == 77, r.stderr
+
+
+FAKE_ADB = """\
+#!/usr/bin/env python3
+# A stand-in adb: logs its argv, then acts like `adb -s SERIAL shell -- LINE` / `push -- FILES DEST`
+# on this machine (the device folder lives under $FAKE_ADB_ROOT).
+import json, os, shutil, subprocess, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_ADB_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+if args[:1] == ["-s"]:
+    args = args[2:]
+root = os.environ["FAKE_ADB_ROOT"]
+if args[0] == "shell":
+    assert args[1] == "--", args
+    line = args[2].replace("/data/local/tmp", root)
+    r = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
+    sys.stdout.write(r.stdout.replace(root, "/data/local/tmp")); sys.stderr.write(r.stderr); sys.exit(r.returncode)
+if args[0] == "push":
+    assert args[1] == "--", args
+    dest = args[-1].replace("/data/local/tmp", root)
+    for f in args[2:-1]:
+        shutil.copy(f, dest)
+    sys.exit(0)
+sys.exit(1)
+"""
+
+
+def test_adb_ends_its_options_before_the_device_command(tmp_path, monkeypatch):
+    """adb over a stand-in adb executable: every argv has '--' before the command or files, and
+    the protocol (make folder, push, run, clean up) works through it."""
+    from edge.device.transports import AdbTransport
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "adb").write_text(FAKE_ADB.replace("#!/usr/bin/env python3", f"#!{sys.executable}"))
+    (bindir / "adb").chmod(0o755)
+    (tmp_path / "root").mkdir()
+    log = tmp_path / "adb.log"
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_ADB_LOG", str(log))
+    monkeypatch.setenv("FAKE_ADB_ROOT", str(tmp_path / "root"))
+    script = tmp_path / "runner.sh"
+    script.write_text("#!/bin/sh\necho \"{\\\"args\\\": \\\"$*\\\"}\"\n")
+    r = AdbTransport("adb:emulator-5554").run([script, "--model", "x"], timeout=30)
+    assert r.returncode == 0 and json.loads(r.stdout)["args"] == "--model x", r.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) >= 4 and all(c[:2] == ["-s", "emulator-5554"] and c[3] == "--" for c in calls)
+    assert not any((tmp_path / "root" / "matedge").iterdir())  # the run folder was removed

@@ -1,0 +1,74 @@
+"""SIGINT and SIGTERM, sent for real to a real ``matedge`` process, one test per command family
+(tests/hostile/hostile_signals.py): the command stops within seconds, exits 130 / 143 with one line and
+leaves no temporary behind (no ``.tmp-``/``.old-`` names, no ``matedge-profile-`` folder, no
+half-written output)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "hostile"))
+
+import hostile_signals as hs  # noqa: E402
+
+pytestmark = pytest.mark.slow
+NEEDS_RUNTIME = {"export-SIGTERM", "profile-SIGINT", "build-SIGTERM"}
+OUTPUTS = {"train": "run", "slice": "sliced", "export": "out/model.pte", "profile": "t.json", "build": "b/board"}
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    return hs.cases(*hs.make_checkpoints(tmp_path_factory.mktemp("ckpt")))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.integration] if n in NEEDS_RUNTIME else [])
+                                  for n in ("train-SIGTERM", "slice-SIGINT", "slice-SIGTERM", "export-SIGTERM",
+                                            "profile-SIGINT", "build-SIGTERM")])
+def test_a_signal_stops_the_command_and_removes_its_temporaries(name, table, tmp_path):
+    if name in NEEDS_RUNTIME:
+        pytest.importorskip("executorch")
+    stopped, problems = hs.run_case(name, table, tmp_path)
+    assert not problems, f"{name}: {problems}\n{stopped.stderr[-2000:]}"
+    family = name.split("-")[0]
+    assert not (tmp_path / OUTPUTS[family]).exists(), "a half-done output was left"
+    if family in ("slice", "profile", "build"):
+        assert stopped.saw_temporary, "the signal should have arrived while a temporary existed"
+
+
+def test_a_swallowed_signal_still_stops_the_command(tmp_path):
+    """A library that catches KeyboardInterrupt and carries on cannot keep the command running:
+    the watchdog removes the registered temporaries and exits 143 after the grace period."""
+    script = tmp_path / "stubborn.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from pathlib import Path
+        from edge import guard, interrupt
+
+        def work():
+            tmp = Path({str(tmp_path)!r}) / ".out.tmp-1"
+            tmp.write_text("half")
+            interrupt.track(tmp)
+            print("ready", flush=True)
+            while True:
+                try:
+                    time.sleep(0.05)
+                except KeyboardInterrupt:
+                    pass  # a careless callback
+        sys.exit(guard.run_command("stubborn", work))
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "interrupted by SIGTERM" in err
+    assert time.monotonic() - start < 20 and not (tmp_path / ".out.tmp-1").exists()
