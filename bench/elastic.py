@@ -228,6 +228,38 @@ def section_speculative(elastic, members, prompt, n: int, rounds: int) -> None:
     print(format_table(["k", "acceptance", "tokens/s", "speed-up"], rows))
 
 
+class EagerElastic:
+    """The elastic graph in torch (what the .pte is exported from; parity 1e-5): run(tokens, pos,
+    member) -> (T, V). For the quality figures where exporting is too slow (--eager)."""
+
+    def __init__(self, model, members: dict, context: int):
+        from exporters.elastic import elastic_modules
+
+        self.lm, self.mods = elastic_modules(model, members, context)
+        self.context, self.members = context, list(members)
+
+    @torch.no_grad()
+    def run(self, tokens, pos: int, member: str) -> np.ndarray:
+        toks = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).view(1, -1)
+        return self.mods[member](toks, torch.tensor([pos]))[0].numpy()
+
+
+def eager_quality(model, members: dict, context: int, windows, prompt, n: int) -> None:
+    """Sections 3 and 5's acceptance on the eager graph (no export, no runtime timings)."""
+    runner = EagerElastic(model, members, context)
+    print("\n(eager elastic graph in torch: quality figures only; timings need the exported .pte)")
+    section_switching(runner, windows, list(members))
+    draft, verify = list(members)[0], list(members)[-1]
+    want = greedy(runner, prompt, n, verify)
+    rows = []
+    for k in range(1, 5):
+        st = speculative(runner, prompt, n, draft, verify, k)
+        assert st.tokens == want
+        rows.append([k, f"{100 * st.acceptance:.0f}%", round(n / max(1, st.verify_calls), 2)])
+    print(f"\n## 5. Speculative acceptance: {draft} drafts, {verify} verifies, {n} tokens (output identical)")
+    print(format_table(["k", "acceptance", "tokens per verifier call"], rows))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint", nargs="?", help="universal checkpoint (default: the demo model)")
@@ -236,6 +268,8 @@ def main(argv=None) -> int:
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer tokens everywhere (a smoke run)")
+    ap.add_argument("--eager", action="store_true",
+                    help="no export: switching quality and speculative acceptance on the eager graph only")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     model, ckpt = load_any(Path(args.checkpoint) if args.checkpoint else None)
@@ -250,14 +284,18 @@ def main(argv=None) -> int:
     n = 16 if args.quick else 64
     prompt = val[:16].tolist()
     windows = [val[i * 64:(i + 1) * 64].tolist() for i in range(2 if args.quick else 8)]
+    n_spec = min(32 if args.quick else 96, args.context - len(prompt) - 1)  # prompt + output fit the cache
     print(f"# Elastic artifact bench: {ckpt}, context {args.context}, executorch.runtime, 1 thread")
+    if args.eager:
+        eager_quality(model, members, args.context, windows, prompt, n_spec)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         elastic, alone, sizes = export_all(model, members, args.context, Path(tmp))
         section_sizes(sizes, members, Path(tmp))
         idle = section_decode(elastic, alone, members, prompt, args.rounds, n)
         section_switching(elastic, windows, [m for m in members if m in cfg.granularity_names] or list(members))
         section_controller(elastic, prompt, windows[:2], list(members), idle, 100 if args.quick else 400)
-        section_speculative(elastic, list(members), prompt, 32 if args.quick else 96, args.rounds)
+        section_speculative(elastic, list(members), prompt, n_spec, args.rounds)
     return 0
 
 
