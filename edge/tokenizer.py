@@ -58,6 +58,23 @@ class Tokenizer:
         """Text of ``ids`` (special tokens dropped unless ``skip_special`` is False)."""
         return self.hf.decode([int(i) for i in ids], skip_special_tokens=skip_special)
 
+    def chat_prompt(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """The chat template rendered for ``messages`` ([{"role": ..., "content": ...}]), as
+        transformers renders it (a sandboxed Jinja environment); TokenizerError if there is none."""
+        if not self.chat_template:
+            raise TokenizerError(f"tokenizer {self.name!r} has no chat template (use a plain prompt)")
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message):
+            raise TokenizerError(f"chat template: {message}")
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        tok = lambda i: None if i is None else self.hf.id_to_token(i)  # noqa: E731
+        return env.from_string(self.chat_template).render(
+            messages=messages, add_generation_prompt=add_generation_prompt, bos_token=tok(self.bos_id) or "",
+            eos_token=tok(self.eos_ids[0]) if self.eos_ids else "")
+
     def config_dict(self) -> dict:
         """The ``tokenizer_config.json`` content (HF field names, as runtimes read them)."""
         tok = lambda i: None if i is None else self.hf.id_to_token(i)  # noqa: E731

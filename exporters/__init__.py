@@ -109,11 +109,15 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     """Export ``model`` (dense, or universal + ``spec``) to ``out_dir/<name><suffix>`` + ``<name>.json``,
     with the model's ``tokenizer.json`` + ``tokenizer_config.json`` beside them.
 
-    The artifact is written to a temporary path and renamed into place only when export (and
-    the parity run, when asked) finished, so a failure midway leaves no partial artifact.
+    Beside them: any extra file the backend writes (LiteRT's ``<name>.litertlm``); the JSON
+    lists every file (``files``: role -> name, bytes, sha256). Files are written to temporary
+    paths and renamed into place only when export (and the parity run, when asked) finished, so
+    a failure midway leaves no partial artifact.
     ``val_stream``: validation tokens for parity (default: ``edge.data.load_corpus().val``).
     ``tokenizer``: an ``edge.tokenizer.Tokenizer`` (default: the byte tokenizer of the toy model).
     """
+    from edge.tokenizer import TOKENIZER_CONFIG, TOKENIZER_JSON
+
     check_request(backend, precision)
     module = get_exporter(backend)
     dense = _dense(model, spec)
@@ -123,25 +127,34 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     out_dir = _prepare_out(out_dir)
     final = out_dir / f"{name}{module.SUFFIX}"
     tmp = out_dir / f".{name}.tmp-{os.getpid()}{module.SUFFIX}"
+    extras: dict[str, Path] = {}
     interrupt.track(tmp)  # removed by the CLI even if a signal arrives inside a converter
     t0 = time.perf_counter()
     extra = {"tokenizer": tokenizer} if "tokenizer" in inspect.signature(module.export).parameters else {}
     try:
         with known_warnings_filtered():
             info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len, **extra)
+        extras = info.pop("extra_files", {})
         seconds = time.perf_counter() - t0
         meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds)
         meta["tokenizer"] = write_tokenizer(tokenizer, out_dir)
         if parity:
             meta["parity"] = run_parity(module, tmp, meta, dense, precision, prefill_len, val_stream)
         interrupt.check()  # a signal swallowed by a converter still stops here, before the rename
+        files = {"model": final}
+        for role, path in extras.items():
+            files[role] = out_dir / f"{name}{Path(path).suffix}"
+            _replace(Path(path), files[role])
         _replace(tmp, final)
     except BaseException:
-        _remove(tmp)
+        for path in (tmp, *extras.values()):
+            _remove(Path(path))
         raise
     finally:
         interrupt.untrack(tmp)
+    files.update(tokenizer=out_dir / TOKENIZER_JSON, tokenizer_config=out_dir / TOKENIZER_CONFIG)
     meta["file"] = final.name
+    meta["files"] = {role: {"file": p.name, "bytes": file_size(p), "sha256": sha256(p)} for role, p in files.items()}
     meta_path = out_dir / f"{name}.json"
     write_json(meta_path, meta)
     return Artifact(path=final, meta_path=meta_path, meta=meta)

@@ -43,6 +43,8 @@ class Backend:
     # project has no runner for it (measure in the sample app and import the table).
     runner: str | None = None
     runs_here: Callable[[], bool] = field(default=_always)  # its own runtime runs on this machine
+    # Writes an elastic artifact (exporters/elastic.py: one method per member, one KV cache).
+    elastic: bool = False
 
     def exporter(self) -> ModuleType:
         """The backend module; ExportError naming the pip extra when its library is missing."""
@@ -68,7 +70,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend(name="executorch", module="exporters.executorch", suffix=".pte", precisions=("fp32", "int8", "8da4w"),
             default_precision="fp32", extra="executorch", probe="executorch.exir",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0, "8da4w": 0.5},
-            libraries=("executorch", "torch"), runner="matedge_runner"),
+            libraries=("executorch", "torch"), runner="matedge_runner", elastic=True),
     Backend(name="litert", module="exporters.litert", suffix=".tflite", precisions=("fp32", "int8"),
             default_precision="fp32", extra="litert", probe="litert_torch",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0},

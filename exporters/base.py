@@ -6,7 +6,9 @@ runner, ...) plus a module (exporters/executorch.py, ...) that exposes:
     BACKEND: Backend                  its registry record (PRECISIONS, SUFFIX, EXTRA repeat its fields)
     CACHE: str                        its KV-cache strategy ("buffers" or "io"), see decoding.py
     check(model, precision) -> None   raise ExportError for a model it cannot write, before any work
-    export(model, precision, out_path, *, context, prefill_len) -> dict   (entry points, ...)
+    export(model, precision, out_path, *, context, prefill_len, tokenizer) -> dict
+                                      (entry points, ...; "extra_files": {role: path} written
+                                      beside out_path, which export_model renames with it)
     load_runner(path, meta) -> Runner  (prefill/decode on the real runtime) or raise ExportError
 """
 

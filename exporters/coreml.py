@@ -83,8 +83,12 @@ def _weights_only(mlmodel, op_config, cto):
     return cto.OptimizationConfig(op_name_configs=names)
 
 
-def export(model, precision: str, out_path: Path, *, context: int, prefill_len: int) -> dict:
-    """Write ``out_path`` (.mlpackage) for a dense model; return metadata (entry points, cache, ...)."""
+def export(model, precision: str, out_path: Path, *, context: int, prefill_len: int, tokenizer=None) -> dict:
+    """Write ``out_path`` (.mlpackage) for a dense model; return metadata (entry points, cache, ...).
+
+    The package itself holds no tokenizer (Core ML has no place for one): export_model writes
+    ``tokenizer.json`` + ``tokenizer_config.json`` beside it for the app to read.
+    """
     import torch
 
     ct = require("coremltools", EXTRA, "the Core ML exporter")

@@ -8,6 +8,8 @@
 import {Tensor, loadAndCompile} from '@litertjs/core';
 
 const TOKENS = ['tokens', 'token'];
+// The additive mask value of exporters/litert.py: finite (a row of -inf would give NaN).
+const MASK_VALUE = -3.0e4;
 const POSITION = ['input_pos', 'position'];
 
 const ARRAYS = {float32: Float32Array, int32: Int32Array};
@@ -73,9 +75,10 @@ export class Session {
     return logits;
   }
 
-  // The causal mask row(s) for positions [start, start + n) over the whole cache: 0 or -inf.
+  // The causal mask row(s) for positions [start, start + n) over the whole cache: 0 where a
+  // query may look, MASK_VALUE elsewhere.
   mask(start, n) {
-    const m = new Float32Array(n * this.context).fill(-Infinity);
+    const m = new Float32Array(n * this.context).fill(MASK_VALUE);
     for (let r = 0; r < n; r++) m.fill(0, r * this.context, r * this.context + start + r + 1);
     return m;
   }

@@ -22,9 +22,13 @@ export async function fetchVerified(base, manifest, name) {
   return bytes;
 }
 
-/** Every file of the bundle, verified, as {name: bytes}; the first bad file stops it all. */
+/**
+ * Every file this page may use (the tokenizer, each variant's model), verified, as {name: bytes};
+ * the first bad file stops it all. Files for other runtimes (a .litertlm) are not fetched.
+ */
 export async function fetchAllVerified(base, manifest) {
-  const names = Object.keys(manifest.files);
+  const names = [manifest.tokenizer.file, manifest.tokenizer.config, ...manifest.variants.map((v) => v.file)]
+    .filter((name, i, all) => name && all.indexOf(name) === i);
   const bytes = await Promise.all(names.map((name) => fetchVerified(base, manifest, name)));
   return Object.fromEntries(names.map((name, i) => [name, bytes[i]]));
 }

@@ -32,6 +32,9 @@ def configure(p) -> None:
     p.add_argument("--population", type=int_arg(1, 10_000), default=16, help="children per generation (default: 16)")
     p.add_argument("--runs", type=int_arg(1, 100_000), default=20, help="timed runs when measuring on a device (default: 20)")
     p.add_argument("--force", action="store_true", help="replace OUT/<device> folders that matedge did not write")
+    p.add_argument("--elastic", action="store_true",
+                   help="also write an elastic artifact per device (members S/M/L/XL + the latency frontier, "
+                        "one KV cache; executorch); a profile asks with elastic = true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -54,7 +57,8 @@ def run(args) -> int:
         raise CheckpointError(f"checkpoint {str(ckpt)!r} not found (run `make demo` or `matedge train`)")
     settings = BuildSettings(checkpoint=ckpt, out_root=Path(args.out), runs=args.runs, eval_tokens=args.eval_tokens,
                              search=SearchSettings(generations=args.generations, population=args.population),
-                             measure=not args.no_measure, progress=not args.quiet, force=args.force)
+                             measure=not args.no_measure, elastic=args.elastic, progress=not args.quiet,
+                             force=args.force)
     results = build_all(profiles, settings)
     print()
     print(summary(results))

@@ -17,3 +17,21 @@ def add_checkpoint(p, required: bool = False) -> None:
 def add_eval_tokens(p) -> None:
     p.add_argument("--eval-tokens", type=int_arg(1, 1 << 24), default=32_768,
                    help="validation tokens to score (default: 32768)")
+
+
+def check_output_folder(out: str) -> None:
+    """Refuse to replace a folder this tool did not write (anything but a checkpoint), or an
+    unwritable place; a checkpoint folder is replaced atomically."""
+    import os
+    from pathlib import Path
+
+    from edge.errors import MatEdgeError
+
+    path = Path(out)
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "config.json").is_file())):
+        raise MatEdgeError(f"--out {out!r} exists and is not a checkpoint folder (choose a new folder)")
+    parent = path.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise MatEdgeError(f"--out {out!r}: {parent} is not writable (choose a folder you can write)")

@@ -16,8 +16,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from edge.checkpoint import load_any, load_meta
-    from edge.data import load_corpus
+    from edge.checkpoint import load_any, load_corpus_for, load_meta, load_tokenizer
     from edge.evaluate import bits_per_byte, consistency, eval_loss, perplexity
     from edge.errors import MatEdgeError
     from edge.spec import format_spec, parse_spec, param_count
@@ -27,12 +26,13 @@ def run(args) -> int:
     if not model.config.is_universal:
         raise MatEdgeError(f"{folder} is a sliced dense model; evaluate the universal checkpoint it came from")
     spec = parse_spec(args.spec, model.config)
-    corpus = load_corpus(load_meta(folder).get("train_args", {}).get("data"))
+    corpus = load_corpus_for(folder)
     seq = min(args.seq_len, model.config.max_context)
     loss = eval_loss(model, corpus.val, spec, seq, args.eval_tokens)
     xl = (model.config.granularity_names[-1],) * model.config.n_layers
     cons = consistency(model, xl, model, spec, corpus.val, seq, args.eval_tokens)
+    bpb = bits_per_byte(loss) if load_tokenizer(folder).name == "bytes" else "-"  # only byte tokens are bytes
     print(format_table(["spec", "params", "val loss", "perplexity", "bits/byte", "agree w/ XL %", "KL(XL||spec)"],
                        [[format_spec(spec), param_count(spec, model.config), loss, perplexity(loss),
-                         bits_per_byte(loss), cons["agreement_pct"], cons["kl"]]]))
+                         bpb, cons["agreement_pct"], cons["kl"]]]))
     return 0

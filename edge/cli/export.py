@@ -8,10 +8,12 @@ from edge.inputs import SAFE_ID_TEXT, int_arg, is_safe_id
 HELP = "export a spec to ExecuTorch (.pte), LiteRT (.tflite) or Core ML (.mlpackage), with a parity check"
 DESCRIPTION = """\
 Export the dense submodel of SPEC with a static KV cache. A .pte follows ExecuTorch's LLM-runner
-convention, forward(tokens[1, T], input_pos[1]) with T dynamic; .tflite and .mlpackage have two
-entry points, prefill(tokens[1, T]) and decode(token[1, 1], position[1]). Writes
-OUT/NAME.<pte|tflite|mlpackage>, OUT/NAME.json (backend, precision, spec, sizes, sha256,
-entry-point signatures, tokenizer, versions, parity) and the checkpoint's tokenizer.json +
+convention, forward(tokens[1, T], input_pos[1]) with T dynamic; a .tflite LiteRT-LM's, prefill_<T>
+and decode over tokens, input_pos, mask and per-layer KV caches, and OUT/NAME.litertlm beside it
+packs it with the tokenizer for LiteRT-LM and Google's AI Edge apps; a .mlpackage has two entry
+points, prefill(tokens[1, T]) and decode(token[1, 1], position[1]). Writes
+OUT/NAME.<pte|tflite|mlpackage>, OUT/NAME.json (backend, precision, spec, every file with size and
+sha256, entry-point signatures, tokenizer, versions, parity) and the checkpoint's tokenizer.json +
 tokenizer_config.json.
 
 Backends and precisions:
@@ -66,6 +68,9 @@ def run(args) -> int:
                        tokenizer=load_tokenizer(folder))
     m = art.meta
     print(f"wrote {art.path} ({m['file_size'] / 1e6:.2f} MB, sha256 {m['sha256'][:16]}) and {art.meta_path}")
+    others = [f["file"] for role, f in m.get("files", {}).items() if role != "model"]
+    if others:
+        print(f"  beside it: {', '.join(others)}")
     print(f"  {m['backend']} {m['precision']}, spec {m['spec']}, {m['parameters']:,} parameters, "
           f"context {m['context']}, prefill {m['prefill_len']} tokens, cache {m['cache']}, "
           f"exported in {m['export_seconds']:.1f} s")

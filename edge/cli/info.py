@@ -15,8 +15,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from edge.checkpoint import load_any, load_meta
-    from edge.data import load_corpus
+    from edge.checkpoint import load_any, load_corpus_for, load_meta, load_tokenizer
     from edge.evaluate import bits_per_byte, eval_loss
     from edge.spec import flops_per_token, param_count, uniform_specs
     from edge.texttable import format_table
@@ -27,12 +26,13 @@ def run(args) -> int:
         print(f"{folder}: a dense submodel sliced at {','.join(config.spec or ())} "
               f"({param_count(None, config):,} parameters)")
         return 0
-    corpus = load_corpus(meta.get("train_args", {}).get("data"))
+    corpus = load_corpus_for(folder)
+    byte_tokens = load_tokenizer(folder).name == "bytes"  # bits/byte only where a token is a byte
     rows = []
     for g, spec in uniform_specs(config).items():
         loss = eval_loss(model, corpus.val, spec, min(args.seq_len, config.max_context), args.eval_tokens)
         rows.append([g, config.widths[g], param_count(spec, config), flops_per_token(spec, config),
-                     loss, bits_per_byte(loss)])
+                     loss, bits_per_byte(loss) if byte_tokens else "-"])
     print(f"{folder}: preset {meta.get('preset', '?')}, {config.n_layers} layers, d_model {config.d_model}, "
           f"d_ff {config.d_ff}, trained {meta.get('step', '?')} steps")
     print(format_table(["granularity", "d_ff", "params", "FLOPs/token", "val loss", "bits/byte"], rows))

@@ -19,6 +19,9 @@ from edge import guard
 # command -> module implementing it. Keep sorted by the order a user meets them.
 COMMANDS: dict[str, str] = {
     "train": "edge.cli.train",
+    "import": "edge.cli.importing",
+    "convert": "edge.cli.convert",
+    "generate": "edge.cli.generate",
     "info": "edge.cli.info",
     "eval": "edge.cli.evaluate",
     "slice": "edge.cli.slice",

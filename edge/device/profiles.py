@@ -65,21 +65,23 @@ class DeviceProfile:
     transport: str
     limits: Limits
     hardware: Hardware
+    elastic: bool = False  # the build also writes an elastic artifact (several members, one file)
     path: Path | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict:
         """The profile as plain data (for cost tables, manifests and ``profiles show``)."""
         return {"name": self.name, "description": self.description, "backend": self.backend,
                 "precision": self.precision, "threads": self.threads, "context": self.context,
-                "transport": self.transport, "limits": vars(self.limits).copy(),
+                "transport": self.transport, "elastic": self.elastic, "limits": vars(self.limits).copy(),
                 "hardware": vars(self.hardware).copy()}
 
 
 # -- schema: field -> (kind, required, allowed-text) --------------------------------------------
 _POS_NUM, _POS_INT, _NONNEG_NUM, _STR = "positive number", "positive integer", "number >= 0", "string"
+_BOOL = "boolean (true or false)"
 TOP = {"name": (_STR, True), "description": (_STR, True), "backend": (_STR, True),
        "precision": (_STR, True), "threads": (_POS_INT, True), "context": (_POS_INT, True),
-       "transport": (_STR, True)}
+       "transport": (_STR, True), "elastic": (_BOOL, False)}
 LIMITS = {"memory_mb": (_POS_NUM, True), "decode_ms_per_token": (_POS_NUM, True),
           "first_token_ms": (_POS_NUM, True), "prompt_tokens": (_POS_INT, True)}
 HARDWARE = {"gemm_gflops": (_POS_NUM, True), "memory_bandwidth_gbs": (_POS_NUM, True),
@@ -92,6 +94,8 @@ def _type_ok(kind: str, v, key: str = "") -> bool:
     """``v`` has the field's type and, for numbers, lies in its finite range (edge.validate.RANGES)."""
     if kind == _STR:
         return isinstance(v, str) and v.strip() != "" and len(v) <= MAX_STR
+    if kind == _BOOL:
+        return isinstance(v, bool)
     if key in RANGES:
         return in_range(v, key, integer=kind == _POS_INT)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -146,6 +150,9 @@ def validate_data(data: dict, stem: str | None = None) -> list[str]:
         problems.append(f"backend = {backend!r} (allowed: {', '.join(BACKEND_PRECISIONS)})")
     elif isinstance(backend, str) and isinstance(precision, str) and precision not in BACKEND_PRECISIONS[backend]:
         problems.append(f"precision = {precision!r} (allowed for {backend}: {', '.join(BACKEND_PRECISIONS[backend])})")
+    if data.get("elastic") is True and isinstance(backend, str) and backend in BACKENDS and not BACKENDS[backend].elastic:
+        able = ", ".join(n for n, b in BACKENDS.items() if b.elastic)
+        problems.append(f"elastic = true (allowed only with backend {able}; this profile has {backend!r})")
     if isinstance(data.get("transport"), str):
         try:
             parse_transport(data["transport"])
@@ -159,7 +166,7 @@ def validate_data(data: dict, stem: str | None = None) -> list[str]:
 
 
 def _from_data(data: dict, path: Path | None) -> DeviceProfile:
-    top = {k: data[k] for k in TOP}
+    top = {k: data[k] for k in TOP if k in data}
     return DeviceProfile(**top, limits=Limits(**data["limits"]), hardware=Hardware(**data["hardware"]), path=path)
 
 

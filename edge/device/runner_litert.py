@@ -6,9 +6,12 @@
 This file is copied to the device and run on its own: it imports only ``ai_edge_litert`` (and
 numpy, which it needs), never torch or this project, so the process's peak memory (~40 MB
 baseline) reflects the model rather than a training framework. Inputs are built from each
-signature's own input details (shape, dtype), filled with zeros; a cache passed in and out as
-tensors is timed like any other input. Prints one JSON object, the same shape as the C++
-runner's (apps/cpp/runner.cpp).
+signature's own input details (shape, dtype): zeros, except LiteRT-LM's ``input_pos`` (the
+prompt at positions 0..T-1, decode at position T) and ``mask`` (causal over those positions);
+caches passed in and out as tensors are timed like any other input. ``--methods prefill``
+names the artifact's prompt signature (LiteRT-LM's ``prefill_<T>``, the largest T) and is
+reported under ``prefill``. Prints one JSON object, the same shape as the C++ runner's
+(apps/cpp/runner.cpp).
 
 Like the C++ runner, it checks the artifact's size and sha256 against its metadata JSON before
 loading it (``--meta``, default: the model's path with ``.json``), range-checks its numbers, and
@@ -92,12 +95,35 @@ def _percentile(values, q):
     return v[lo] + (v[hi] - v[lo]) * (pos - lo)
 
 
-def _time_signature(interpreter, name, warmup, runs):
+MASK_VALUE = -3.0e4  # additive mask of slots a query must not see (exporters/litert.py)
+
+
+def _resolve(name, signatures):
+    """The signature a method name stands for: itself, or for "prefill" the largest prefill_<T>."""
+    if name in signatures:
+        return name
+    prompts = sorted((s for s in signatures if s.startswith("prefill_") and s[8:].isdigit()), key=lambda s: int(s[8:]))
+    return prompts[-1] if name == "prefill" and prompts else None
+
+
+def _inputs(details, decode_pos):
+    """Zeros of each input's shape and dtype; LiteRT-LM's input_pos and mask made consistent."""
     import numpy as np
 
+    inputs = {k: np.zeros(d["shape"], dtype=d["dtype"]) for k, d in details.items()}
+    if "input_pos" in inputs and "mask" in inputs:
+        T = inputs["input_pos"].shape[0]
+        pos = np.arange(T) if T > 1 else np.array([decode_pos])
+        inputs["input_pos"][:] = pos
+        slots = np.arange(inputs["mask"].shape[-1])
+        inputs["mask"][0, 0] = np.where(slots[None, :] <= pos[:, None], 0.0, MASK_VALUE)
+    return inputs
+
+
+def _time_signature(interpreter, name, warmup, runs, decode_pos=0):
     runner = interpreter.get_signature_runner(name)
     details = runner.get_input_details()
-    inputs = {k: np.zeros(d["shape"], dtype=d["dtype"]) for k, d in details.items()}
+    inputs = _inputs(details, decode_pos)
     samples = []
     for i in range(warmup + runs):
         start = time.perf_counter()
@@ -105,7 +131,7 @@ def _time_signature(interpreter, name, warmup, runs):
         ms = (time.perf_counter() - start) * 1000.0
         if i >= warmup:
             samples.append(ms)
-    return {"inputs": len(details), "arena_bytes": None, "runs": len(samples),
+    return {"signature": name, "inputs": len(details), "arena_bytes": None, "runs": len(samples),
             "median_ms": _percentile(samples, 0.5), "p90_ms": _percentile(samples, 0.9),
             "mean_ms": sum(samples) / len(samples), "min_ms": min(samples), "samples_ms": samples}
 
@@ -139,13 +165,15 @@ def _run(args):
     except Exception as e:  # the runtime raises ValueError/RuntimeError/... for a bad file
         raise RunnerError(f"cannot load {args.model!r}: {_line(e)}") from None
     names = [m for m in args.methods.split(",") if m] or sorted(signatures)
-    unknown = [m for m in names if m not in signatures]
+    unknown = [m for m in names if _resolve(m, signatures) is None]
     if unknown:
         raise RunnerError(f"no signature {unknown} (has {sorted(signatures)})")
+    prompt = _resolve("prefill", signatures)
+    decode_pos = int(prompt[8:]) if prompt and prompt != "prefill" else 0  # the token after the prompt
     methods = {}
     for m in names:
         try:
-            methods[m] = _time_signature(interpreter, m, args.warmup, args.runs)
+            methods[m] = _time_signature(interpreter, _resolve(m, signatures), args.warmup, args.runs, decode_pos)
         except Exception as e:  # allocation or invocation failed inside the runtime
             raise RunnerError(f"signature {m!r} failed: {_line(e)}") from None
     return methods

@@ -14,7 +14,6 @@ tokens after the first).
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,26 +150,21 @@ def open_pte(path: Path, threads: int):
 def run_litertlm(path: Path, prompt: str, max_new_tokens: int, threads: int,
                  on_piece: Callable[[str], None] | None = None) -> RunResult:
     """LiteRT-LM's ``Engine`` on a ``.litertlm`` bundle (CPU backend, greedy)."""
-    try:
-        import litert_lm
-    except ImportError:
-        raise RunError("running a .litertlm needs LiteRT-LM: pip install 'matformer-edge[litert]'") from None
+    from exporters.base import ExportError
+    from exporters.litert_engine import open_engine, session
+
     clock = _Clock(RunResult("LiteRT-LM Engine (CPU)"), on_piece)
-    # cache_dir: the Engine otherwise writes an XNNPACK weight cache beside the model
-    with tempfile.TemporaryDirectory(prefix="matedge-litertlm-") as cache:
-        try:
-            engine = litert_lm.Engine(str(path), backend=litert_lm.Backend.CPU(thread_count=max(1, threads)),
-                                      cache_dir=cache)
-        except RuntimeError as e:
-            raise RunError(f"LiteRT-LM cannot load {path.name}: {e}") from None
-        with engine:
+    try:  # the engine's settings (own XNNPACK cache folder, fp32 activations) live in one place
+        with open_engine(path, threads=max(1, threads)) as engine:
             clock.start = time.perf_counter()
-            session = engine.create_session(sampler_config=litert_lm.SamplerConfig(top_k=1, temperature=0.0),
-                                            max_output_tokens=max_new_tokens)
-            with session:
-                session.run_prefill([prompt])
-                for chunk in session.run_decode_async():
-                    for text in chunk.texts[:1]:
-                        if text:
-                            clock(text)
+            sess = session(engine, max_new_tokens)
+            sess.run_prefill([prompt])
+            for chunk in sess.run_decode_async():
+                for text in chunk.texts[:1]:
+                    if text:
+                        clock(text)
+    except ExportError as e:  # LiteRT-LM missing: the install hint
+        raise RunError(str(e)) from None
+    except RuntimeError as e:
+        raise RunError(f"LiteRT-LM cannot run {Path(path).name}: {e}") from None
     return clock.finish()

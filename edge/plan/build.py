@@ -45,6 +45,7 @@ class BuildSettings:
     measure: bool = True  # measure on reachable devices (False: estimate everything)
     force: bool = False  # replace build/<device>/ folders that matedge did not write
     progress: bool = True
+    elastic: bool = False  # an elastic artifact for every device (else only where the profile asks)
 
 
 @dataclass
@@ -80,13 +81,12 @@ class LossCache:
     """Validation loss per spec for one checkpoint, persisted as JSON across builds."""
 
     def __init__(self, model, checkpoint: Path, settings: BuildSettings):
-        from edge.data import load_corpus
+        from edge.checkpoint import load_corpus_for
         from edge.evaluate import SpecScorer
         from exporters.base import sha256
 
         self.ckpt_sha = sha256(Path(checkpoint) / WEIGHTS)
-        data = load_meta(checkpoint).get("train_args", {}).get("data")
-        self.corpus = load_corpus(Path(data) if data else None)
+        self.corpus = load_corpus_for(checkpoint)  # tokenized with the checkpoint's own tokenizer
         self.scorer = SpecScorer(model, self.corpus.val, settings.seq_len, settings.eval_tokens)
         self.path = settings.out_root / "loss_cache" / f"{self.ckpt_sha[:16]}-{settings.seq_len}-{settings.eval_tokens}.json"
         if self.path.exists():
@@ -164,6 +164,8 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
         artifacts = {role: export_cached(model, cand.spec, profile, settings, losses.ckpt_sha, tmp, role,
                                          losses.corpus.val, log)
                      for role, cand in shipped.items()}
+        if profile.elastic or (settings.elastic and elastic_capable(profile, log)):
+            artifacts["elastic"] = elastic_artifact(profile, model, table, losses, settings, result, tmp, log)
         measured = measure_on_device(transport, profile, artifacts["model"], settings, table, log)
         manifest = build_manifest(profile, model, result, artifacts, measured, table, table_status, losses, settings)
         manifest.write(tmp / "manifest.json")
@@ -172,15 +174,51 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
     return manifest, folder
 
 
+def elastic_artifact(profile, model, table, losses: LossCache, settings: BuildSettings, result: Plan, dest: Path,
+                     log=print) -> dict:
+    """Members for the device (uniform + the latency frontier under its memory limit alone) in
+    one elastic artifact written to ``dest``; its manifest entry."""
+    from edge.plan.elastic import build_elastic, choose_members
+    from exporters.logs import quiet_output
+
+    memory = {"memory_mb": limits_of(profile)["memory_mb"]}  # members may be slower than the target
+    wide = plan(model.config, cost_fn_for(table), losses, memory, settings.search)
+    members, default = choose_members(model.config, cost_fn_for(table), wide.candidates, result.chosen.spec,
+                                      memory["memory_mb"])
+    log(f"   exporting elastic artifact: members {', '.join(members)}, default {default}, with parity checks")
+    with quiet_output(settings.out_root / "logs" / f"export-elastic-{profile.name}.log"):
+        return build_elastic(model, profile, members, default, dest, losses.corpus.val)
+
+
+def elastic_capable(profile, log=print) -> bool:
+    """Whether the profile's backend writes elastic artifacts (--elastic skips the others, saying so)."""
+    from exporters.backends import get_backend
+
+    if get_backend(profile.backend).elastic:
+        return True
+    log(f"   no elastic artifact: backend {profile.backend} does not write one")
+    return False
+
+
 def build_manifest(profile, model, result: Plan, artifacts: dict, measured: dict | None, table, table_status: str,
                    losses: LossCache, settings: BuildSettings) -> Manifest:
     """The manifest of one device's build, with the chosen spec's consistency with XL."""
-    from edge.data import TOKENIZER
     from edge.evaluate import consistency
 
     xl = uniform_specs(model.config)[model.config.granularity_names[-1]]
     cons = consistency(model, xl, model, result.chosen.spec, losses.corpus.val, settings.seq_len,
                        settings.eval_tokens)
-    return make_manifest(profile, result, artifacts, measured, table, table_status, cons, TOKENIZER,
+    return make_manifest(profile, result, artifacts, measured, table, table_status, cons, _tokenizer(settings.checkpoint),
                          {"checkpoint": str(settings.checkpoint), "checkpoint_sha256": losses.ckpt_sha,
                           "eval_tokens": settings.eval_tokens, "seq_len": settings.seq_len})
+
+
+def _tokenizer(checkpoint) -> dict:
+    """The checkpoint's tokenizer for the manifest: its type, size and special ids, and the file
+    (tokenizer.json, beside every artifact) that runtimes read."""
+    from edge.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(checkpoint)
+    hf = tok.hf
+    specials = {hf.id_to_token(i): i for i in [tok.bos_id, *tok.eos_ids, tok.pad_id] if i is not None}
+    return {"type": tok.name, "vocab_size": tok.vocab_size, "specials": specials, **tok.describe()}

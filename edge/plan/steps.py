@@ -52,7 +52,7 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
                   val_stream=None, log=print) -> dict:
     """Export ``spec`` (or reuse the cached export) and copy it into ``dest``; its metadata."""
     from edge.slicing import slice_model
-    from edge.tokenizer import TOKENIZER_CONFIG, TOKENIZER_JSON, load_tokenizer
+    from edge.tokenizer import load_tokenizer
     from exporters import export_model
 
     key = artifact_key(ckpt_sha, spec, profile)
@@ -67,16 +67,22 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
                 raise ParityFailure(f"{role} {format_spec(spec)} failed its parity check: {art.meta.get('parity')}")
     else:
         log(f"   {role} {format_spec(spec)}: cached artifact {key}")
-    meta_file, art = cached_artifact(cached)
+    meta_file, _ = cached_artifact(cached)
     meta = read_json(meta_file, "cached artifact metadata")
-    name = f"{role}{''.join(art.suffixes) or ''}"
-    copy_artifact(art, dest / name)
+    # The artifact's files (model + e.g. .litertlm) take the role's name; the tokenizer files keep
+    # theirs (every role of one build shares the checkpoint's tokenizer).
+    files = meta.get("files") or {"model": {"file": meta["file"]}}
+    names = {}
+    for kind, f in files.items():
+        if not isinstance(f, dict) or not isinstance(f.get("file"), str) or Path(f["file"]).name != f["file"]:
+            raise MatEdgeError(f"cache entry {str(cached)!r} is damaged (a file it names is not in it); delete it")
+        src = cached / f["file"]
+        names[kind] = src.name if kind.startswith("tokenizer") else f"{role}{''.join(src.suffixes)}"
+        if not (dest / names[kind]).exists() or not kind.startswith("tokenizer"):
+            copy_artifact(src, dest / names[kind])
     copy_artifact(meta_file, dest / f"{role}.json")
-    for tok in (TOKENIZER_JSON, TOKENIZER_CONFIG):  # runtimes read it beside the model (one per checkpoint)
-        if (cached / tok).exists() and not (dest / tok).exists():
-            copy_artifact(cached / tok, dest / tok)
-    return {"file": name, "metadata": f"{role}.json", "spec": format_spec(spec), "cache_key": key,
-            "bytes": meta["file_size"], "sha256": meta.get("sha256"),
+    return {"file": names["model"], "files": names, "metadata": f"{role}.json", "spec": format_spec(spec),
+            "cache_key": key, "bytes": meta["file_size"], "sha256": meta.get("sha256"),
             "parity": meta.get("parity")}
 
 

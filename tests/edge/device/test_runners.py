@@ -51,6 +51,23 @@ m, c = Tiny().eval(), torch.zeros(1, 4, 8)
  .signature("decode", m, (torch.zeros(1, 1, dtype=torch.long), c)).convert().export(sys.argv[1]))
 """
 
+TINY_LITERT_LM = """\
+import sys, torch, litert_torch
+from torch import nn
+class Tiny(nn.Module):  # LiteRT-LM's names: tokens, input_pos, mask, kv_cache_k_0 in and out
+    def __init__(self):
+        super().__init__(); self.emb = nn.Embedding(16, 8); self.lin = nn.Linear(8, 16)
+    def forward(self, tokens, input_pos, mask, kv_cache):
+        x = self.emb(tokens) + mask.sum() + input_pos.float().sum()
+        return {"logits": self.lin(x), "kv_cache_k_0": kv_cache["k_0"] + x.mean()}
+m = Tiny().eval()
+def kw(T):
+    return {"tokens": torch.zeros(1, T, dtype=torch.int32), "input_pos": torch.arange(T, dtype=torch.int32),
+            "mask": torch.zeros(1, 1, T, 8), "kv_cache": {"k_0": torch.zeros(1, 1, 8, 4)}}
+(litert_torch.signature("prefill_4", m, sample_kwargs=kw(4)).signature("decode", m, sample_kwargs=kw(1))
+ .convert().export(sys.argv[1]))
+"""
+
 
 def _export(tmp_path, source, name):
     script = tmp_path / f"make_{name}.py"
@@ -119,3 +136,21 @@ def test_litert_runner_times_every_signature_without_torch(tmp_path):
     out = json.loads(lines[0])
     assert lines[-1] == "NO-TORCH" and set(out["methods"]) == {"prefill", "decode"}
     assert out["methods"]["decode"]["median_ms"] > 0 and out["peak_rss_bytes"] < 200 * 2**20
+
+
+def test_litert_runner_takes_litert_lm_signatures(tmp_path):
+    """`--methods prefill,decode` on LiteRT-LM's convention: prefill is the prefill_<T> signature,
+    input_pos and mask follow the prompt (positions 0..T-1, decode at T)."""
+    pytest.importorskip("ai_edge_litert")
+    from edge.device.runner_litert import _inputs
+    from edge.device.runners import LITERT_RUNNER
+
+    tfl = _export(tmp_path, TINY_LITERT_LM, "tiny_lm.tflite")
+    r = subprocess.run([sys.executable, str(LITERT_RUNNER), "--model", str(tfl), "--methods", "prefill,decode",
+                        "--runs", "3"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    methods = json.loads(r.stdout.strip().splitlines()[-1])["methods"]
+    assert {k: v["signature"] for k, v in methods.items()} == {"prefill": "prefill_4", "decode": "decode"}
+    details = {"input_pos": {"shape": [1], "dtype": "int32"}, "mask": {"shape": [1, 1, 1, 8], "dtype": "float32"}}
+    inputs = _inputs(details, decode_pos=4)
+    assert inputs["input_pos"].tolist() == [4] and (inputs["mask"][0, 0, 0] == 0).tolist() == [True] * 5 + [False] * 3

@@ -74,6 +74,9 @@ def test_build_estimated_device_then_cache_hit(ckpt, tmp_path):
     m = json.loads((folder / "manifest.json").read_text())
     assert m["estimated"] is True and m["cost_table"].startswith("estimated")
     assert (folder / m["artifacts"]["model"]["file"]).stat().st_size == m["artifacts"]["model"]["bytes"]
+    files = m["artifacts"]["model"]["files"]  # every file of the artifact, the tokenizer among them
+    assert {"model", "tokenizer", "tokenizer_config"} <= set(files) and all((folder / f).is_file() for f in files.values())
+    assert m["tokenizer"]["file"] == "tokenizer.json" and m["tokenizer"]["eos_ids"] == [258]
     for png in ("frontier.png", "costs.png"):
         assert (folder / png).read_bytes()[:4] == b"\x89PNG"
     assert "ESTIMATED" in (folder / "report.md").read_text()

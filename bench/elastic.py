@@ -1,0 +1,303 @@
+"""Elastic ExecuTorch artifact: size, per-member decode vs standalone, switching quality, the
+latency controller under a competing process, and speculative decoding on the runtime.
+
+For a universal checkpoint (default: the model `make demo` trains), export one elastic .pte
+holding the uniform S/M/L/XL and the extra --specs (one KV cache, weights once), and every member
+as its own standalone .pte in the same (tokens, input_pos) convention. Then, on
+``executorch.runtime`` with one thread:
+
+1. sizes: the elastic file against the largest member's standalone file (goal <= 1.05x) and
+   against all standalone files together;
+2. decode ms/token of each member in the elastic file against its standalone file, measured in
+   interleaved rounds (goal: within 5%);
+3. switching quality: teacher-forced loss over held-out text when the member changes every N
+   tokens, reading the K/V other members wrote (shared cache) vs re-prefilling at each switch;
+4. the controller: a decode target between L's and XL's idle times; a competing CPU-bound
+   process starts halfway; the elastic run and a fixed-XL run, tokens within target before and
+   after, and the loss of the member schedule the controller chose against XL's;
+5. speculative decoding: the smallest member drafts k = 1..4 tokens, XL verifies in one call;
+   tokens/s against XL alone (the paper reports 1.14-1.16x).
+
+    python bench/elastic.py [CHECKPOINT] [--specs S,S,M,M,L,XL] [--rounds 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from edge.checkpoint import load_any  # noqa: E402
+from edge.device.controller import LatencyController  # noqa: E402
+from edge.device.elastic import greedy, speculative, switching_quality  # noqa: E402
+from edge.slicing import slice_model  # noqa: E402
+from edge.spec import flops_per_token, format_spec, parse_spec  # noqa: E402
+from exporters.elastic import export_elastic  # noqa: E402
+from exporters.elastic_runner import ElasticRunner  # noqa: E402
+
+try:
+    from edge.texttable import format_table  # noqa: E402
+except ImportError:  # before the edge/ sub-package layout
+    from edge.table import format_table  # noqa: E402
+
+
+def decode_ms(runner, member, prompt, n: int) -> float:
+    """Median ms/token of ``n`` decode steps after a prefill of ``prompt``."""
+    runner.run(prompt, 0, member)
+    times, pos = [], len(prompt)
+    tok = [int(prompt[-1])]
+    for _ in range(n):
+        t = time.perf_counter()
+        runner.run(tok, pos, member)
+        times.append((time.perf_counter() - t) * 1e3)
+        pos += 1
+    return statistics.median(times)
+
+
+def export_all(model, members: dict, context: int, folder: Path):
+    """(elastic runner, {member: standalone runner}, sizes in bytes)."""
+    el_path = folder / "elastic.pte"
+    export_elastic(model, members, el_path, context=context, default=list(members)[-1])
+    alone, sizes = {}, {"elastic": el_path.stat().st_size}
+    for name, spec in members.items():
+        p = folder / f"{name}.pte"
+        export_elastic(slice_model(model, spec), {name: None}, p, context=context)
+        alone[name], sizes[name] = ElasticRunner(p), p.stat().st_size
+    return ElasticRunner(el_path, list(members)), alone, sizes
+
+
+RSS_SCRIPT = """
+import sys, torch
+from executorch.runtime import Runtime
+prog = Runtime.get().load_program(sys.argv[1])
+for name in sys.argv[2:]:
+    prog.load_method(name).execute([torch.zeros(1, 4, dtype=torch.long), torch.tensor([0])])
+"""
+
+
+def peak_rss_mb(path: Path, methods: list[str]) -> float:
+    """Peak RSS (MiB) of a child process that loads ``methods`` of a .pte and runs each once."""
+    import os
+
+    proc = subprocess.Popen([sys.executable, "-c", RSS_SCRIPT, str(path), *methods])
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status:
+        raise RuntimeError(f"the RSS probe of {path} failed ({status})")
+    return usage.ru_maxrss / 1024
+
+
+def section_sizes(sizes: dict, members: dict, folder: Path) -> None:
+    largest = max(members, key=lambda m: sizes[m])
+    total = sum(sizes[m] for m in members)
+    print(f"\n## 1. Size: elastic {sizes['elastic'] / 1e6:.2f} MB; largest member alone ({largest}) "
+          f"{sizes[largest] / 1e6:.2f} MB -> {sizes['elastic'] / sizes[largest]:.3f}x (goal <= 1.05x); "
+          f"all {len(members)} standalone files {total / 1e6:.2f} MB")
+    alone = peak_rss_mb(folder / f"{largest}.pte", ["forward"])
+    one = peak_rss_mb(folder / "elastic.pte", [f"forward_{largest}"])
+    every_ = peak_rss_mb(folder / "elastic.pte", [f"forward_{m}" for m in members])
+    print(f"   peak RSS (python + executorch.runtime): {largest} alone {alone:.0f} MiB; elastic with "
+          f"{largest} loaded {one:.0f} MiB; with all {len(members)} members loaded {every_:.0f} MiB")
+
+
+def section_decode(elastic, alone, members, prompt, rounds: int, n: int) -> dict:
+    """Interleaved rounds: each member in the elastic file, then standalone; medians over rounds."""
+    el = {m: [] for m in members}
+    st = {m: [] for m in members}
+    for _ in range(rounds):
+        for m in members:
+            el[m].append(decode_ms(elastic, m, prompt, n))
+            st[m].append(decode_ms(alone[m], None, prompt, n))
+    rows, idle = [], {}
+    for m, spec in members.items():
+        e, s = statistics.median(el[m]), statistics.median(st[m])
+        idle[m] = e
+        rows.append([m, format_spec(spec), round(s, 3), round(e, 3), f"{100 * (e / s - 1):+.1f}%"])
+    print(f"\n## 2. Decode ms/token, elastic vs standalone (median of {rounds} interleaved rounds x {n} tokens)")
+    print(format_table(["member", "spec", "standalone", "elastic", "diff"], rows))
+    return idle
+
+
+def section_switching(elastic, windows, members) -> list:
+    small, large = members[0], members[-1]
+    rows = []
+    for pair in [[small, large]] + ([[members[-2], large]] if len(members) > 2 else []):
+        for n in (1, 4, 16, 64):
+            q = switching_quality(elastic, windows, pair, n)
+            rows.append(["<->".join(pair), n, round(q["loss_reprefill"], 4), round(q["loss_shared"], 4),
+                         f"{q['loss_shared'] - q['loss_reprefill']:+.4f}", f"{100 * q['agreement']:.1f}%"])
+    print(f"\n## 3. Switching every N tokens: loss (nats/token) over {q['tokens']} held-out tokens")
+    print(format_table(["members", "N", "re-prefill", "shared cache", "cost", "greedy agreement"], rows))
+    return rows
+
+
+def busy_process() -> subprocess.Popen:
+    """A competing CPU-bound process (pure Python spin) on this machine."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def controlled_run(elastic, prompt, steps: int, target: float, members, idle: dict, fixed: str | None):
+    """Generate ``steps`` tokens (restarting at the context's end); the load starts halfway.
+    Returns (ms per token, member per token)."""
+    ctl = LatencyController(members, target, cost=idle)
+    ms, used, pos, tok, busy = [], [], len(prompt), None, None
+    try:
+        for step in range(steps):
+            if step == steps // 2:
+                busy = busy_process()
+            if tok is None or pos >= elastic.context - 1:
+                tok, pos = [int(elastic.run(prompt, 0, members[-1])[-1].argmax())], len(prompt)
+            m = fixed or ctl.member
+            t = time.perf_counter()
+            logits = elastic.run(tok, pos, m)
+            dt = (time.perf_counter() - t) * 1e3
+            if fixed is None:
+                ctl.observe(dt)
+            ms.append(dt)
+            used.append(m)
+            tok, pos = [int(logits[-1].argmax())], pos + 1
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+    return ms, used
+
+
+def section_controller(elastic, prompt, windows, members, idle: dict, steps: int) -> None:
+    order = sorted(members, key=lambda m: idle[m])
+    top = order[-1]
+    target = (idle[order[-2]] + idle[top]) / 2 * 1.15  # XL fits when idle, not when the CPU is shared
+    print(f"\n## 4. Controller: target {target:.3f} ms/token; a CPU-bound process starts at token {steps // 2}")
+    rows = []
+    for label, fixed in (("elastic", None), (f"fixed {top}", top)):
+        ms, used = controlled_run(elastic, prompt, steps, target, order, idle, fixed)
+        h = steps // 2
+        within = [100 * np.mean(np.array(part) <= target) for part in (ms[:h], ms[h:])]
+        mix = {m: used[h:].count(m) for m in order if used[h:].count(m)}
+        rows.append([label, f"{within[0]:.0f}%", f"{within[1]:.0f}%", round(float(np.median(ms[h:])), 3),
+                     " ".join(f"{m}:{c}" for m, c in mix.items()), _schedule_loss(elastic, windows, used[h:])])
+    print(format_table(["run", "within target (idle)", "within target (busy)", "busy median ms",
+                        "members used (busy half)", "loss of that schedule"], rows))
+
+
+def _schedule_loss(elastic, windows, used) -> float:
+    """Teacher-forced loss over ``windows`` with members in the proportions of ``used``, switched
+    in place over the shared cache in runs as the controller did (the quality given up)."""
+    from edge.device.elastic import _nll
+
+    total, count, i = 0.0, 0, 0
+    for w in windows:
+        w = np.asarray(w, dtype=np.int64)
+        logits = []
+        for t in range(len(w) - 1):
+            logits.append(elastic.run(w[t:t + 1], t, used[i % len(used)])[-1])
+            i += 1
+        total += float(_nll(np.stack(logits), w[1:]).sum())
+        count += len(w) - 1
+    return round(total / count, 4)
+
+
+def section_speculative(elastic, members, prompt, n: int, rounds: int) -> None:
+    draft, verify = members[0], members[-1]
+    base, rows = [], []
+    spec = {k: [] for k in range(1, 5)}
+    for _ in range(rounds):
+        t = time.perf_counter()
+        want = greedy(elastic, prompt, n, verify)
+        base.append(time.perf_counter() - t)
+        for k in spec:
+            st = speculative(elastic, prompt, n, draft, verify, k)
+            assert st.tokens == want, "speculative output differs from the verifier's greedy output"
+            spec[k].append(st)
+    b = statistics.median(base)
+    for k, runs in spec.items():
+        s = statistics.median(r.seconds for r in runs)
+        rows.append([k, f"{100 * runs[0].acceptance:.0f}%", round(n / s, 1), f"{b / s:.2f}x"])
+    print(f"\n## 5. Speculative decoding: {draft} drafts, {verify} verifies, {n} tokens; {verify} alone "
+          f"{n / b:.1f} tokens/s (output identical in every run; paper: 1.14-1.16x)")
+    print(format_table(["k", "acceptance", "tokens/s", "speed-up"], rows))
+
+
+class EagerElastic:
+    """The elastic graph in torch (what the .pte is exported from; parity 1e-5): run(tokens, pos,
+    member) -> (T, V). For the quality figures where exporting is too slow (--eager)."""
+
+    def __init__(self, model, members: dict, context: int):
+        from exporters.elastic import elastic_modules
+
+        self.lm, self.mods = elastic_modules(model, members, context)
+        self.context, self.members = context, list(members)
+
+    @torch.no_grad()
+    def run(self, tokens, pos: int, member: str) -> np.ndarray:
+        toks = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).view(1, -1)
+        return self.mods[member](toks, torch.tensor([pos]))[0].numpy()
+
+
+def eager_quality(model, members: dict, context: int, windows, prompt, n: int) -> None:
+    """Sections 3 and 5's acceptance on the eager graph (no export, no runtime timings)."""
+    runner = EagerElastic(model, members, context)
+    print("\n(eager elastic graph in torch: quality figures only; timings need the exported .pte)")
+    section_switching(runner, windows, list(members))
+    draft, verify = list(members)[0], list(members)[-1]
+    want = greedy(runner, prompt, n, verify)
+    rows = []
+    for k in range(1, 5):
+        st = speculative(runner, prompt, n, draft, verify, k)
+        assert st.tokens == want
+        rows.append([k, f"{100 * st.acceptance:.0f}%", round(n / max(1, st.verify_calls), 2)])
+    print(f"\n## 5. Speculative acceptance: {draft} drafts, {verify} verifies, {n} tokens (output identical)")
+    print(format_table(["k", "acceptance", "tokens per verifier call"], rows))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint", nargs="?", help="universal checkpoint (default: the demo model)")
+    ap.add_argument("--uniform", default="", help="uniform members, e.g. S,XL (default: every granularity)")
+    ap.add_argument("--specs", default="", help="extra member specs, ';'-separated (e.g. S,S,M,M,L,XL)")
+    ap.add_argument("--context", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="fewer tokens everywhere (a smoke run)")
+    ap.add_argument("--eager", action="store_true",
+                    help="no export: switching quality and speculative acceptance on the eager graph only")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    model, ckpt = load_any(Path(args.checkpoint) if args.checkpoint else None)
+    cfg = model.config
+    members = {g: parse_spec(g, cfg) for g in (args.uniform.split(",") if args.uniform else cfg.granularity_names)}
+    for i, s in enumerate(filter(None, args.specs.split(";"))):
+        members[f"P{i + 1}"] = parse_spec(s, cfg)
+    members = dict(sorted(members.items(), key=lambda kv: flops_per_token(kv[1], cfg)))
+    from edge.data import load_corpus
+
+    val = load_corpus().val
+    n = 16 if args.quick else 64
+    prompt = val[:16].tolist()
+    windows = [val[i * 64:(i + 1) * 64].tolist() for i in range(2 if args.quick else 8)]
+    n_spec = min(32 if args.quick else 96, args.context - len(prompt) - 1)  # prompt + output fit the cache
+    print(f"# Elastic artifact bench: {ckpt}, context {args.context}, executorch.runtime, 1 thread")
+    if args.eager:
+        eager_quality(model, members, args.context, windows, prompt, n_spec)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        elastic, alone, sizes = export_all(model, members, args.context, Path(tmp))
+        section_sizes(sizes, members, Path(tmp))
+        idle = section_decode(elastic, alone, members, prompt, args.rounds, n)
+        section_switching(elastic, windows, [m for m in members if m in cfg.granularity_names] or list(members))
+        section_controller(elastic, prompt, windows[:2], list(members), idle, 100 if args.quick else 400)
+        section_speculative(elastic, list(members), prompt, n_spec, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""A latency controller for elastic artifacts: hold a decode target (ms/token) by moving along
+the member list (cheapest first) as measured decode times change.
+
+Down one member as soon as the recent median exceeds the target (a busy device must not wait);
+up one member only when the recent median would still fit the target after the step up, with a
+margin (``up_margin``), and only after ``patience`` steps at the current member: a step up that
+immediately overshoots would oscillate. The time after a step up is predicted from the current
+time and the members' cost *ratio*, which load scales alike: from ``cost`` (ms/token per member
+on an idle device: a cost table's prediction or one measurement) where given, else from an
+exponential average of the times seen at each member.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Sequence
+
+
+@dataclass
+class LatencyController:
+    members: Sequence[str]  # cheapest first
+    target_ms: float
+    window: int = 8  # recent decode times the decisions look at
+    up_margin: float = 0.85  # step up only if the predicted time is below margin * target
+    patience: int = 16  # steps at a member before a step up is considered
+    cost: dict[str, float] = field(default_factory=dict)  # idle ms/token per member (ratios only)
+    index: int = -1  # current member (default: the largest)
+    history: list[tuple[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("a controller needs at least one member")
+        if self.target_ms <= 0:
+            raise ValueError(f"target_ms={self.target_ms}: need a positive decode target")
+        self.index = self.index % len(self.members)
+        self._recent: deque[float] = deque(maxlen=self.window)
+        self._since_switch = 0
+        self._seen: dict[str, float] = {}  # average time seen per member, where ``cost`` lacks one
+
+    @property
+    def member(self) -> str:
+        return self.members[self.index]
+
+    def observe(self, ms: float) -> str:
+        """Record one decode time of the current member; return the member for the next token."""
+        m = self.member
+        self.history.append((m, ms))
+        self._recent.append(ms)
+        self._since_switch += 1
+        prev = self._seen.get(m)
+        self._seen[m] = ms if prev is None else 0.8 * prev + 0.2 * ms
+        if len(self._recent) < min(3, self.window):
+            return m
+        now = statistics.median(self._recent)
+        if now > self.target_ms and self.index > 0:
+            self._switch(self.index - 1)
+        elif self.index + 1 < len(self.members) and self._since_switch >= self.patience:
+            up = self.members[self.index + 1]
+            if now * self._ratio(m, up) < self.up_margin * self.target_ms:
+                self._switch(self.index + 1)
+        return self.member
+
+    def _ratio(self, m: str, up: str) -> float:
+        """Cost of ``up`` relative to ``m`` (1.5 when nothing is known about ``up``)."""
+        if m in self.cost and up in self.cost:
+            return self.cost[up] / max(self.cost[m], 1e-9)
+        if up in self._seen:
+            return self._seen[up] / max(self._seen[m], 1e-9)
+        return 1.5
+
+    def _switch(self, index: int) -> None:
+        self.index = index
+        self._recent.clear()
+        self._since_switch = 0
+
+    def within_target(self) -> float:
+        """Fraction of observed tokens whose decode time met the target."""
+        if not self.history:
+            return 0.0
+        return sum(ms <= self.target_ms for _, ms in self.history) / len(self.history)

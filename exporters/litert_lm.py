@@ -1,0 +1,132 @@
+"""Export-only graph in LiteRT-LM's signature convention (the layout Google's LLM apps run).
+
+One module serves every signature: ``prefill_<T>`` (T tokens) and ``decode`` (T = 1) are the same
+``forward`` traced at different T. Names are the ones LiteRT-LM's ``Engine`` looks up:
+
+    inputs   tokens int32 (1, T), input_pos int32 (T,), mask float32 (1, 1, T, C),
+             kv_cache_k_<i> float32 (1, Hkv, C, hd), kv_cache_v_<i> float32 (1, Hkv, hd, C)
+    outputs  kv_cache_k_<i>, kv_cache_v_<i> (updated at input_pos), and ``logits`` (1, T, V)
+             from decode only (prefill returns caches, as litert-torch's own LLM exports do)
+
+``mask`` is additive (0 where a query may attend, a large negative value elsewhere); it spans the
+whole cache of C slots, so chunked prompts and second turns attend to everything already written.
+
+How it differs from the earlier ``IOCacheLM`` graph (bench/litert_decode.py times both, and
+litert-torch's generative-layer graph of the same dims):
+
+* Caches are one tensor per layer, updated with ``DYNAMIC_UPDATE_SLICE`` at ``input_pos[0]``
+  (litert-torch's op), instead of blending a stacked (L, Hkv, C, hd) cache with ``where`` +
+  ``cat``, which reads and writes every element of every cache twice per token. (The TFLite
+  kernel still copies its input cache into its output: a perf profile of S fp32 decode puts
+  that memmove at ~13%, the weight GEMMs at ~40%.)
+* V is stored transposed, (1, Hkv, hd, C), so both attention products contract the last axis of
+  both operands (litert-torch's ``bmm_4d``): ``BATCH_MATMUL`` with no ``TRANSPOSE`` of a cache.
+* Decode needs no transposes at all: T = 1 makes (T, H, hd) -> (H, T, hd) a reshape.
+* RoPE rows are looked up with ``EMBEDDING_LOOKUP`` (``index_select`` lowers to ``GATHER_ND``
+  plus five bounds-check ops); no index ops on the caches.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exporters.decoding import KVCore
+
+
+def _ops():
+    """litert-torch's custom ops: (bmm_4d, dynamic_update_slice). Importing them needs no tensorflow."""
+    from litert_torch.generative.custom_ops.bmm_4d import bmm_4d
+    from litert_torch.generative.custom_ops.dynamic_update_slice import dynamic_update_slice
+
+    return bmm_4d, dynamic_update_slice
+
+
+def cache_names(n_layers: int) -> list[str]:
+    """kv_cache_k_0, kv_cache_v_0, kv_cache_k_1, ... (the order inputs and outputs list them)."""
+    return [f"kv_cache_{kv}_{i}" for i in range(n_layers) for kv in ("k", "v")]
+
+
+class LiteRTLMGraph(nn.Module):
+    """``forward(tokens, input_pos, mask, kv_cache)`` over a dense model; see the module docstring.
+
+    ``kv_cache`` is a dict {"k_<i>": (1, Hkv, C, hd), "v_<i>": (1, Hkv, hd, C)} so that the
+    converter names its leaves ``kv_cache_k_<i>`` / ``kv_cache_v_<i>``.
+    """
+
+    def __init__(self, model, context: int, logits: bool):
+        super().__init__()
+        self.core = KVCore(model, context, prefill_len=1)  # shared norm/head/RoPE tables
+        self.logits = logits
+        self.bmm_4d, self.dus = _ops()
+
+    def cache_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of every cache input, keyed by its dict key (k_<i>, v_<i>)."""
+        c = self.core
+        out = {}
+        for i in range(c.n_layers):
+            out[f"k_{i}"] = (1, c.n_kv, c.context, c.hd)  # (B, Hkv, C, hd)
+            out[f"v_{i}"] = (1, c.n_kv, c.hd, c.context)  # (B, Hkv, hd, C): transposed
+        return out
+
+    def attend(self, block, x, cos, sin, mask, kc, vc, start):
+        """One layer: x (1, T, d) -> (1, T, d); caches written at slots [start, start + T)."""
+        c, T = self.core, x.shape[1]
+        a = block.attn
+        h = c.norm(block.attn_norm, x)
+        q = c.rope(a.wq(h).view(T, c.n_heads, c.hd), cos, sin) * c.scale  # (T, H, hd)
+        k = c.rope(a.wk(h).view(T, c.n_kv, c.hd), cos, sin)  # (T, Hkv, hd)
+        v = a.wv(h).view(T, c.n_kv, c.hd)
+        zero = torch.zeros((), dtype=start.dtype)
+        # (T, Hkv, hd) -> (1, Hkv, T, hd) and (1, Hkv, hd, T); plain reshapes when T = 1
+        k_new = k.permute(1, 0, 2).unsqueeze(0) if T > 1 else k.view(1, c.n_kv, 1, c.hd)
+        v_new = v.permute(1, 2, 0).unsqueeze(0) if T > 1 else v.view(1, c.n_kv, c.hd, 1)
+        kc = self.dus(kc, k_new, [zero, zero, start, zero])
+        vc = self.dus(vc, v_new, [zero, zero, zero, start])
+        # Query heads grouped by the KV head they share (head j*rep + r uses KV head j):
+        # (T, H, hd) -> (1, Hkv, rep*T, hd), row r*T + t.
+        qg = (q.permute(1, 0, 2) if T > 1 else q).reshape(1, c.n_kv, c.rep * T, c.hd)
+        s = self.bmm_4d(qg, kc)  # (1, Hkv, rep*T, C): contracts hd, no transpose of K
+        s = (s.view(c.n_kv * c.rep, T, c.context) + mask.view(1, T, c.context)).view(1, c.n_kv, c.rep * T, c.context)
+        y = self.bmm_4d(torch.softmax(s, dim=-1), vc)  # (1, Hkv, rep*T, hd): contracts C of V^T
+        y = y.view(c.n_heads, T, c.hd)
+        y = (y.permute(1, 0, 2) if T > 1 else y).reshape(1, T, c.n_heads * c.hd)  # (1, T, H*hd)
+        x = x + a.wo(y)
+        return x + block.ffn(c.norm(block.ffn_norm, x)), kc, vc
+
+    def forward(self, tokens, input_pos, mask, kv_cache: dict):
+        """tokens (1, T) int32, input_pos (T,) int32, mask (1, 1, T, C) -> {logits?, kv_cache_*}."""
+        c = self.core
+        pos = input_pos.to(torch.int32)
+        # (T, 1, hd/2): a row lookup per position (index_select lowers to GATHER_ND + bounds checks)
+        cos = F.embedding(pos, c.cos).unsqueeze(1)
+        sin = F.embedding(pos, c.sin).unsqueeze(1)
+        start = pos[0]  # caches are written at input_pos[0] .. input_pos[0] + T - 1
+        x = c.model.tok_emb(tokens)  # (1, T, d)
+        out = {}
+        for i, block in enumerate(c.model.layers):
+            x, kc, vc = self.attend(block, x, cos, sin, mask, kv_cache[f"k_{i}"], kv_cache[f"v_{i}"], start)
+            out[f"kv_cache_k_{i}"], out[f"kv_cache_v_{i}"] = kc, vc
+        if self.logits:
+            return {"logits": c.head(x), **out}  # (1, T, V)
+        return out
+
+
+def make_graph(model, context: int, logits: bool) -> LiteRTLMGraph:
+    """The graph over a frozen copy of a dense model (eval mode, no grad-requiring parameters)."""
+    model = copy.deepcopy(model).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return LiteRTLMGraph(model, context, logits).eval()
+
+
+def sample_kwargs(graph: LiteRTLMGraph, T: int) -> dict:
+    """Example inputs of one signature with T tokens (zeros; input_pos 0..T-1; a causal mask)."""
+    C = graph.core.context
+    mask = torch.full((1, 1, T, C), -3.0e4).triu(1)  # row t sees slots <= t
+    return {"tokens": torch.zeros(1, T, dtype=torch.int32),
+            "input_pos": torch.arange(T, dtype=torch.int32), "mask": mask,
+            "kv_cache": {k: torch.zeros(s) for k, s in graph.cache_shapes().items()}}

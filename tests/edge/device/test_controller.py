@@ -1,0 +1,55 @@
+"""The latency controller: down at once when over target, up with hysteresis, no oscillation."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.device.controller import LatencyController
+
+COST = {"S": 1.0, "M": 1.6, "L": 2.6, "XL": 4.0}  # ms/token on an idle device
+
+
+def run(ctl: LatencyController, steps: int, load: float) -> list[str]:
+    """Feed ``steps`` decode times of the current member slowed by ``load``; the members used."""
+    used = []
+    for _ in range(steps):
+        used.append(ctl.member)
+        ctl.observe(COST[ctl.member] * load)
+    return used
+
+
+def test_steps_down_under_load_and_back_up_when_idle():
+    ctl = LatencyController(list(COST), target_ms=3.2, window=4, patience=6, cost=dict(COST))
+    idle = run(ctl, 10, 1.0)  # XL at 4 ms is over 3.2: down to L (2.6), then stays
+    assert idle[0] == "XL" and idle[-1] == "L"
+    busy = run(ctl, 40, 2.5)  # everything 2.5x as slow: only S (2.5 ms) fits
+    assert busy[-1] == "S"
+    assert all(ms <= 3.2 for m, ms in ctl.history[-10:])
+    again = run(ctl, 80, 1.0)  # load gone: climbs back to the largest member that fits
+    assert again[-1] == "L"
+
+
+def test_no_oscillation_at_a_boundary():
+    """XL just over target, L well under: the controller settles on L and stays."""
+    ctl = LatencyController(list(COST), target_ms=3.9, window=4, patience=4)  # ratios learned
+    used = run(ctl, 200, 1.0)
+    switches = sum(a != b for a, b in zip(used, used[1:]))
+    assert used[-1] == "L" and switches <= 2
+
+
+def test_learned_ratios_without_a_prior():
+    ctl = LatencyController(list(COST), target_ms=3.2, window=4, patience=6)
+    run(ctl, 40, 2.5)
+    assert ctl.member == "S"
+    assert run(ctl, 120, 1.0)[-1] in ("M", "L")  # climbs without knowing the costs beforehand
+
+
+def test_within_target_and_bad_input():
+    ctl = LatencyController(["S", "XL"], target_ms=2.0)
+    for ms in (1.0, 3.0, 1.5, 2.0):
+        ctl.observe(ms)
+    assert ctl.within_target() == 0.75
+    with pytest.raises(ValueError, match="target_ms"):
+        LatencyController(["S"], target_ms=0)
+    with pytest.raises(ValueError, match="at least one member"):
+        LatencyController([], target_ms=1.0)

@@ -1,0 +1,120 @@
+"""Elastic builds: member choice under the memory limit, profile validation, and a real build."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.config import MatFormerConfig
+from edge.plan.elastic import choose_members, frontier_levels
+from edge.plan.planner import Candidate
+from edge.spec import param_count, parse_spec
+
+CFG = MatFormerConfig.from_preset("tiny")
+RANK = {"S": 1, "M": 2, "L": 4, "XL": 8}
+
+
+def cost_fn(spec):
+    """Synthetic costs: decode and memory grow with the FFN widths."""
+    units = sum(RANK[g] for g in spec)
+    return {"decode_ms_per_token": 0.1 * units, "first_token_ms": 1.0, "memory_mb": 1.0 * units}
+
+
+def cand(text, loss):
+    spec = parse_spec(text, CFG)
+    return Candidate(spec, loss, cost_fn(spec), param_count(spec, CFG), "evolution")
+
+
+CANDS = [cand("S", 3.0), cand("S,S,S,M", 2.9), cand("S,M,M,L", 2.6), cand("M,L,L,XL", 2.3),
+         cand("L,L,XL,XL", 2.15), cand("XL", 2.1), cand("M,M,M,M", 2.95)]
+
+
+def test_members_uniform_frontier_and_default_in_latency_order():
+    chosen = parse_spec("S,M,M,L", CFG)
+    members, default = choose_members(CFG, cost_fn, CANDS, chosen, memory_mb=100)
+    assert list(members)[:1] == ["S"] and list(members)[-1] == "XL"
+    assert {"S", "M", "L", "XL"} <= set(members)
+    assert members[default] == chosen and default.startswith("P")
+    ms = [cost_fn(s)["decode_ms_per_token"] for s in members.values()]
+    assert ms == sorted(ms)
+    assert parse_spec("M,M,M,M", CFG) == members["M"]  # uniform M is kept though off the frontier
+
+
+def test_memory_limit_drops_the_largest_members_never_the_default():
+    chosen = parse_spec("S,M,M,L", CFG)
+    members, default = choose_members(CFG, cost_fn, CANDS, chosen, memory_mb=16)  # XL envelope is 32
+    assert "XL" not in members and members[default] == chosen
+    env = [max(RANK[s[l]] for s in members.values()) for l in range(CFG.n_layers)]
+    assert sum(env) <= 16
+
+
+def test_frontier_levels_spread():
+    assert frontier_levels([1, 2, 3, 4, 5, 6, 7], 3) == [1, 4, 7]
+    assert frontier_levels([1, 2], 3) == [1, 2]
+
+
+def test_profile_elastic_field_is_validated():
+    from edge.device.profiles import validate_data
+
+    base = {"name": "x", "description": "d", "precision": "fp32", "threads": 1, "context": 64, "transport": "none",
+            "limits": {"memory_mb": 10, "decode_ms_per_token": 1, "first_token_ms": 10, "prompt_tokens": 8},
+            "hardware": {"gemm_gflops": 1, "memory_bandwidth_gbs": 1}}
+    assert validate_data({**base, "backend": "executorch", "elastic": True}) == []
+    [p] = validate_data({**base, "backend": "litert", "elastic": True})
+    assert "elastic = true" in p and "executorch" in p
+    [p] = validate_data({**base, "backend": "executorch", "elastic": "yes"})
+    assert "elastic" in p and "boolean" in p
+
+
+PROFILE = """\
+name = "board"
+description = "test board"
+backend = "executorch"
+precision = "fp32"
+threads = 1
+context = 64
+transport = "none"
+elastic = true
+
+[limits]
+memory_mb = 50
+decode_ms_per_token = 1.0
+first_token_ms = 1000
+prompt_tokens = 16
+
+[hardware]
+gemm_gflops = 20
+memory_bandwidth_gbs = 5
+runtime_overhead_mb = 4
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_elastic_build_writes_one_artifact_with_every_member(tmp_path):
+    pytest.importorskip("executorch.runtime")
+    from edge.device.profiles import load_profile
+    from edge.plan.build import BuildSettings, build_all
+    from edge.plan.planner import SearchSettings
+    from edge.train import TrainArgs, train
+    from exporters.elastic_runner import ElasticRunner
+
+    ckpt = tmp_path / "tiny"
+    train(TrainArgs(preset="tiny", steps=30, batch_size=8, seq_len=32, eval_every=30, eval_tokens=1024,
+                    progress=False, out=str(ckpt)))
+    path = tmp_path / "board.toml"
+    path.write_text(PROFILE)
+    settings = BuildSettings(checkpoint=ckpt, out_root=tmp_path / "build", eval_tokens=1024, seq_len=32, runs=5,
+                             warmup=1, search=SearchSettings(generations=1, population=4), progress=False)
+    [res] = build_all([load_profile(path)], settings, log=lambda *_: None)
+    assert res.ok, res.error
+    folder = tmp_path / "build" / "board"
+    m = json.loads((folder / "manifest.json").read_text())
+    el = m["artifacts"]["elastic"]
+    assert {"S", "M", "L", "XL"} <= set(el["members"]) and all(el["parity"].values())
+    assert el["members"][el["default"]] == m["spec"]
+    runner = ElasticRunner(folder / el["file"])
+    assert set(runner.members) == set(el["members"])
+    meta = json.loads((folder / el["metadata"]).read_text())
+    assert meta["methods"]["forward"] == el["default"]
