@@ -14,6 +14,7 @@ import pytest
 
 from edge.bundle.make import SCHEMA_FILE
 from edge.bundle.selection import choose
+from edge.fsguard import MARKER
 from edge.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +39,9 @@ def test_web_bundle_contents_match_schema_and_files(tiny_builds, tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     jsonschema.validate(m, json.loads(SCHEMA_FILE.read_text()))
     assert m["schema_version"] == 1 and m["app"] == "web" and m["devices"] == ["webdev"]
-    # every file but the manifest is listed with its real size and hash, and nothing else is
-    assert set(m["files"]) == {p.name for p in out.iterdir()} - {"manifest.json"}
+    # every file but the manifest (and matedge's ownership marker) is listed with its real size and
+    # hash, and nothing else is
+    assert set(m["files"]) == {p.name for p in out.iterdir()} - {"manifest.json", MARKER}
     for name, f in m["files"].items():
         assert (out / name).stat().st_size == f["bytes"] and sha(out / name) == f["sha256"]
     build_m = json.loads((build / "webdev" / "manifest.json").read_text())
