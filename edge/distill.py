@@ -28,7 +28,7 @@ from edge.data import random_batch
 from edge.errors import MatEdgeError
 from edge.evaluate import eval_loss
 from edge.model import MatFormerLM, lm_loss
-from edge.train import STATE, _dist_info
+from edge.train import STATE, _dist_info, lr_at  # lr_at: the same warm-up + cosine schedule
 
 REGIMES = ("sum", "sample")
 
@@ -66,16 +66,6 @@ class DistillArgs:
         for name in ("steps", "batch_size", "seq_len"):
             if getattr(self, name) < 1:
                 raise MatEdgeError(f"--{name.replace('_', '-')} {getattr(self, name)} (allowed: a positive integer)")
-
-
-def lr_at(step: int, a: DistillArgs) -> float:
-    """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
-    import math
-
-    if step < a.warmup:
-        return a.lr * (step + 1) / a.warmup
-    t = min(1.0, (step - a.warmup) / max(1, a.steps - a.warmup))
-    return a.lr * (a.min_lr_ratio + (1 - a.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def _autocast(on: bool):
