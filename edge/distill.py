@@ -28,7 +28,7 @@ from edge.data import random_batch
 from edge.errors import MatEdgeError
 from edge.evaluate import eval_loss
 from edge.model import MatFormerLM, lm_loss
-from edge.train import STATE, _dist_info, lr_at  # lr_at: the same warm-up + cosine schedule
+from edge.train import STATE, _dist_info, _resume, lr_at  # lr_at: the same warm-up + cosine schedule
 
 REGIMES = ("sum", "sample")
 
@@ -111,13 +111,8 @@ def _restore(out: Path, a: DistillArgs, model, opt, gens) -> tuple[int, list, fl
     """Resume from ``out`` when it holds a run: (start step, history, seconds so far)."""
     if not (a.resume and (out / STATE).exists()):
         return 0, [], 0.0
-    model.load_state_dict(ckpt.load_model(out).state_dict())
-    state = torch.load(out / STATE, weights_only=True)
-    opt.load_state_dict(state["optimizer"])
-    for g, s in zip(gens, state["gens"]):
-        g.set_state(s)
-    meta = ckpt.load_meta(out)
-    return state["step"], meta.get("history", []), meta.get("train_seconds", 0.0)
+    start, history = _resume(out, model, opt, gens)  # training's checked loader: one line if damaged
+    return start, history, ckpt.load_meta(out).get("train_seconds", 0.0)
 
 
 def _save(out: Path, a: DistillArgs, model, opt, gens, tokenizer, progress: dict) -> None:
