@@ -135,10 +135,10 @@ def distill(a: DistillArgs) -> dict:
     torch.manual_seed(a.seed)
     out = Path(a.out)
     model = _load_student(a)
+    if a.seq_len > model.config.max_context:  # before the corpus is tokenized (seconds on a real model)
+        raise MatEdgeError(f"--seq-len {a.seq_len} exceeds the model's max_context={model.config.max_context}")
     tokenizer = ckpt.load_tokenizer(a.init)
     corpus = ckpt.load_corpus_for(Path(a.init))
-    if a.seq_len > model.config.max_context:
-        raise MatEdgeError(f"--seq-len {a.seq_len} exceeds the model's max_context={model.config.max_context}")
     teacher = None
     if a.distill:
         teacher = ckpt.load_model(a.teacher or a.init).requires_grad_(False).eval()
