@@ -117,10 +117,10 @@ def _restore(out: Path, a: DistillArgs, model, opt, gens) -> tuple[int, list, fl
 
 def _save(out: Path, a: DistillArgs, model, opt, gens, tokenizer, progress: dict) -> None:
     """Atomically write the student, its meta and the optimizer state for resuming."""
+    source = ckpt.load_meta(a.init)
     meta = {"preset": "distilled" if a.distill else "fine-tuned", "init": str(a.init),
             "teacher": str(a.teacher or a.init) if a.distill else None, "distill_args": asdict(a),
-            "train_args": ckpt.load_meta(a.init).get("train_args", {}), "source_meta": ckpt.load_meta(a.init),
-            **progress}
+            "train_args": source.get("train_args", {}), "source_meta": source, **progress}
     with ckpt.atomic_dir(out) as tmp:
         ckpt.write_model(model, tmp, meta, tokenizer)
         torch.save({"optimizer": opt.state_dict(), "step": progress["step"],
