@@ -27,6 +27,7 @@ from edge import checkpoint as ckpt
 from edge.data import random_batch
 from edge.errors import MatEdgeError
 from edge.evaluate import eval_loss
+from edge.fsguard import check_dir_destination
 from edge.model import MatFormerLM, lm_loss
 from edge.train import STATE, _dist_info, _resume, lr_at  # lr_at: the same warm-up + cosine schedule
 
@@ -129,6 +130,7 @@ def _save(out: Path, a: DistillArgs, model, opt, gens, tokenizer, progress: dict
 
 def distill(a: DistillArgs) -> dict:
     """Fine-tune (or resume) ``a.init`` into ``a.out``; returns the final meta dict."""
+    check_dir_destination(a.out)  # before minutes of fine-tuning, not at the first save (as train does)
     rank, world = _dist_info()
     if a.threads:
         torch.set_num_threads(a.threads)
