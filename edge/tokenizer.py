@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import MatEdgeError
+from edge.inputs import read_json
 
 TOKENIZER_JSON, TOKENIZER_CONFIG = "tokenizer.json", "tokenizer_config.json"
 BYTE_SPECIALS = ("<pad>", "<bos>", "<eos>", "<sep>")  # ids 256..259
@@ -171,9 +172,9 @@ def _read_config(path: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:
-        raise TokenizerError(f"{str(path)!r} is not readable JSON ({e})") from None
+        cfg = read_json(path, "tokenizer config")  # bounded regular file: a FIFO there never blocks
+    except MatEdgeError as e:
+        raise TokenizerError(str(e)) from None
     if not isinstance(cfg, dict):
         raise TokenizerError(f"{str(path)!r} must hold a JSON object")
     for key in ("bos_token", "eos_token", "pad_token", "chat_template", "name"):
