@@ -9,12 +9,13 @@ slicing writes it), the weights from ``model.safetensors`` or shards listed in
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from edge.errors import MatEdgeError
 from edge.importers.llama import ImportFailed, build_model, dense_config
+from edge.inputs import read_json
 from edge.model import MatFormerLM
 from edge.tokenizer import Tokenizer, TokenizerError, load_tokenizer
 
@@ -41,12 +42,9 @@ TOP_NAMES = {"model.embed_tokens.weight": "tok_emb.weight", "model.norm.weight":
 def read_config(folder: Path) -> dict:
     """config.json, checked to describe a plain Llama decoder this project can run exactly."""
     path = folder / "config.json"
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ImportFailed(f"{str(folder)!r} has no config.json (expected a Hugging Face model folder)") from None
-    except (OSError, ValueError) as e:
-        raise ImportFailed(f"{str(path)!r} is not readable JSON ({e})") from None
+    if not path.exists():
+        raise ImportFailed(f"{str(folder)!r} has no config.json (expected a Hugging Face model folder)")
+    cfg = _read_json(path, "model config")
     arch = cfg.get("architectures") or []
     if cfg.get("model_type") not in SUPPORTED_MODEL_TYPES or (arch and not set(arch) & set(SUPPORTED_ARCHITECTURES)):
         raise ImportFailed(f"{str(folder)!r}: architecture {arch or cfg.get('model_type')!r} is not supported "
@@ -64,6 +62,17 @@ def read_config(folder: Path) -> dict:
     return cfg
 
 
+def _read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path`` through inputs.read_json (bounded regular file, one-line errors)."""
+    try:
+        data = read_json(path, what)
+    except MatEdgeError as e:
+        raise ImportFailed(str(e)) from None
+    if not isinstance(data, dict):
+        raise ImportFailed(f"{what} {str(path)!r}: top level is {type(data).__name__} (allowed: a JSON object)")
+    return data
+
+
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     """Every tensor of the single or sharded safetensors checkpoint, by HF name."""
     from safetensors import SafetensorError
@@ -71,8 +80,8 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
 
     if (folder / INDEX).is_file():
         try:
-            weight_map = json.loads((folder / INDEX).read_text())["weight_map"]
-        except (ValueError, KeyError, TypeError) as e:
+            weight_map = _read_json(folder / INDEX, "safetensors index")["weight_map"]
+        except (KeyError, TypeError) as e:
             raise ImportFailed(f"{str(folder / INDEX)!r} is not a safetensors index ({e})") from None
         files = sorted(set(weight_map.values()))
     elif (folder / "model.safetensors").is_file():
@@ -117,7 +126,7 @@ def read_tokenizer(folder: Path) -> Tokenizer:
         tok = load_tokenizer(folder)
     except TokenizerError as e:
         raise ImportFailed(str(e)) from None
-    cfg = json.loads((folder / "tokenizer_config.json").read_text()) if (folder / "tokenizer_config.json").is_file() else {}
+    cfg = _read_json(folder / "tokenizer_config.json", "tokenizer config") if (folder / "tokenizer_config.json").is_file() else {}
     if "add_bos_token" not in cfg and tok.bos_id is not None:
         # No explicit flag: the post-processor decides, as in transformers and ExecuTorch's runner.
         tok.add_bos = tok.hf.encode("a", add_special_tokens=True).ids[:1] == [tok.bos_id]
@@ -125,7 +134,7 @@ def read_tokenizer(folder: Path) -> Tokenizer:
         tok.chat_template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
     gen = folder / "generation_config.json"
     if gen.is_file():
-        eos = json.loads(gen.read_text()).get("eos_token_id")
+        eos = _read_json(gen, "generation config").get("eos_token_id")
         ids = eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else []
         tok.eos_ids = list(dict.fromkeys(tok.eos_ids + ids))
     tok.name = folder.name
