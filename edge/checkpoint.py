@@ -70,8 +70,7 @@ def load_config(folder: Path) -> MatFormerConfig:
     if not (folder / CONFIG).exists():
         raise CheckpointError(f"checkpoint {str(folder)!r} has no {CONFIG}")
     try:
-        data = inputs.read_json(folder / CONFIG, "model config")
-        return MatFormerConfig.from_dict(data)
+        return MatFormerConfig.load(folder / CONFIG)  # inputs.read_json + from_dict
     except MatEdgeError as e:
         raise CheckpointError(f"checkpoint {str(folder)!r}: corrupt {CONFIG}: {e}") from None
 
