@@ -94,13 +94,6 @@ def _fmt(v: float) -> str:
     return f"{int(v):,}" if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
 
 
-def check_range(v, key: str, what: str | None = None, integer: bool = False):
-    """``v`` unchanged, or MatEdgeError ``what = v (allowed: ...)``."""
-    if not in_range(v, key, integer):
-        raise MatEdgeError(f"{what or key} = {v!r} (allowed: {range_text(key, integer)})")
-    return v
-
-
 def int_arg(lo: int, hi: int):
     """An argparse ``type=`` for an integer option in [lo, hi] (a bad value is a one-line error)."""
 
