@@ -117,10 +117,7 @@ class LiteRTLMGraph(nn.Module):
 
 def make_graph(model, context: int, logits: bool) -> LiteRTLMGraph:
     """The graph over a frozen copy of a dense model (eval mode, no grad-requiring parameters)."""
-    model = copy.deepcopy(model).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return LiteRTLMGraph(model, context, logits).eval()
+    return LiteRTLMGraph(copy.deepcopy(model).eval().requires_grad_(False), context, logits).eval()
 
 
 def sample_kwargs(graph: LiteRTLMGraph, T: int) -> dict:
