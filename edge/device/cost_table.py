@@ -35,7 +35,6 @@ compared as is) with typed accessors and its operations (load, save, validate, p
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -56,10 +55,6 @@ PROVENANCE_KEYS = ("device", "transport", "cpu_model", "libraries", "date", "run
 
 class CostTableError(MatEdgeError):
     """A cost table is missing, malformed, or does not describe the model asked about."""
-
-
-def _num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _int(v, key: str) -> bool:
