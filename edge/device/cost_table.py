@@ -29,7 +29,8 @@ Schema ``matedge.cost_table/1`` (every key required unless marked optional):
     provenance  {device, transport, cpu_model, libraries, date, runs, warmup, runner}
 
 In code a table is a ``CostTable``: the JSON document itself (a dict, so it is written and
-compared as is) with typed accessors and its operations (load, save, validate, predict).
+compared as is) with typed accessors, ``predict`` and ``check_model``; ``load_table``,
+``write_table`` and ``validate_table`` read, write and check one.
 """
 
 from __future__ import annotations
@@ -153,19 +154,6 @@ def _check_spill(spill) -> list[str]:
 class CostTable(dict):
     """A device's cost table (the JSON document above), read through typed properties."""
 
-    @classmethod
-    def load(cls, path: str | Path) -> "CostTable":
-        """Read and validate a table file; CostTableError lists every problem."""
-        return load_table(path)
-
-    def save(self, path: str | Path) -> Path:
-        """Validate, then write atomically."""
-        return write_table(self, path)
-
-    def validate(self) -> list[str]:
-        """Every problem of the table (empty: valid)."""
-        return validate_table(self)
-
     def predict(self, spec: Sequence[str]) -> dict:
         """Latency and memory of ``spec`` (see ``predict``)."""
         return predict(self, spec)
@@ -190,12 +178,7 @@ class CostTable(dict):
     @property
     def statistic(self) -> str:
         """The latency statistic the table was fitted with: "median" (the default) or "min"."""
-        return table_statistic(self)
-
-
-def table_statistic(table: dict) -> str:
-    """The latency statistic a cost table was fitted with: "median" (the default) or "min"."""
-    return table.get("provenance", {}).get("statistic", "median")
+        return self.provenance.get("statistic", "median")
 
 
 def load_table(path: str | Path) -> CostTable:
