@@ -64,9 +64,8 @@ def _int(v, key: str) -> bool:
 
 def _header_problems(t: dict) -> list[str]:
     """Identity fields: safe ids (they become file names), a known backend and precision, ranges."""
-    from exporters.backends import BACKENDS
+    from edge.device.profiles import BACKEND_PRECISIONS
 
-    BACKEND_PRECISIONS = {name: b.precisions for name, b in BACKENDS.items()}  # noqa: N806
     p = []
     for k in ("threads", "context", "prompt_tokens"):
         if k in t and not _int(t[k], k):
