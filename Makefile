@@ -27,7 +27,7 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# No training, no backend runtime, no subprocess: under a minute (see the README).
+# No training, no backend runtime, no subprocess: about a minute of CPU (see the README).
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not integration"
 

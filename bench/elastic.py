@@ -43,13 +43,9 @@ from edge.device.controller import LatencyController  # noqa: E402
 from edge.device.elastic import greedy, speculative, switching_quality  # noqa: E402
 from edge.slicing import slice_model  # noqa: E402
 from edge.spec import flops_per_token, format_spec, parse_spec  # noqa: E402
+from edge.texttable import format_table  # noqa: E402
 from exporters.elastic import export_elastic  # noqa: E402
 from exporters.elastic_runner import ElasticRunner  # noqa: E402
-
-try:
-    from edge.texttable import format_table  # noqa: E402
-except ImportError:  # before the edge/ sub-package layout
-    from edge.table import format_table  # noqa: E402
 
 
 def decode_ms(runner, member, prompt, n: int) -> float:

@@ -42,7 +42,6 @@ from exporters import PRECISIONS, export_model, get_backend, get_exporter  # noq
 from exporters.decoding import make_wrapper  # noqa: E402
 
 
-
 def median_ms(fn, runs: int, warmup: int) -> float:
     """Median wall time of ``fn()`` in milliseconds over ``runs`` calls after ``warmup`` calls."""
     for _ in range(warmup):

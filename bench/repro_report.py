@@ -10,8 +10,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from edge.texttable import format_table  # noqa: E402
-
 # The paper's figures (Devvrit et al., MatFormer). Absolute losses are not comparable with ours
 # (their 256k SentencePiece vocabulary vs our byte tokens): only gaps and their signs are.
 PAPER_78M = {"matlm": {"S": 3.874, "XL": 3.74}, "baseline": {"S": 4.011, "XL": 3.83}}

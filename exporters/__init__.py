@@ -8,7 +8,6 @@ beside it (see ``export_model``).
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 import time
@@ -130,10 +129,9 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     extras: dict[str, Path] = {}
     interrupt.track(tmp)  # removed by the CLI even if a signal arrives inside a converter
     t0 = time.perf_counter()
-    extra = {"tokenizer": tokenizer} if "tokenizer" in inspect.signature(module.export).parameters else {}
     try:
         with known_warnings_filtered():
-            info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len, **extra)
+            info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len, tokenizer=tokenizer)
         extras = info.pop("extra_files", {})
         seconds = time.perf_counter() - t0
         meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds)

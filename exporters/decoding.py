@@ -248,9 +248,7 @@ def make_wrapper(model: MatFormerLM, context: int, strategy: str, prefill_len: i
         raise ValueError(f"unknown cache strategy {strategy!r} (allowed: {STRATEGIES})")
     if not 1 <= prefill_len <= context:
         raise ValueError(f"prefill length {prefill_len} must be in [1, context={context}]")
-    model = copy.deepcopy(model).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)  # a decode step exported with grad-requiring params misbehaves
+    model = copy.deepcopy(model).eval().requires_grad_(False)  # an exported step with grad-requiring params misbehaves
     cls = BufferCacheLM if strategy == "buffers" else IOCacheLM
     return cls(model, context, prefill_len).eval()
 

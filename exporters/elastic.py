@@ -50,10 +50,6 @@ class SharedCache(nn.Module):
     def layer(self, i: int):
         return getattr(self, f"k_{i}"), getattr(self, f"v_{i}")
 
-    def reset(self) -> None:
-        for b in self.buffers():
-            b.zero_()
-
 
 class ElasticLM(nn.Module):
     """Forward of one member over a blocked (or dense) model and the shared cache.
@@ -193,8 +189,3 @@ def _check_groups(lm: ElasticLM, precision: str) -> None:
     if bad:
         raise ExportError(f"precision 8da4w groups weights by {GROUP_SIZE} input features; FFN blocks of "
                           f"{bad} units are not multiples of {GROUP_SIZE} (use int8 or fp32)")
-
-
-def kv_cache_bytes(cfg, context: int) -> int:
-    """fp32 bytes of the shared K and V caches of every layer."""
-    return 2 * cfg.n_layers * cfg.n_kv_heads * context * cfg.head_dim * 4

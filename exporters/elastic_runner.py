@@ -68,8 +68,3 @@ class ElasticRunner:
     def decode(self, token: int, position: int) -> np.ndarray:
         """One token at ``position`` -> logits (1, 1, V)."""
         return self.run([token], position)[None]
-
-
-def load_elastic(path: Path, members: Sequence[str] | None = None) -> ElasticRunner:
-    """An ElasticRunner on the real ExecuTorch runtime."""
-    return ElasticRunner(path, members)

@@ -94,12 +94,13 @@ def export(model, precision: str, out_path: Path, *, context: int, prefill_len: 
     tokenizer = tokenizer or byte_tokenizer()
     wrapper = make_forward(model, context, ops)
     _quantize(wrapper, precision)
+    consts = constant_methods(model.config, context, tokenizer)
     args, dynamic = example_args(context)
     with torch.no_grad():
         program = torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
     edge = to_edge_transform_and_lower(
         {"forward": program}, partitioner=[XnnpackPartitioner()],
-        constant_methods=constant_methods(model.config, context, tokenizer),
+        constant_methods=consts,
         # llama::* custom ops are not core ATen: the IR check would refuse them
         compile_config=EdgeCompileConfig(_check_ir_validity=ops == "aten"))
     # Reinplace: the cache write becomes an in-place index_put_ instead of index_put + a copy
@@ -110,7 +111,7 @@ def export(model, precision: str, out_path: Path, *, context: int, prefill_len: 
     return {"entry_points": entry_points(wrapper, context), "cache": CACHE, "ops": ops,
             "delegate": "XnnpackBackend", "libraries": library_versions("executorch", "torchao"),
             "quantization": _describe(precision),
-            "constant_methods": constant_methods(model.config, context, tokenizer)}
+            "constant_methods": consts}
 
 
 def entry_points(wrapper, context: int) -> dict:

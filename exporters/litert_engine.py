@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import time
 from pathlib import Path
 
 from exporters.base import ExportError, require
@@ -74,21 +73,3 @@ def generate(engine, prompt: str, max_new_tokens: int, on_text=None, sess=None) 
         if own:
             sess.close()
     return "".join(pieces)
-
-
-def timed_generate(engine, prompt: str, max_new_tokens: int, on_text=None) -> dict:
-    """``generate`` with wall-clock figures: text, prefill seconds, decode ms per piece."""
-    sess = session(engine, max_new_tokens)
-    t0 = time.perf_counter()
-    sess.run_prefill([prompt])
-    t1 = time.perf_counter()
-    pieces = []
-    for resp in sess.run_decode_async():
-        pieces.extend(resp.texts)
-        if on_text:
-            for piece in resp.texts:
-                on_text(piece)
-    t2 = time.perf_counter()
-    sess.close()
-    return {"text": "".join(pieces), "prefill_s": t1 - t0,
-            "decode_ms_per_piece": 1e3 * (t2 - t1) / max(1, len(pieces)), "pieces": len(pieces)}

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exporters.decoding import KVCore
+from exporters.decoding import MASK_VALUE, KVCore
 
 
 def _ops():
@@ -117,16 +117,13 @@ class LiteRTLMGraph(nn.Module):
 
 def make_graph(model, context: int, logits: bool) -> LiteRTLMGraph:
     """The graph over a frozen copy of a dense model (eval mode, no grad-requiring parameters)."""
-    model = copy.deepcopy(model).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return LiteRTLMGraph(model, context, logits).eval()
+    return LiteRTLMGraph(copy.deepcopy(model).eval().requires_grad_(False), context, logits).eval()
 
 
 def sample_kwargs(graph: LiteRTLMGraph, T: int) -> dict:
     """Example inputs of one signature with T tokens (zeros; input_pos 0..T-1; a causal mask)."""
     C = graph.core.context
-    mask = torch.full((1, 1, T, C), -3.0e4).triu(1)  # row t sees slots <= t
+    mask = torch.full((1, 1, T, C), MASK_VALUE).triu(1)  # row t sees slots <= t
     return {"tokens": torch.zeros(1, T, dtype=torch.int32),
             "input_pos": torch.arange(T, dtype=torch.int32), "mask": mask,
             "kv_cache": {k: torch.zeros(s) for k, s in graph.cache_shapes().items()}}

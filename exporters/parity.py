@@ -2,9 +2,9 @@
 
 1. Prefill: the first T tokens of the validation stream through eager (``model(tokens)``) and
    through the artifact: max abs logit difference. A runner with ``forward(tokens, input_pos)``
-   (ExecuTorch's LLM-runner convention) takes the prompt in two chunks, at 0 and at T/2, as a
-   second turn would continue the cache; its logits are those of each chunk's last token.
-   Runners in LiteRT-LM's convention return the last prompt position only.
+   (ExecuTorch's LLM-runner convention; the LiteRT runner has one too) takes the prompt in two
+   chunks, at 0 and at T/2, as a second turn would continue the cache; its logits are those of
+   each chunk's last token. Other runners (Core ML) return every position through ``prefill``.
 2. Decode: eager greedily extends the prompt by ``steps`` tokens (full forward each step, no
    cache: it checks the artifact's KV cache against the model itself). The artifact is fed the
    same tokens (teacher forcing, so both stay on one sequence) through ``decode``; per step we
@@ -107,7 +107,7 @@ def _prefill(runner, prompt: np.ndarray) -> tuple[np.ndarray, list[int]]:
         second = np.asarray(runner.forward(prompt[:, h:], h), dtype=np.float64).reshape(-1)
         return np.stack([first, second]), [h - 1, T - 1]
     out = np.asarray(runner.prefill(prompt), dtype=np.float64)
-    out = out.reshape(-1, out.shape[-1])  # (T, V), or (1, V) in LiteRT-LM's convention (the last position)
+    out = out.reshape(-1, out.shape[-1])  # (T, V), or (1, V) from a runner that returns the last position
     return out, list(range(T - len(out), T))
 
 

@@ -79,8 +79,8 @@ def _costs(d: dict | None) -> dict | None:
     return None if d is None else {k: d.get(k) for k in COSTS}
 
 
-def _check_artifact(build: DeviceBuild, role: str, art: dict) -> Path:
-    """The artifact's path after the parity, presence and hash checks."""
+def _check_artifact(build: DeviceBuild, role: str, art: dict) -> tuple[Path, str]:
+    """(the artifact's path, its sha256) after the parity, presence and hash checks."""
     path = build.folder / art["file"]
     parity = art.get("parity") or {}
     if not parity.get("passed"):
@@ -92,15 +92,15 @@ def _check_artifact(build: DeviceBuild, role: str, art: dict) -> Path:
     if art.get("sha256") and digest != art["sha256"]:
         raise BundleError(f"{build.device} {role}: {str(path)!r} has sha256 {digest[:12]}…, its build recorded "
                           f"{art['sha256'][:12]}…; the file changed since it was built")
-    return path
+    return path, digest
 
 
-def _variant(build: DeviceBuild, role: str, file_name: str, path: Path) -> dict:
+def _variant(build: DeviceBuild, role: str, file_name: str, path: Path, digest: str) -> dict:
     m, art = build.manifest, build.manifest["artifacts"][role]
     chosen = m if role == "model" else m["fallback"]
     meta = json.loads((build.folder / art["metadata"]).read_text()) if art.get("metadata") else {}
     return {"name": f"{build.device}.{role}", "device": build.device, "role": role, "file": file_name,
-            "sha256": _sha256(path), "bytes": path.stat().st_size, "backend": m["backend"],
+            "sha256": digest, "bytes": path.stat().st_size, "backend": m["backend"],
             "precision": m["precision"], "spec": chosen["spec"], "params": chosen["params"],
             "val_loss": chosen["val_loss"], "predicted": _costs(chosen["predicted"]),
             "predicted_from": "estimated" if m.get("estimated") else "measured",
@@ -190,10 +190,12 @@ def make_bundle(devices: list[str], app: str, out: Path, build_root: Path = Path
     with atomic_dir(out) as tmp:
         tokenizer, template = _write_tokenizer(builds, checkpoint, tmp)
         variants = []
-        for b, role, path in checked:
+        digests = {}  # bundle file name -> sha256 already computed (each file is read once)
+        for b, role, (path, digest) in checked:
             name = f"{b.device}.{role}{''.join(path.suffixes)}"
             shutil.copyfile(path, tmp / name)
-            variants.append(_variant(b, role, name, tmp / name))
+            digests[name] = digest
+            variants.append(_variant(b, role, name, tmp / name, digest))
             extra = _copy_extra_files(b, role, tmp)
             if extra:
                 variants[-1]["extra_files"] = extra
@@ -203,7 +205,8 @@ def make_bundle(devices: list[str], app: str, out: Path, build_root: Path = Path
             "schema_version": SCHEMA_VERSION, "kind": KIND, "app": app,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "devices": [b.device for b in builds], "checkpoint_sha256": ckpt_sha,
-            "files": {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())},
+            "files": {p.name: {"bytes": p.stat().st_size, "sha256": digests.get(p.name) or _sha256(p)}
+                      for p in sorted(tmp.iterdir())},
             "tokenizer": tokenizer, "variants": variants, "selection": DEFAULT_RULE,
             "generation": {**GENERATION, "stop_ids": tokenizer["eos_ids"]}, "chat_template": template,
         }

@@ -34,7 +34,7 @@ def configure(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from edge.bundle.make import APP_BACKENDS, BundleError, list_builds, load_build, make_bundle
+    from edge.bundle.make import APP_BACKENDS, BundleError, list_builds, load_build
 
     build_root = Path(args.build_dir)
     if args.all:

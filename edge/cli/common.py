@@ -22,7 +22,6 @@ def add_eval_tokens(p) -> None:
 def check_output_folder(out: str) -> None:
     """Refuse to replace a folder this tool did not write (anything but a checkpoint), or an
     unwritable place; a checkpoint folder is replaced atomically."""
-    import os
     from pathlib import Path
 
     from edge.errors import MatEdgeError
@@ -30,7 +29,17 @@ def check_output_folder(out: str) -> None:
     path = Path(out)
     if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "config.json").is_file())):
         raise MatEdgeError(f"--out {out!r} exists and is not a checkpoint folder (choose a new folder)")
-    parent = path.resolve().parent
+    check_writable(out)
+
+
+def check_writable(out: str) -> None:
+    """Refuse an --out whose nearest existing parent folder this process cannot write."""
+    import os
+    from pathlib import Path
+
+    from edge.errors import MatEdgeError
+
+    parent = Path(out).resolve().parent
     while not parent.exists():
         parent = parent.parent
     if not os.access(parent, os.W_OK):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.cli.common import add_eval_tokens
+from edge.inputs import int_arg
 
 HELP = "make a dense model elastic: importance-ordered FFN units, nested granularities (XL unchanged)"
 DESCRIPTION = """\
@@ -23,9 +24,9 @@ def configure(p) -> None:
                    help="unit importance: energy = sqrt(E[h^2]) * |W_down column| (default), activation = E|h|")
     p.add_argument("--fractions", default="1/8,1/4,1/2,1", help="granularity widths as fractions of d_ff (default: 1/8,1/4,1/2,1)")
     p.add_argument("--names", help="granularity names, one per fraction (default: S,M,L,XL)")
-    p.add_argument("--calib-tokens", type=int, default=8192, help="calibration tokens (default: 8192)")
-    p.add_argument("--seq-len", type=int, default=256, help="window length (default: 256)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    p.add_argument("--calib-tokens", type=int_arg(1, 1 << 30), default=8192, help="calibration tokens (default: 8192)")
+    p.add_argument("--seq-len", type=int_arg(2, 1 << 20), default=256, help="window length (default: 256)")
+    p.add_argument("--threads", type=int_arg(1, 256), help="CPU threads (default: torch's)")
     add_eval_tokens(p)
 
 
@@ -50,8 +51,9 @@ def run(args) -> int:
     model = load_model(args.checkpoint)
     corpus = load_corpus_for(Path(args.checkpoint))
     elastic, info = convert(model, corpus.train, fractions, names, args.ordering, args.seq_len, args.calib_tokens)
+    source = load_meta(args.checkpoint)
     meta = {"preset": "converted", "converted_from": str(args.checkpoint), "convert": info,
-            "source_meta": load_meta(args.checkpoint), "train_args": load_meta(args.checkpoint).get("train_args", {})}
+            "source_meta": source, "train_args": source.get("train_args", {})}
     save_model(elastic, Path(args.out), meta, load_tokenizer(args.checkpoint))
     print(f"wrote {args.out}: {len(names)} granularities {dict(elastic.config.widths)} ordered by {args.ordering} "
           f"on {info['calibration_tokens']} calibration tokens")

@@ -149,19 +149,12 @@ def _chart(args) -> int:
 def _validate(args) -> int:
     from edge.checkpoint import load_any
     from edge.device.cost_table import load_table, table_path
-    from edge.device.validate import validate_predictor
+    from edge.device.validate import format_validation, validate_predictor
 
     profile = device_profile(args.device, args.precision)
     table = load_table(args.table or table_path(profile.name, profile.precision))
     model, _ = load_any(args.checkpoint)
     result = validate_predictor(profile, model, table, k=args.specs, seed=args.seed, runs=args.val_runs,
                                 rounds=args.val_rounds)
-    print_validation(result)
-    return 0
-
-
-def print_validation(result: dict) -> None:
-    """Per-spec rows, then mean and max absolute % error per metric."""
-    from edge.device.validate import format_validation
-
     print(format_validation(result))
+    return 0

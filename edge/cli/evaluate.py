@@ -16,7 +16,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from edge.checkpoint import load_any, load_corpus_for, load_meta, load_tokenizer
+    from edge.checkpoint import load_any, load_corpus_for, load_tokenizer
     from edge.evaluate import bits_per_byte, consistency, eval_loss, perplexity
     from edge.errors import MatEdgeError
     from edge.spec import format_spec, parse_spec, param_count

@@ -41,7 +41,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from edge.checkpoint import load_any, load_meta, load_tokenizer
+    from edge.checkpoint import load_any, load_corpus_for, load_tokenizer
     from edge.errors import MatEdgeError
     from exporters import _prepare_out, check_request, export_model
     from exporters.parity import summary
@@ -58,11 +58,8 @@ def run(args) -> int:
     if model.config.is_universal and args.spec is None:
         raise MatEdgeError(f"{folder} is a universal checkpoint: pass --spec (e.g. \"XL\" or "
                            f"{','.join(model.config.granularity_names[:1] * model.config.n_layers)})")
-    val = None
-    if not args.no_parity:
-        from edge.data import load_corpus
-
-        val = load_corpus(load_meta(folder).get("train_args", {}).get("data")).val
+    # parity prompts: held-out text in the checkpoint's own tokens (as `matedge build` uses)
+    val = None if args.no_parity else load_corpus_for(folder).val
     art = export_model(model, args.backend, precision, args.out, spec=args.spec, context=args.context,
                        prefill_len=args.prefill_len, name=args.name, parity=not args.no_parity, val_stream=val,
                        tokenizer=load_tokenizer(folder))

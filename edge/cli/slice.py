@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.cli.common import add_checkpoint
+from edge.cli.common import add_checkpoint, check_writable
 
 HELP = "write the dense submodel of a spec (safetensors + config.json with per-layer sizes)"
 
@@ -29,21 +29,8 @@ def run(args) -> int:
     dense = slice_model(model, spec)
     meta = {"sliced_from": str(args.checkpoint), "spec": format_spec(spec),
             "source_meta": {k: v for k, v in load_meta(args.checkpoint).items() if k != "history"}}
-    _check_writable(args.out)
+    check_writable(args.out)
     save_model(dense, args.out, meta, load_tokenizer(args.checkpoint), force=args.force)
     print(f"wrote {args.out}: spec {format_spec(spec)}, ffn sizes {list(dense.config.ffn_sizes)}, "
           f"{param_count(None, dense.config):,} parameters")
     return 0
-
-
-def _check_writable(out: str) -> None:
-    import os
-    from pathlib import Path
-
-    from edge.errors import MatEdgeError
-
-    parent = Path(out).resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise MatEdgeError(f"--out {out!r}: {parent} is not writable (choose a folder you can write)")

@@ -29,13 +29,13 @@ Schema ``matedge.cost_table/1`` (every key required unless marked optional):
     provenance  {device, transport, cpu_model, libraries, date, runs, warmup, runner}
 
 In code a table is a ``CostTable``: the JSON document itself (a dict, so it is written and
-compared as is) with typed accessors and its operations (load, save, validate, predict).
+compared as is) with typed accessors, ``predict`` and ``check_model``; ``load_table``,
+``write_table`` and ``validate_table`` read, write and check one.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -58,19 +58,14 @@ class CostTableError(MatEdgeError):
     """A cost table is missing, malformed, or does not describe the model asked about."""
 
 
-def _num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _int(v, key: str) -> bool:
     return in_range(v, key, integer=True)
 
 
 def _header_problems(t: dict) -> list[str]:
     """Identity fields: safe ids (they become file names), a known backend and precision, ranges."""
-    from exporters.backends import BACKENDS
+    from edge.device.profiles import BACKEND_PRECISIONS
 
-    BACKEND_PRECISIONS = {name: b.precisions for name, b in BACKENDS.items()}  # noqa: N806
     p = []
     for k in ("threads", "context", "prompt_tokens"):
         if k in t and not _int(t[k], k):
@@ -158,19 +153,6 @@ def _check_spill(spill) -> list[str]:
 class CostTable(dict):
     """A device's cost table (the JSON document above), read through typed properties."""
 
-    @classmethod
-    def load(cls, path: str | Path) -> "CostTable":
-        """Read and validate a table file; CostTableError lists every problem."""
-        return load_table(path)
-
-    def save(self, path: str | Path) -> Path:
-        """Validate, then write atomically."""
-        return write_table(self, path)
-
-    def validate(self) -> list[str]:
-        """Every problem of the table (empty: valid)."""
-        return validate_table(self)
-
     def predict(self, spec: Sequence[str]) -> dict:
         """Latency and memory of ``spec`` (see ``predict``)."""
         return predict(self, spec)
@@ -195,12 +177,7 @@ class CostTable(dict):
     @property
     def statistic(self) -> str:
         """The latency statistic the table was fitted with: "median" (the default) or "min"."""
-        return table_statistic(self)
-
-
-def table_statistic(table: dict) -> str:
-    """The latency statistic a cost table was fitted with: "median" (the default) or "min"."""
-    return table.get("provenance", {}).get("statistic", "median")
+        return self.provenance.get("statistic", "median")
 
 
 def load_table(path: str | Path) -> CostTable:

@@ -44,7 +44,7 @@ def fit_costs(micro: list[dict], names: tuple[str, ...], statistic: str = "media
                 spill[key] = terms
         else:
             coef = np.linalg.lstsq(X, y, rcond=None)[0]
-        fixed[key] = max(0.0, float(coef[0]))  # tables hold non-negative costs (edge.predictor.validate_table)
+        fixed[key] = max(0.0, float(coef[0]))  # tables hold non-negative costs (edge.device.cost_table.validate_table)
         for g, c in zip(names, coef[1:]):
             layers[g][key] = max(0.0, float(c))  # a cost is never negative; noise can push a tiny one below 0
     return fixed, layers, spill

@@ -19,14 +19,6 @@ CPP_DIR = REPO / "apps" / "cpp"
 CPP_BUILD = CPP_DIR / "build"
 
 
-def executorch_root() -> Path:
-    """The installed executorch package folder (found without importing it)."""
-    spec = importlib.util.find_spec("executorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise ProfilerError("the ExecuTorch runner needs the executorch wheel: pip install 'matformer-edge[executorch]'")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def package_root(name: str, extra: str = "executorch") -> Path:
     """An installed package's folder (found without importing it)."""
     spec = importlib.util.find_spec(name)
@@ -44,7 +36,7 @@ def ensure_cpp_runner(build_dir: Path = CPP_BUILD, rebuild: bool = False) -> Pat
     if shutil.which("cmake") is None:
         raise ProfilerError("building the ExecuTorch runner needs cmake and a C++ compiler (apt-get install cmake g++)")
     # pytorch-tokenizers (a dependency of the executorch wheel) reads tokenizer.json in C++
-    steps = [["cmake", "-S", str(CPP_DIR), "-B", str(build_dir), f"-DEXECUTORCH_ROOT={executorch_root()}",
+    steps = [["cmake", "-S", str(CPP_DIR), "-B", str(build_dir), f"-DEXECUTORCH_ROOT={package_root('executorch')}",
               f"-DPYTORCH_TOKENIZERS_ROOT={package_root('pytorch_tokenizers')}",
               f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_BUILD_TYPE=Release"],
              ["cmake", "--build", str(build_dir), "-j2"]]

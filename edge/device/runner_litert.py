@@ -35,6 +35,7 @@ class RunnerError(Exception):
 
 
 def _bounded(name):
+    # A copy of edge.inputs.int_arg on purpose: this file runs alone on the device (see above).
     lo, hi = LIMITS[name]
 
     def parse(text):

@@ -80,10 +80,5 @@ def measure_artifact(transport, profile: DeviceProfile, artifact: Path, runs: in
     """Run one artifact on the device in its own process; its latency, arena and peak RSS."""
     result = transport.run(runner_command(profile, artifact, runs, warmup), timeout=timeout)
     meas = parse_runner_output(result, Path(artifact).name)
-    meas["artifact_bytes"] = artifact_bytes(artifact)
+    meas["artifact_bytes"] = file_size(artifact)  # the file, or every file of a package folder
     return meas
-
-
-def artifact_bytes(path: Path) -> int:
-    """Bytes of an artifact file, or of every file of a package folder."""
-    return file_size(path)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.device.cost_table import CostTable
-from edge.checkpoint import WEIGHTS, atomic_dir, load_meta, load_model
+from edge.checkpoint import WEIGHTS, atomic_dir, load_model
 from edge.errors import MatEdgeError
 from edge.fsguard import atomic_write_text
 from edge.guard import os_error_text

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from edge.device.cost_table import table_path

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,25 +14,11 @@ import pytest
 from edge.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-NATIVE = ROOT / "apps" / "native"
 PROMPT = "def main("
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.skipif(not shutil.which("cmake") or not Path("/usr/include/nlohmann/json.hpp").exists(),
                                  reason="needs cmake and nlohmann-json3-dev (.ci/run installs them)")]
-
-
-def build_chat(build_dir: Path = NATIVE / "build") -> Path:
-    """Configure and build matedge_chat with CMake (incremental: fast when nothing changed)."""
-    import importlib.util
-    import sys
-
-    et = importlib.util.find_spec("executorch").submodule_search_locations[0]
-    subprocess.run(["cmake", "-S", str(NATIVE), "-B", str(build_dir), f"-DEXECUTORCH_ROOT={et}",
-                    f"-DPython3_EXECUTABLE={sys.executable}"], check=True, capture_output=True, timeout=600)
-    subprocess.run(["cmake", "--build", str(build_dir), "--target", "matedge_chat", "-j2"], check=True,
-                   capture_output=True, timeout=900)
-    return build_dir / "matedge_chat"
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +31,11 @@ def native_bundle(tiny_builds, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chat():
-    return build_chat()
+    """apps/native/build/matedge_chat, built as bench/web_app.py builds it."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from web_app import build_native_app
+
+    return build_native_app()
 
 
 def run(chat: Path, bundle: Path, *args: str) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@ native runner, fitted into a cost table that predicts a spec it never saw."""
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 
 import pytest

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,46 +17,6 @@ from edge.plan.planner import SearchSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 
-PROFILE = """\
-name = "{name}"
-description = "{description}"
-backend = "{backend}"
-precision = "{precision}"
-threads = 1
-context = 64
-transport = "{transport}"
-
-[limits]
-memory_mb = {memory_mb}
-decode_ms_per_token = {decode_ms}
-first_token_ms = 1000
-prompt_tokens = 16
-
-[hardware]
-gemm_gflops = 20
-memory_bandwidth_gbs = 5
-runtime_overhead_mb = 4
-"""
-
-
-def write_profile(folder: Path, name: str, backend="executorch", precision="fp32", transport="none",
-                  memory_mb=50, decode_ms=1.0, description="test board") -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(PROFILE.format(name=name, backend=backend, precision=precision, transport=transport,
-                                   memory_mb=memory_mb, decode_ms=decode_ms, description=description))
-    return path
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    from edge.train import TrainArgs, train
-
-    out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    train(TrainArgs(preset="tiny", steps=30, batch_size=8, seq_len=32, eval_every=30, eval_tokens=1024,
-                    progress=False, out=str(out)))
-    return out
-
-
 def settings(ckpt, out_root, **kw):
     return BuildSettings(checkpoint=ckpt, out_root=out_root, eval_tokens=1024, seq_len=32, runs=5, warmup=1,
                          search=SearchSettings(generations=2, population=6), progress=False, **kw)
@@ -65,7 +24,7 @@ def settings(ckpt, out_root, **kw):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_build_estimated_device_then_cache_hit(ckpt, tmp_path):
+def test_build_estimated_device_then_cache_hit(ckpt, tmp_path, write_profile):
     prof = load_profile(write_profile(tmp_path, "board"))
     logs: list[str] = []
     [res] = build_all([prof], settings(ckpt, tmp_path / "build"), log=logs.append)
@@ -95,7 +54,7 @@ def test_build_estimated_device_then_cache_hit(ckpt, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_infeasible_limits_fail_cleanly_and_others_build(ckpt, tmp_path):
+def test_infeasible_limits_fail_cleanly_and_others_build(ckpt, tmp_path, write_profile):
     bad = load_profile(write_profile(tmp_path, "watch", memory_mb=0.01))
     good = load_profile(write_profile(tmp_path, "board"))
     results = build_all([bad, good], settings(ckpt, tmp_path / "build"), log=lambda *_: None)
@@ -107,7 +66,7 @@ def test_infeasible_limits_fail_cleanly_and_others_build(ckpt, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_cli_exit_codes_and_summary(ckpt, tmp_path):
+def test_cli_exit_codes_and_summary(ckpt, tmp_path, write_profile):
     bad = write_profile(tmp_path, "watch", memory_mb=0.01)
     r = subprocess.run([sys.executable, "-m", "edge", "build", "--device", str(bad), "--checkpoint", str(ckpt),
                         "--out", str(tmp_path / "b"), "--eval-tokens", "1024", "--quiet"],
@@ -121,7 +80,7 @@ def test_cli_exit_codes_and_summary(ckpt, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_interrupted_build_leaves_no_partial_folder(ckpt, tmp_path):
+def test_interrupted_build_leaves_no_partial_folder(ckpt, tmp_path, write_profile):
     prof = write_profile(tmp_path, "board", backend="litert")
     proc = subprocess.Popen([sys.executable, "-m", "edge", "build", "--device", str(prof), "--checkpoint", str(ckpt),
                              "--out", str(tmp_path / "b"), "--eval-tokens", "1024", "--quiet"],
@@ -142,7 +101,7 @@ def test_interrupted_build_leaves_no_partial_folder(ckpt, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_changed_profile_rebuilds_only_what_changed(ckpt, tmp_path):
+def test_changed_profile_rebuilds_only_what_changed(ckpt, tmp_path, write_profile):
     logs: list[str] = []
     first = load_profile(write_profile(tmp_path, "board", decode_ms=1.0))
     [a] = build_all([first], settings(ckpt, tmp_path / "build"), log=logs.append)

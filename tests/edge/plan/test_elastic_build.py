@@ -67,44 +67,16 @@ def test_profile_elastic_field_is_validated():
     assert "elastic" in p and "boolean" in p
 
 
-PROFILE = """\
-name = "board"
-description = "test board"
-backend = "executorch"
-precision = "fp32"
-threads = 1
-context = 64
-transport = "none"
-elastic = true
-
-[limits]
-memory_mb = 50
-decode_ms_per_token = 1.0
-first_token_ms = 1000
-prompt_tokens = 16
-
-[hardware]
-gemm_gflops = 20
-memory_bandwidth_gbs = 5
-runtime_overhead_mb = 4
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.integration
-def test_elastic_build_writes_one_artifact_with_every_member(tmp_path):
+def test_elastic_build_writes_one_artifact_with_every_member(ckpt, tmp_path, write_profile):
     pytest.importorskip("executorch.runtime")
     from edge.device.profiles import load_profile
     from edge.plan.build import BuildSettings, build_all
     from edge.plan.planner import SearchSettings
-    from edge.train import TrainArgs, train
     from exporters.elastic_runner import ElasticRunner
 
-    ckpt = tmp_path / "tiny"
-    train(TrainArgs(preset="tiny", steps=30, batch_size=8, seq_len=32, eval_every=30, eval_tokens=1024,
-                    progress=False, out=str(ckpt)))
-    path = tmp_path / "board.toml"
-    path.write_text(PROFILE)
+    path = write_profile(tmp_path, "board", elastic=True)
     settings = BuildSettings(checkpoint=ckpt, out_root=tmp_path / "build", eval_tokens=1024, seq_len=32, runs=5,
                              warmup=1, search=SearchSettings(generations=1, population=4), progress=False)
     [res] = build_all([load_profile(path)], settings, log=lambda *_: None)

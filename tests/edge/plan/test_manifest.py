@@ -16,7 +16,7 @@ def _example() -> dict:
     costs = {"decode_ms_per_token": 1.0, "first_token_ms": 9.0, "memory_mb": 30.0}
     return Manifest(device="board", description="a board", backend="executorch", precision="fp32", threads=1,
                     context=64, prompt_tokens=16, limits=costs, estimated=True, cost_table="estimated (transport none)",
-                    spec="S,M,L,XL", params=1000, val_loss=2.5, predicted=costs, source="evolution",
+                    spec="S,M,L,XL", params=1000, val_loss=2.5, predicted=dict(costs), source="evolution",
                     consistency_with_xl={"agreement_pct": 90.0, "kl": 0.1}, best_uniform=None, fallback=None,
                     measured=None, measured_within_limits=None, artifacts={"model": art},
                     tokenizer={"type": "bytes", "vocab_size": 260, "specials": {"<pad>": 256}},
