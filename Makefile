@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/matedge build --all --quiet
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # No training, no backend runtime, no subprocess: about a minute of CPU (see the README).
 test-fast: install
