@@ -37,7 +37,8 @@ def configure(p) -> None:
                    help="round-robin passes over the micro-models, each run in a fresh process; the table keeps "
                         "the median of the passes (default: 5)")
     p.add_argument("--chart", help="also write a PNG chart of the table here")
-    p.add_argument("--force", action="store_true", help="replace an --out file that is not a cost table")
+    p.add_argument("--force", action="store_true",
+                   help="replace an --out file that is not a cost table, or a --chart file that is not a chart")
     p.add_argument("--statistic", choices=("median", "min"), default="median",
                    help="latency of a method: median of the runs, or min (uncontended cost on a shared machine)")
     sub = p.add_subparsers(dest="action", metavar="ACTION")
@@ -49,6 +50,8 @@ def configure(p) -> None:
     chart = sub.add_parser("chart", help="PNG of a device's cost table")
     _device_args(chart, checkpoint=False)
     chart.add_argument("--out", dest="chart_out", help="PNG path (default: beside the table)")
+    chart.add_argument("--force", dest="chart_force", action="store_true",
+                       help="replace an --out file that is not a chart this tool wrote")
     val = sub.add_parser("validate-predictor", help="measure K random specs end to end vs the prediction")
     _device_args(val)
     val.add_argument("--specs", type=int_arg(1, 10_000), default=20, help="random specs to measure (default: 20)")
@@ -83,7 +86,7 @@ def _measure(args) -> int:
     from pathlib import Path
 
     from edge.checkpoint import default_checkpoint, load_config
-    from edge.device.chart import plot_table
+    from edge.device.chart import check_chart_destination, plot_table
     from edge.device.cost_table import is_table_file
     from edge.device.table_source import get_cost_table
     from edge.fsguard import check_file_destination
@@ -92,6 +95,8 @@ def _measure(args) -> int:
     config = load_config(Path(args.checkpoint) if args.checkpoint else default_checkpoint())
     if args.out:  # before minutes of measuring: never replace a file that is not a cost table
         check_file_destination(args.out, is_table_file, args.force)
+    if args.chart:
+        check_chart_destination(args.chart, args.force)
     got = get_cost_table(profile, config, measure="always", path=args.out, runs=args.runs, warmup=args.warmup,
                          rounds=args.rounds, statistic=args.statistic)
     table, out = got.table, got.path
@@ -101,7 +106,7 @@ def _measure(args) -> int:
         print(f"{len(table.errors)} micro-model(s) failed and were left out of the fit: "
               + "; ".join(e["error"] for e in table.errors))
     if args.chart:
-        print(f"wrote {plot_table(table, args.chart)}")
+        print(f"wrote {plot_table(table, args.chart, force=args.force)}")
     return 0
 
 
@@ -142,7 +147,8 @@ def _chart(args) -> int:
     profile = device_profile(args.device, args.precision)
     path = Path(args.table or table_path(profile.name, profile.precision))
     table = load_table(path)
-    print(f"wrote {plot_table(table, args.chart_out or path.with_suffix('.png'))}")
+    out = args.chart_out or path.with_suffix(".png")
+    print(f"wrote {plot_table(table, out, force=args.chart_force)}")
     return 0
 
 

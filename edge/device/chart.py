@@ -5,10 +5,34 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.device.cost_table import CostTable
+from edge.fsguard import check_file_destination
+
+# A text chunk in every PNG this module writes: the mark that lets a later run replace it.
+CHART_KEY, CHART_VALUE = "matedge", "cost table chart"
 
 
-def plot_table(table: dict, path: Path) -> Path:
-    """PNG: per-granularity latency (prefill, decode) and memory (weights, arena, runtime) per layer."""
+def is_chart_file(path: Path) -> bool:
+    """True when ``path`` is a PNG this module wrote (it carries the chart's text chunk)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:  # Image.open reads the header and the chunks before the pixels, not the image
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get(CHART_KEY) == CHART_VALUE
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+        return False
+
+
+def check_chart_destination(path: str | Path, force: bool = False, what: str = "--chart") -> Path:
+    """Refuse a PNG path that holds a file this tool did not write (unless ``force``)."""
+    return check_file_destination(path, is_chart_file, force, what)
+
+
+def plot_table(table: dict, path: Path, force: bool = False) -> Path:
+    """PNG: per-granularity latency (prefill, decode) and memory (weights, arena, runtime) per layer.
+
+    An existing file at ``path`` is replaced only when it is a chart this function wrote, or
+    with ``force``."""
+    path = check_chart_destination(path, force)
     table = CostTable(table)
     import matplotlib
 
@@ -37,10 +61,9 @@ def plot_table(table: dict, path: Path) -> Path:
     fig.suptitle(f"{table.device}: {table.backend} {table.precision}, {table.threads} thread(s), "
                  f"context {table.context}{tag}")
     fig.tight_layout()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=110, metadata={CHART_KEY: CHART_VALUE})
     plt.close(fig)
     tmp.replace(path)
     return path

@@ -45,6 +45,10 @@ def destinations() -> list[Case]:
         Case(f, "slice-twice-replaces-own-output", _slice_twice, expect=0),
         Case(f, "slice-force-replaces-user-folder", lambda w, fx: ["slice", str(fx.ckpt), "--spec", "S", "--out",
                                                                    str(user_folder(w)), "--force"], expect=0),
+        Case(f, "chart-onto-user-file", _chart(user_file), after=intact),
+        Case(f, "chart-onto-user-png", _chart(_user_png), after=_png_intact),
+        Case(f, "chart-twice-replaces-own-chart", _chart_twice, expect=0),
+        Case(f, "chart-force-replaces-user-png", _chart(_user_png, "--force"), expect=0),
     ] + [Case(f, f"profile-name-{label}", (lambda name: lambda w, fx: [
         "build", "--device", str(profile_file(w, name=name)), "--checkpoint", str(fx.ckpt), "--out", str(w / "b"),
         "--no-measure", "--quiet"])(name)) for label, name in
@@ -62,6 +66,35 @@ def _export_onto_foreign(w: Path, fx: Fixtures) -> list[str]:
     (w / "out").mkdir()
     (w / "out" / "model.pte").write_text("mine")
     return ["export", str(fx.ckpt), "--spec", "S", "--backend", "executorch", "--out", str(w / "out"), "--no-parity"]
+
+
+def _chart(out, *extra):
+    """argv of `profile chart` onto the path ``out(work)`` makes."""
+    return lambda w, fx: ["profile", "chart", "--device", str(profile_file(w)), "--table",
+                          str(table_file(w, fx, lambda t: None)), "--out", str(out(w)), *extra]
+
+
+def _user_png(w: Path) -> Path:
+    """A PNG of the user's (not a chart of ours); a copy beside it lets the aftermath compare."""
+    from PIL import Image
+
+    path = w / "plot.png"
+    Image.new("RGB", (4, 4), "red").save(path)
+    (w / ".plot.orig").write_bytes(path.read_bytes())
+    return path
+
+
+def _png_intact(w: Path) -> str:
+    return "" if (w / "plot.png").read_bytes() == (w / ".plot.orig").read_bytes() else "plot.png was overwritten"
+
+
+def _chart_twice(w: Path, fx: Fixtures) -> list[str]:
+    from edge.cli import main
+
+    argv = _chart(lambda w: w / "chart.png")(w, fx)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(argv) == 0
+    return argv
 
 
 def _slice_twice(w: Path, fx: Fixtures) -> list[str]:
