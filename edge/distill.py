@@ -57,6 +57,7 @@ class DistillArgs:
     seed: int = 0
     threads: int | None = None
     resume: bool = True
+    force: bool = False  # replace an --out folder this tool did not write (as TrainArgs.force)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -122,7 +123,7 @@ def _save(out: Path, a: DistillArgs, model, opt, gens, tokenizer, progress: dict
     meta = {"preset": "distilled" if a.distill else "fine-tuned", "init": str(a.init),
             "teacher": str(a.teacher or a.init) if a.distill else None, "distill_args": asdict(a),
             "train_args": source.get("train_args", {}), "source_meta": source, **progress}
-    with ckpt.atomic_dir(out) as tmp:
+    with ckpt.atomic_dir(out, force=a.force) as tmp:
         ckpt.write_model(model, tmp, meta, tokenizer)
         torch.save({"optimizer": opt.state_dict(), "step": progress["step"],
                     "gens": [g.get_state() for g in gens]}, tmp / STATE)
@@ -130,7 +131,7 @@ def _save(out: Path, a: DistillArgs, model, opt, gens, tokenizer, progress: dict
 
 def distill(a: DistillArgs) -> dict:
     """Fine-tune (or resume) ``a.init`` into ``a.out``; returns the final meta dict."""
-    check_dir_destination(a.out)  # before minutes of fine-tuning, not at the first save (as train does)
+    check_dir_destination(a.out, a.force)  # before minutes of fine-tuning, not at the first save (as train does)
     rank, world = _dist_info()
     if a.threads:
         torch.set_num_threads(a.threads)

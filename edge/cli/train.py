@@ -104,7 +104,7 @@ def _fine_tune(args) -> int:
     dargs = DistillArgs(init=args.init, out=args.out, teacher=args.teacher, distill=args.distill, regime=args.regime or "sum",
                         train_embeddings=args.train_embeddings, bf16=args.bf16, seed=args.seed,
                         eval_every=50 if args.eval_every is None else args.eval_every,
-                        resume=not args.no_resume, progress=not args.quiet, **given)
+                        resume=not args.no_resume, force=args.force, progress=not args.quiet, **given)
     meta = distill(dargs)
     if meta.get("history"):
         val = meta["history"][-1]["val_loss"]

@@ -45,6 +45,8 @@ def destinations() -> list[Case]:
         Case(f, "slice-twice-replaces-own-output", _slice_twice, expect=0),
         Case(f, "slice-force-replaces-user-folder", lambda w, fx: ["slice", str(fx.ckpt), "--spec", "S", "--out",
                                                                    str(user_folder(w)), "--force"], expect=0),
+        Case(f, "fine-tune-into-user-folder", _fine_tune(user_folder), after=intact),
+        Case(f, "fine-tune-force-replaces-user-folder", _fine_tune(user_folder, "--force"), expect=0),
         Case(f, "chart-onto-user-file", _chart(user_file), after=intact),
         Case(f, "chart-onto-user-png", _chart(_user_png), after=_png_intact),
         Case(f, "chart-twice-replaces-own-chart", _chart_twice, expect=0),
@@ -66,6 +68,12 @@ def _export_onto_foreign(w: Path, fx: Fixtures) -> list[str]:
     (w / "out").mkdir()
     (w / "out" / "model.pte").write_text("mine")
     return ["export", str(fx.ckpt), "--spec", "S", "--backend", "executorch", "--out", str(w / "out"), "--no-parity"]
+
+
+def _fine_tune(out, *extra):
+    """argv of a one-step nested fine-tune (`train --init`) into the path ``out(work)`` makes."""
+    return lambda w, fx: ["train", "--init", str(fx.ckpt), "--steps", "1", "--batch-size", "1", "--seq-len", "16",
+                          "--eval-every", "0", "--quiet", "--out", str(out(w)), *extra]
 
 
 def _chart(out, *extra):
