@@ -251,7 +251,7 @@ def eager_quality(model, members: dict, context: int, windows, prompt, n: int) -
     for k in range(1, 5):
         st = speculative(runner, prompt, n, draft, verify, k)
         assert st.tokens == want
-        rows.append([k, f"{100 * st.acceptance:.0f}%", round(n / max(1, st.verify_calls), 2)])
+        rows.append([k, f"{100 * st.acceptance:.0f}%", round(n / max(1, st.rounds), 2)])
     print(f"\n## 5. Speculative acceptance: {draft} drafts, {verify} verifies, {n} tokens (output identical)")
     print(format_table(["k", "acceptance", "tokens per verifier call"], rows))
 

@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edge.generate import GenerationStats
+
 Schedule = Callable[[int], str]  # decode step -> member name
 
 
@@ -36,17 +38,9 @@ def greedy(runner, prompt: Sequence[int], n_new: int, schedule: Schedule | str) 
 
 
 @dataclass
-class SpeculativeStats:
-    tokens: list[int]
-    drafted: int = 0
-    accepted: int = 0
-    verify_calls: int = 0
-    seconds: float = 0.0
+class SpeculativeStats(GenerationStats):
+    """A speculative run on the runtime (``rounds`` = verify calls), plus the drafts each call kept."""
     accepted_per_call: list[int] = field(default_factory=list)
-
-    @property
-    def acceptance(self) -> float:
-        return self.accepted / self.drafted if self.drafted else 0.0
 
 
 def speculative(runner, prompt: Sequence[int], n_new: int, draft: str, verify: str, k: int) -> SpeculativeStats:
@@ -63,7 +57,7 @@ def speculative(runner, prompt: Sequence[int], n_new: int, draft: str, verify: s
     t0 = time.perf_counter()
     logits = runner.run(list(prompt), 0, verify)
     out = [int(logits[-1].argmax())]
-    pos, st = len(prompt), SpeculativeStats(out)  # out[-1] is known, not yet in the cache, at `pos`
+    pos, st = len(prompt), SpeculativeStats(tokens=out)  # out[-1] is known, not yet in the cache, at `pos`
     while len(out) < n_new:
         kk = min(k, n_new - len(out), runner.context - pos - 1)
         if kk < 1:
@@ -78,7 +72,7 @@ def speculative(runner, prompt: Sequence[int], n_new: int, draft: str, verify: s
             n_ok += 1
         out.extend(drafts[:n_ok] + [int(ver[n_ok])])
         pos += n_ok + 1
-        st.drafted, st.accepted, st.verify_calls = st.drafted + kk, st.accepted + n_ok, st.verify_calls + 1
+        st.drafted, st.accepted, st.rounds = st.drafted + kk, st.accepted + n_ok, st.rounds + 1
         st.accepted_per_call.append(n_ok)
     st.tokens = out[:n_new]
     st.seconds = time.perf_counter() - t0

@@ -92,7 +92,7 @@ def test_speculative_equals_verifier_greedy(elastic, val_stream, k):
     want = greedy(runner, prompt, 24, "XL")
     st = speculative(runner, prompt, 24, "S", "XL", k)
     assert st.tokens == want
-    assert st.verify_calls < 24 and 0 < st.drafted and 0 <= st.accepted <= st.drafted
+    assert st.rounds < 24 and 0 < st.drafted and 0 <= st.accepted <= st.drafted
     # the draft equal to the verifier accepts every drafted token
     same = speculative(runner, prompt, 24, "XL", "XL", k)
     assert same.tokens == want and same.accepted == same.drafted

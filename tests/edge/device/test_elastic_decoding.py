@@ -49,7 +49,7 @@ def test_speculative_is_the_verifier_greedy(runner, corpus_val, k):
     prompt = corpus_val[:8].tolist()
     want = greedy(runner, prompt, 20, "XL")
     st = speculative(runner, prompt, 20, "S", "XL", k)
-    assert st.tokens == want and len(st.accepted_per_call) == st.verify_calls
+    assert st.tokens == want and len(st.accepted_per_call) == st.rounds
     assert speculative(runner, prompt, 20, "XL", "XL", k).acceptance == 1.0
 
 
