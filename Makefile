@@ -24,8 +24,11 @@ demo: install
 	$(BIN)/matedge train --quiet
 	$(BIN)/matedge build --all --quiet
 
+# Test files run in parallel: one worker per core, at most 4 (each holds its own exports in
+# memory); --dist loadfile keeps a file on one worker, so its module fixtures (a trained model,
+# exports) are made once.
 test: install
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadfile --durations=25
 
 # No training, no backend runtime, no subprocess: about a minute of CPU (see the README).
 test-fast: install

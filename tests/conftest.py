@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 import torch
+
+# `make test` runs test files in parallel workers (pytest-xdist). Each worker gets its own temp
+# folder, which the commands it starts inherit (TMPDIR), so a test that looks for leftover
+# temporaries in the temp folder sees only its own worker's.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _worker_tmp = tempfile.mkdtemp(prefix=f"pytest-{os.environ['PYTEST_XDIST_WORKER']}-")
+    os.environ["TMPDIR"] = _worker_tmp
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    atexit.register(shutil.rmtree, _worker_tmp, True)
 
 from edge.config import MatFormerConfig
 from edge.model import MatFormerLM, lm_loss

@@ -35,6 +35,11 @@ def configure(p) -> None:
     p.add_argument("--elastic", action="store_true",
                    help="also write an elastic artifact per device (members S/M/L/XL + the latency frontier, "
                         "one KV cache; executorch); a profile asks with elastic = true")
+    from edge.plan.elastic import FRONTIER_LEVELS
+
+    p.add_argument("--frontier-members", type=int_arg(0, 32), default=FRONTIER_LEVELS, metavar="N",
+                   help="members of an elastic artifact besides S/M/L/XL and the default: specs spread along the "
+                        "latency frontier (default: %(default)s; each adds one method to export and check)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -58,7 +63,7 @@ def run(args) -> int:
     settings = BuildSettings(checkpoint=ckpt, out_root=Path(args.out), runs=args.runs, eval_tokens=args.eval_tokens,
                              search=SearchSettings(generations=args.generations, population=args.population),
                              measure=not args.no_measure, elastic=args.elastic, progress=not args.quiet,
-                             force=args.force)
+                             force=args.force, frontier_members=args.frontier_members)
     results = build_all(profiles, settings)
     print()
     print(summary(results))

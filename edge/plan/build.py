@@ -20,6 +20,7 @@ from pathlib import Path
 from edge.device.cost_table import CostTable
 from edge.checkpoint import WEIGHTS, atomic_dir, load_model
 from edge.errors import MatEdgeError
+from edge.plan.elastic import FRONTIER_LEVELS
 from edge.fsguard import atomic_write_text
 from edge.guard import os_error_text
 from edge.inputs import is_number, read_json, safe_id
@@ -46,6 +47,7 @@ class BuildSettings:
     force: bool = False  # replace build/<device>/ folders that matedge did not write
     progress: bool = True
     elastic: bool = False  # an elastic artifact for every device (else only where the profile asks)
+    frontier_members: int = FRONTIER_LEVELS  # latency-frontier members of an elastic artifact besides S/M/L/XL
 
 
 @dataclass
@@ -184,7 +186,7 @@ def elastic_artifact(profile, model, table, losses: LossCache, settings: BuildSe
     memory = {"memory_mb": limits_of(profile)["memory_mb"]}  # members may be slower than the target
     wide = plan(model.config, cost_fn_for(table), losses, memory, settings.search)
     members, default = choose_members(model.config, cost_fn_for(table), wide.candidates, result.chosen.spec,
-                                      memory["memory_mb"])
+                                      memory["memory_mb"], levels=settings.frontier_members)
     log(f"   exporting elastic artifact: members {', '.join(members)}, default {default}, with parity checks")
     with quiet_output(settings.out_root / "logs" / f"export-elastic-{profile.name}.log"):
         return build_elastic(model, profile, members, default, dest, losses.corpus.val)

@@ -24,6 +24,8 @@ def _envelope(specs, config) -> Spec:
 
 def frontier_levels(frontier: list, levels: int) -> list:
     """``levels`` frontier points spread evenly by index (cheap to accurate), ends included."""
+    if levels < 1:
+        return []
     if len(frontier) <= levels:
         return list(frontier)
     step = (len(frontier) - 1) / (levels - 1) if levels > 1 else 0

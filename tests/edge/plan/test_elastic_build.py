@@ -52,6 +52,7 @@ def test_memory_limit_drops_the_largest_members_never_the_default():
 def test_frontier_levels_spread():
     assert frontier_levels([1, 2, 3, 4, 5, 6, 7], 3) == [1, 4, 7]
     assert frontier_levels([1, 2], 3) == [1, 2]
+    assert frontier_levels([1, 2, 3], 0) == []  # --frontier-members 0: S/M/L/XL and the default only
 
 
 def test_profile_elastic_field_is_validated():
@@ -78,7 +79,8 @@ def test_elastic_build_writes_one_artifact_with_every_member(ckpt, tmp_path, wri
 
     path = write_profile(tmp_path, "board", elastic=True)
     settings = BuildSettings(checkpoint=ckpt, out_root=tmp_path / "build", eval_tokens=1024, seq_len=32, runs=5,
-                             warmup=1, search=SearchSettings(generations=1, population=4), progress=False)
+                             warmup=1, search=SearchSettings(generations=1, population=4), progress=False,
+                             frontier_members=1)  # each member is one more method to export and check
     [res] = build_all([load_profile(path)], settings, log=lambda *_: None)
     assert res.ok, res.error
     folder = tmp_path / "build" / "board"
