@@ -10,7 +10,9 @@
    same tokens (teacher forcing, so both stay on one sequence) through ``decode``; per step we
    compare the argmax (greedy agreement), the max abs logit difference and KL(eager || artifact).
 
-Thresholds: fp32 must match to 1e-4 absolute (prefill and every decode step); fp16 and
+Thresholds: fp32 must match to 1e-4 times the largest eager logit magnitude (at least 1; prefill
+and every decode step): kernels that add in another order differ by a few ulps of what they add,
+so a real model's logits of ~20 differ by ~1e-4 where the toy's of ~1 differ by ~1e-6; fp16 and
 quantized artifacts must agree on >= 90% of greedy tokens, with KL reported. Failures are
 returned (``passed: False`` plus the reasons), never hidden.
 """
@@ -25,10 +27,11 @@ FP32_MAX_ABS = 1e-4
 MIN_AGREEMENT = 0.90
 
 
-def thresholds(precision: str) -> dict:
-    """The pass criteria for one precision."""
+def thresholds(precision: str, logit_scale: float = 1.0) -> dict:
+    """The pass criteria for one precision; ``logit_scale``: the largest |eager logit| of the check."""
     if precision == "fp32":
-        return {"prefill_max_abs": FP32_MAX_ABS, "decode_max_abs": FP32_MAX_ABS}
+        limit = FP32_MAX_ABS * max(1.0, float(logit_scale))
+        return {"prefill_max_abs": limit, "decode_max_abs": limit}
     return {"greedy_agreement": MIN_AGREEMENT}
 
 
@@ -78,6 +81,7 @@ def check(runner, ref: dict, precision: str) -> dict:
         got.append(np.asarray(runner.decode(int(tok), T + i), dtype=np.float64).reshape(-1))
     got = np.stack(got)  # (steps, V)
     want = ref["steps"].astype(np.float64)
+    scale = float(max(np.abs(want_pre).max(), np.abs(want).max()))
     result = {
         "runtime": runner.label, "prompt_tokens": int(T), "decode_steps": len(got),
         "prefill_max_abs": float(np.abs(pre - want_pre).max()),
@@ -85,7 +89,7 @@ def check(runner, ref: dict, precision: str) -> dict:
         "decode_max_abs": float(np.abs(got - want).max()),
         "greedy_agreement": float((got.argmax(-1) == want.argmax(-1)).mean()),
         "kl_mean": float(_kl(want, got).mean()), "kl_max": float(_kl(want, got).max()),
-        "thresholds": thresholds(precision),
+        "logit_scale": scale, "thresholds": thresholds(precision, scale),
     }
     failures = []
     for key, limit in result["thresholds"].items():
