@@ -12,7 +12,7 @@
 
 Thresholds: fp32 must match to 1e-4 times the largest eager logit magnitude (at least 1; prefill
 and every decode step): kernels that add in another order differ by a few ulps of what they add,
-so a real model's logits of ~20 differ by ~1e-4 where the toy's of ~1 differ by ~1e-6; fp16 and
+so errors grow with the logits (SmolLM2's reach ~39 and its fp32 .pte differs by up to 9e-5); fp16 and
 quantized artifacts must agree on >= 90% of greedy tokens, with KL reported. Failures are
 returned (``passed: False`` plus the reasons), never hidden.
 """
