@@ -29,7 +29,8 @@ Exit code 1 when parity fails (the artifact is still written and the failures ar
 def configure(p) -> None:
     add_checkpoint(p)
     p.add_argument("--spec", help='per-layer granularities, e.g. "XL" or "S,S,M,M,L,XL" '
-                                  "(required for a universal checkpoint)")
+                                  "(required for a universal checkpoint with several granularities; "
+                                  "an imported dense model exports its one granularity)")
     p.add_argument("--backend", required=True, help="executorch | litert | coreml")
     p.add_argument("--precision", help="default: fp32 (executorch, litert) or fp16 (coreml)")
     p.add_argument("--out", required=True, help="output folder (created if needed)")
@@ -38,6 +39,22 @@ def configure(p) -> None:
     p.add_argument("--prefill-len", type=int_arg(1, 1 << 20), help="prefill tokens T (default: min(64, context/4))")
     p.add_argument("--no-parity", action="store_true", help="skip the eager-vs-artifact parity check")
     p.add_argument("--force", action="store_true", help="replace OUT/NAME.<suffix> even if matedge did not write it")
+
+
+def _default_spec(config, folder) -> str | None:
+    """The spec to export when --spec is not given: None for a dense (sliced) checkpoint, the one
+    granularity of a universal checkpoint that has only one (an imported dense model), else an error."""
+    if not config.is_universal:
+        return None
+    names = config.granularity_names
+    if len(names) == 1:
+        return names[0]
+    from edge.errors import MatEdgeError
+
+    mixed = ",".join(names[i % len(names)] for i in range(min(3, config.n_layers)))
+    raise MatEdgeError(f"{folder} is a universal checkpoint with granularities {', '.join(names)}: pass --spec "
+                       f"(one name for every layer, e.g. \"{names[-1]}\", or one per layer, e.g. \"{mixed},...\" "
+                       f"with {config.n_layers} names)")
 
 
 def run(args) -> int:
@@ -55,12 +72,10 @@ def run(args) -> int:
     _prepare_out(args.out)
     _check_destination(args)
     model, folder = load_any(args.checkpoint)
-    if model.config.is_universal and args.spec is None:
-        raise MatEdgeError(f"{folder} is a universal checkpoint: pass --spec (e.g. \"XL\" or "
-                           f"{','.join(model.config.granularity_names[:1] * model.config.n_layers)})")
+    spec = args.spec if args.spec is not None else _default_spec(model.config, folder)
     # parity prompts: held-out text in the checkpoint's own tokens (as `matedge build` uses)
     val = None if args.no_parity else load_corpus_for(folder).val
-    art = export_model(model, args.backend, precision, args.out, spec=args.spec, context=args.context,
+    art = export_model(model, args.backend, precision, args.out, spec=spec, context=args.context,
                        prefill_len=args.prefill_len, name=args.name, parity=not args.no_parity, val_stream=val,
                        tokenizer=load_tokenizer(folder))
     m = art.meta

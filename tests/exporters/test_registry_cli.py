@@ -70,7 +70,7 @@ def checkpoint(tmp_path_factory):
     (["--backend", "coreml", "--precision", "8da4w"], "cannot write precision '8da4w'"),
     (["--backend", "litert", "--spec", "S,M"], "spec 'S,M' has 2 layers but the model has 4"),
     (["--backend", "litert", "--spec", "XXL"], "unknown granularity 'XXL'"),
-    (["--backend", "litert"], "universal checkpoint: pass --spec"),
+    (["--backend", "litert"], "universal checkpoint with granularities S, M, L, XL: pass --spec"),
     (["--backend", "litert", "--spec", "XL", "--context", "999"], "context 999 is out of range"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, extra, message):
@@ -79,6 +79,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, extr
     assert rc == 2
     assert len(err.splitlines()) == 1 and message in err, err
     assert not list((tmp_path / "out").glob("model*"))  # nothing written
+
+
+def test_default_spec_is_the_only_granularity_of_an_imported_dense_model(tmp_path):
+    from edge.cli.export import _default_spec
+
+    tiny = MatFormerConfig.from_preset("tiny")
+    dense = MatFormerConfig(**{**tiny.to_dict(), "granularity_fractions": (1.0,), "granularity_names": ("XL",)})
+    assert dense.is_universal and _default_spec(dense, tmp_path) == "XL"
+    sliced = MatFormerConfig(**{**tiny.to_dict(), "ffn_sizes": (32,) * tiny.n_layers})
+    assert _default_spec(sliced, tmp_path) is None  # a sliced model has its spec already
+    with pytest.raises(MatEdgeError, match=r'e\.g\. "XL", or one per layer, e\.g\. "S,M,L,\.\.\."'):
+        _default_spec(tiny, tmp_path)
 
 
 def test_cli_unwritable_output_folder(checkpoint, tmp_path, capsys):
