@@ -14,6 +14,7 @@ import numpy as np
 
 from exporters.base import ExportError, require
 from exporters.elastic import DEFAULT_METHOD, method_name
+from exporters.logs import runtime_logs_hidden
 
 
 class ElasticRunner:
@@ -41,7 +42,8 @@ class ElasticRunner:
         """The loaded method of ``member`` (None: ``forward``, the default member)."""
         name = DEFAULT_METHOD if member is None else method_name(member)
         if name not in self._methods:
-            self._methods[name] = self.program.load_method(name)
+            with runtime_logs_hidden():  # XNNPACK's first load prints cpuinfo probing lines
+                self._methods[name] = self.program.load_method(name)
         return self._methods[name]
 
     def run(self, tokens: Sequence[int] | np.ndarray, pos: int, member: str | None = None) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 
 from exporters.backends import BACKENDS
 from exporters.base import ExportError, library_versions, require, tensor_spec
+from exporters.logs import runtime_logs_hidden
 
 BACKEND = BACKENDS["executorch"]  # the registry record: the one place its names and precisions live
 PRECISIONS = BACKEND.precisions
@@ -158,7 +159,8 @@ class ExecuTorchRunner:
         if "forward" not in self.program.method_names:
             raise ExportError(f"{Path(path).name} has no forward method: an older prefill/decode .pte? "
                               f"Export it again with `matedge export`")
-        self.method = self.program.load_method("forward")
+        with runtime_logs_hidden():  # XNNPACK's first load prints cpuinfo probing lines
+            self.method = self.program.load_method("forward")
 
     def forward(self, tokens: np.ndarray, input_pos: int) -> np.ndarray:
         """tokens (1, T) at positions input_pos.. -> logits (1, V) of the last one."""

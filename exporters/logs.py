@@ -87,3 +87,52 @@ def quiet_output(log_path: Path, mode: str = "w"):
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+
+
+@contextmanager
+def runtime_logs_hidden(show: bool = False):
+    """Hide what a runtime's native code prints to stderr (ExecuTorch's ``[cpuinfo_utils.cpp:…]``
+    and LLM-runner lines, LiteRT-LM's ``INFO:``/``W0000`` lines) while the block runs: file
+    descriptor 2 goes to a temporary log, deleted when the block ends normally. When the block
+    raises an error the log is kept and named in the error, so what the runtime said is not lost.
+    stdout (fd 1), where generated text streams, is untouched. ``show=True`` hides nothing."""
+    if show:
+        yield
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    fd, name = tempfile.mkstemp(prefix="matedge-runtime-", suffix=".log")
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    os.close(fd)
+    keep = False
+    try:
+        yield
+    except Exception as e:
+        keep = True
+        e.args = (f"{e.args[0] if e.args else e} (runtime log: {name})", *e.args[1:])
+        raise
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        if not keep:
+            os.unlink(name)
+
+
+def hide_stderr_at_exit() -> None:
+    """Send fd 2 to /dev/null once Python exits: LiteRT-LM keeps one LiteRT environment alive
+    until the process ends, and its C++ destructor logs ``DestroyAccelerator`` lines after the
+    command's last output. Registered (once) only by runs that hide the runtime's logs."""
+    import atexit
+
+    def _hide() -> None:
+        sys.stderr.flush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+
+    if not getattr(hide_stderr_at_exit, "registered", False):
+        atexit.register(_hide)
+        hide_stderr_at_exit.registered = True

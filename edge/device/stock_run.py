@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge.errors import MatEdgeError
+from exporters.logs import runtime_logs_hidden
 
 SUFFIXES = (".pte", ".litertlm")
 
@@ -82,27 +83,30 @@ def check_artifact(path: Path) -> Path:
 
 
 def generate(path: Path, prompt: str, max_new_tokens: int = 64, threads: int = 1,
-             on_piece: Callable[[str], None] | None = None) -> RunResult:
-    """Greedy generation of up to ``max_new_tokens`` tokens after ``prompt``."""
+             on_piece: Callable[[str], None] | None = None, show_logs: bool = False) -> RunResult:
+    """Greedy generation of up to ``max_new_tokens`` tokens after ``prompt``. The runtime's own
+    log lines are hidden unless ``show_logs`` (kept in a log named in the error if it fails)."""
     path = check_artifact(path)
     run = run_pte if path.suffix == ".pte" else run_litertlm
-    return run(path, prompt, max_new_tokens, threads, on_piece)
+    return run(path, prompt, max_new_tokens, threads, on_piece, show_logs)
 
 
 def run_pte(path: Path, prompt: str, max_new_tokens: int, threads: int,
-            on_piece: Callable[[str], None] | None = None) -> RunResult:
+            on_piece: Callable[[str], None] | None = None, show_logs: bool = False) -> RunResult:
     """ExecuTorch's ``TextLLMRunner`` on ``path`` + the ``tokenizer.json`` beside it."""
-    return PteChat(path, threads).generate(prompt, max_new_tokens, on_piece)
+    return PteChat(path, threads, show_logs).generate(prompt, max_new_tokens, on_piece)
 
 
 class PteChat:
     """A ``TextLLMRunner`` kept open across turns: each ``generate`` continues the KV cache."""
 
-    def __init__(self, path: Path, threads: int = 1):
+    def __init__(self, path: Path, threads: int = 1, show_logs: bool = False):
         from edge.tokenizer import load_tokenizer
 
         self.path = Path(path)
-        self.runner = open_pte(self.path, threads)
+        self.show_logs = show_logs
+        with runtime_logs_hidden(show_logs):
+            self.runner = open_pte(self.path, threads)
         self.add_bos = load_tokenizer(self.path.parent).add_bos
         self.turns = 0
 
@@ -119,7 +123,8 @@ class PteChat:
         config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, echo=False, num_bos=bos,
                                   warming=True)
         try:
-            self.runner.generate(prompt, config, token_callback=clock)
+            with runtime_logs_hidden(self.show_logs):
+                self.runner.generate(prompt, config, token_callback=clock)
         except RuntimeError as e:
             raise RunError(f"ExecuTorch's LLM runner failed on {self.path.name}: {e}") from None
         self.turns += 1
@@ -148,14 +153,14 @@ def open_pte(path: Path, threads: int):
 
 
 def run_litertlm(path: Path, prompt: str, max_new_tokens: int, threads: int,
-                 on_piece: Callable[[str], None] | None = None) -> RunResult:
+                 on_piece: Callable[[str], None] | None = None, show_logs: bool = False) -> RunResult:
     """LiteRT-LM's ``Engine`` on a ``.litertlm`` bundle (CPU backend, greedy)."""
     from exporters.base import ExportError
     from exporters.litert_engine import open_engine, session
 
     clock = _Clock(RunResult("LiteRT-LM Engine (CPU)"), on_piece)
     try:  # the engine's settings (own XNNPACK cache folder, fp32 activations) live in one place
-        with open_engine(path, threads=max(1, threads)) as engine:
+        with runtime_logs_hidden(show_logs), open_engine(path, threads=max(1, threads)) as engine:
             clock.start = time.perf_counter()
             sess = session(engine, max_new_tokens)
             sess.run_prefill([prompt])

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
+from pathlib import Path
 
-from exporters.logs import install_log_filters, known_warnings_filtered
+import pytest
+
+from exporters.logs import install_log_filters, known_warnings_filtered, runtime_logs_hidden
 
 
 def test_known_warnings_are_filtered_and_others_are_not():
@@ -32,3 +36,24 @@ def test_known_log_records_are_dropped_and_others_kept(caplog):
         logging.getLogger("torch.utils._pytree").warning("<enum 'K'> is an Enum subclass and is now natively "
                                                         "supported by torch.compile as an opaque value type.")
     assert [r.getMessage() for r in caplog.records] == ["Failed to load /x/torchao/quantization/other.py"]
+
+
+def test_runtime_logs_are_hidden_at_the_descriptor_and_kept_when_the_block_fails(capfd, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the temporary log goes
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    with runtime_logs_hidden():
+        os.write(2, b"[cpuinfo_utils.cpp:71] Reading file ...\n")  # as native code writes
+        os.write(1, b"generated text\n")
+    out, err = capfd.readouterr()
+    assert out == "generated text\n" and err == "" and not list(tmp_path.iterdir())  # log removed
+    with pytest.raises(RuntimeError, match=r"load failed \(runtime log: .*matedge-runtime-.*\.log\)") as e:
+        with runtime_logs_hidden():
+            os.write(2, b"E tensor_impl.cpp:99] Attempted to resize a static tensor\n")
+            raise RuntimeError("load failed")
+    log = Path(str(e.value).rsplit("runtime log: ", 1)[1].rstrip(")"))
+    assert "Attempted to resize" in log.read_text() and capfd.readouterr().err == ""
+    with runtime_logs_hidden(show=True):
+        os.write(2, b"shown\n")
+    assert capfd.readouterr().err == "shown\n"

@@ -39,9 +39,11 @@ def test_run_pte_streams_eager_greedy_text_and_figures(pte, trained_tiny):
     if tok.eos_ids[0] in want:
         want = want[:want.index(tok.eos_ids[0])]
     assert r.stdout == tok.decode(want) + "\n"
-    figures = [line for line in r.stderr.splitlines() if "ms/token" in line]
-    assert len(figures) == 1 and "TextLLMRunner" in figures[0] and "time to first token" in figures[0]
+    figures = r.stderr.splitlines()  # the figures alone: the runner's own log lines are hidden
+    assert len(figures) == 1 and "TextLLMRunner" in figures[0] and "time to first token" in figures[0], r.stderr
     assert f"{len(want)} tokens" in figures[0]
+    shown = matedge("run", pte, "--prompt", "import os\n", "--max-new-tokens", 4, "--verbose")
+    assert shown.returncode == 0 and len(shown.stderr.splitlines()) > 1, shown.stderr  # --verbose shows them
 
 
 @pytest.mark.parametrize("name, expected", [
