@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,3 +77,41 @@ def trained_tiny(corpus) -> MatFormerLM:
         opt.step()
     torch.set_num_threads(threads)
     return model.eval()
+
+
+# A test board's device profile (TOML), for the build and app tests.
+PROFILE = """\
+name = "{name}"
+description = "{description}"
+backend = "{backend}"
+precision = "{precision}"
+threads = 1
+context = 64
+transport = "{transport}"
+{elastic}
+[limits]
+memory_mb = {memory_mb}
+decode_ms_per_token = {decode_ms}
+first_token_ms = 1000
+prompt_tokens = 16
+
+[hardware]
+gemm_gflops = 20
+memory_bandwidth_gbs = 5
+runtime_overhead_mb = 4
+"""
+
+
+def _write_profile(folder: Path, name: str, backend="executorch", precision="fp32", transport="none",
+                   memory_mb=50, decode_ms=1.0, description="test board", elastic=False) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(PROFILE.format(name=name, backend=backend, precision=precision, transport=transport,
+                                   memory_mb=memory_mb, decode_ms=decode_ms, description=description,
+                                   elastic="elastic = true\n" if elastic else ""))
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_profile():
+    """write_profile(folder, name, **fields) -> the path of a test board's profile TOML."""
+    return _write_profile

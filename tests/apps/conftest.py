@@ -10,42 +10,13 @@ on a busy 2-core machine).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-PROFILE = """\
-name = "{name}"
-description = "test device for the {app} app"
-backend = "{backend}"
-precision = "fp32"
-threads = 1
-context = 64
-transport = "none"
-
-[limits]
-memory_mb = {memory_mb}
-decode_ms_per_token = 5.0
-first_token_ms = 1000
-prompt_tokens = 16
-
-[hardware]
-gemm_gflops = 20
-memory_bandwidth_gbs = 5
-runtime_overhead_mb = 4
-"""
 
 DEVICES = {"webdev": ("web", "litert", 5.2), "nativedev": ("native", "executorch", 50.0)}
 
 
-def write_profile(folder: Path, name: str, app: str, backend: str, memory_mb: float = 5.2) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(PROFILE.format(name=name, app=app, backend=backend, memory_mb=memory_mb))
-    return path
-
-
 @pytest.fixture(scope="session")
-def tiny_builds(tmp_path_factory):
+def tiny_builds(tmp_path_factory, write_profile):
     """(checkpoint folder, build root) with builds/webdev and builds/nativedev."""
     from edge.plan.build import BuildSettings, build_all
     from edge.device.profiles import load_profile
@@ -56,7 +27,9 @@ def tiny_builds(tmp_path_factory):
     ckpt = root / "ckpt"
     train(TrainArgs(preset="tiny", steps=150, batch_size=8, seq_len=32, eval_every=150, eval_tokens=1024,
                     progress=False, out=str(ckpt)))
-    profiles = [load_profile(write_profile(root, name, *device)) for name, device in DEVICES.items()]
+    profiles = [load_profile(write_profile(root, name, backend=backend, memory_mb=memory_mb, decode_ms=5.0,
+                                           description=f"test device for the {app} app"))
+                for name, (app, backend, memory_mb) in DEVICES.items()]
     settings = BuildSettings(checkpoint=ckpt, out_root=root / "build", eval_tokens=1024, seq_len=32,
                              search=SearchSettings(generations=2, population=6), measure=False, progress=False)
     results = build_all(profiles, settings, log=lambda *_: None)
