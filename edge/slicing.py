@@ -33,6 +33,6 @@ def slice_model(model: MatFormerLM, spec: Spec) -> MatFormerLM:
                 w = w[:, : target.shape[1]]  # (d, d_ff) -> (d, m)
             else:
                 w = w[: target.shape[0]]  # w_gate / w_up: (d_ff, d) -> (m, d)
-        state[name] = w.clone()
+        state[name] = w  # a view: load_state_dict copies it into dense (no third copy at the peak)
     dense.load_state_dict(state)
     return dense.eval()

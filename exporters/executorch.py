@@ -13,6 +13,7 @@ with the ``tokenizer.json`` written beside it. Precisions:
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -81,19 +82,34 @@ def export(model, precision: str, out_path: Path, *, context: int, prefill_len: 
 
     ``prefill_len`` is accepted for the common exporter signature: ``forward`` takes any T.
     ``tokenizer`` (edge.tokenizer.Tokenizer, default the byte tokenizer) gives BOS/EOS ids."""
-    import torch
-
     require("executorch.exir", EXTRA, "the ExecuTorch exporter")
+    from edge.tokenizer import byte_tokenizer
+    from exporters.llm_forward import make_forward
+
+    check(model, precision)
+    tokenizer = tokenizer or byte_tokenizer()
+    # make_forward freezes the parameters and sets eval mode: both are given back below
+    grads, training = [p.requires_grad for p in model.parameters()], model.training
+    try:
+        # fp32 changes no weight: export over the model itself (quantization replaces weights: a copy)
+        wrapper = make_forward(model, context, ops, copy_model=precision != "fp32")
+        return _lower(wrapper, model, precision, out_path, context, tokenizer, ops)
+    finally:
+        for p, g in zip(model.parameters(), grads):
+            p.requires_grad_(g)
+        model.train(training)
+        gc.collect()  # the exported graphs hold reference cycles: free them before parity loads the file
+
+
+def _lower(wrapper, model, precision: str, out_path: Path, context: int, tokenizer, ops: str) -> dict:
+    """torch.export -> XNNPACK lowering -> .pte at ``out_path``; the metadata of export()."""
+    import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
 
-    from edge.tokenizer import byte_tokenizer
-    from exporters.llm_forward import example_args, make_forward
+    from exporters.llm_forward import example_args
 
-    check(model, precision)
-    tokenizer = tokenizer or byte_tokenizer()
-    wrapper = make_forward(model, context, ops)
     _quantize(wrapper, precision)
     consts = constant_methods(model.config, context, tokenizer)
     args, dynamic = example_args(context)

@@ -128,11 +128,13 @@ class ForwardLM(nn.Module):
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
-def make_forward(model: MatFormerLM, context: int, ops: str = "aten") -> ForwardLM:
-    """A ``ForwardLM`` over a copy of a dense model, in eval mode with frozen parameters."""
+def make_forward(model: MatFormerLM, context: int, ops: str = "aten", copy_model: bool = True) -> ForwardLM:
+    """A ``ForwardLM`` over a dense model, in eval mode with frozen parameters: over a copy, or
+    (``copy_model=False``, for an export that changes no weight) over ``model`` itself, which
+    saves one copy of the weights at the export's peak memory (0.54 GB for a 135M model)."""
     if ops == "llama":
         load_llama_ops()
-    model = copy.deepcopy(model).eval()
+    model = (copy.deepcopy(model) if copy_model else model).eval()
     for p in model.parameters():
         p.requires_grad_(False)  # a step exported with grad-requiring params misbehaves
     return ForwardLM(model, context, ops).eval()

@@ -74,3 +74,13 @@ def test_spec_scorer_matches_eval_loss(tiny_model):
     for spec in [("S", "S", "M", "XL"), ("S", "S", "M", "L"), ("XL",) * 4, ("S", "S", "L", "L"), ("S", "S", "M", "XL")]:
         assert scorer.loss(spec) == pytest.approx(eval_loss(tiny_model, val, spec, 32, 1024), abs=1e-5)
     assert len(scorer._prefix) <= 3
+
+
+def test_slice_is_a_copy(tiny_model):
+    """A sliced model owns its weights: changing them leaves the universal model as it was."""
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    dense = slice_model(tiny_model, ("XL",) * 4)
+    with torch.no_grad():
+        for p in dense.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(v, before[k]) for k, v in tiny_model.state_dict().items())

@@ -18,12 +18,32 @@ def matedge(*args):
 
 
 @pytest.fixture(scope="module")
-def pte(tmp_path_factory, trained_tiny):
+def exported(tmp_path_factory, trained_tiny):
+    """(the .pte of trained_tiny at XL, the dense model it was exported from, that model's state
+    before the export): an fp32 export runs over the dense model itself, not a copy."""
     pytest.importorskip("executorch.extension.llm.runner")
     import exporters
+    from edge.slicing import slice_model
 
+    dense = slice_model(trained_tiny, ("XL",) * trained_tiny.config.n_layers).train().requires_grad_(True)
+    before = {k: v.clone() for k, v in dense.state_dict().items()}
     out = tmp_path_factory.mktemp("run")
-    return exporters.export_model(trained_tiny, "executorch", "fp32", out, spec="XL", context=64, parity=False).path
+    return exporters.export_model(dense, "executorch", "fp32", out, context=64, parity=False).path, dense, before
+
+
+@pytest.fixture(scope="module")
+def pte(exported):
+    return exported[0]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_fp32_export_leaves_the_model_as_it_was(exported):
+    import torch
+
+    _, dense, before = exported
+    assert dense.training and all(p.requires_grad for p in dense.parameters())  # mode and grads given back
+    assert all(torch.equal(v, before[k]) for k, v in dense.state_dict().items())
 
 
 @pytest.mark.slow
