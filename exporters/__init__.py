@@ -33,9 +33,11 @@ def get_exporter(name: str):
     return get_backend(name).exporter()
 
 
-def check_request(backend: str, precision: str) -> None:
-    """Reject an unknown backend, or a precision the backend cannot write, before any work."""
-    get_backend(backend).check_precision(precision)
+def check_request(backend: str, precision: str, ops: str | None = None) -> None:
+    """Reject an unknown backend, or a precision or ops the backend cannot write, before any work."""
+    record = get_backend(backend)
+    record.check_precision(precision)
+    record.check_ops(ops)
 
 
 def _dense(model, spec):
@@ -104,7 +106,7 @@ def _remove(path: Path) -> None:
 
 def export_model(model, backend: str, precision: str, out_dir, *, spec=None, context: int | None = None,
                  prefill_len: int | None = None, name: str = "model", parity: bool = True,
-                 val_stream=None, tokenizer=None) -> Artifact:
+                 val_stream=None, tokenizer=None, ops: str | None = None) -> Artifact:
     """Export ``model`` (dense, or universal + ``spec``) to ``out_dir/<name><suffix>`` + ``<name>.json``,
     with the model's ``tokenizer.json`` + ``tokenizer_config.json`` beside them.
 
@@ -114,10 +116,11 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     a failure midway leaves no partial artifact.
     ``val_stream``: validation tokens for parity (default: ``edge.data.load_corpus().val``).
     ``tokenizer``: an ``edge.tokenizer.Tokenizer`` (default: the byte tokenizer of the toy model).
+    ``ops``: a graph variant of the backend (``Backend.ops``; None: its default).
     """
     from edge.tokenizer import TOKENIZER_CONFIG, TOKENIZER_JSON
 
-    check_request(backend, precision)
+    check_request(backend, precision, ops)
     module = get_exporter(backend)
     dense = _dense(model, spec)
     module.check(dense, precision)
@@ -131,7 +134,9 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     t0 = time.perf_counter()
     try:
         with known_warnings_filtered():
-            info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len, tokenizer=tokenizer)
+            variant = {} if ops is None else {"ops": ops}
+            info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len, tokenizer=tokenizer,
+                                 **variant)
         extras = info.pop("extra_files", {})
         seconds = time.perf_counter() - t0
         meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds)

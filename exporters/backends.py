@@ -45,6 +45,8 @@ class Backend:
     runs_here: Callable[[], bool] = field(default=_always)  # its own runtime runs on this machine
     # Writes an elastic artifact (exporters/elastic.py: one method per member, one KV cache).
     elastic: bool = False
+    # Graph variants its exporter can write (`matedge export --ops`); the first is the default.
+    ops: tuple[str, ...] = ()
 
     def exporter(self) -> ModuleType:
         """The backend module; ExportError naming the pip extra when its library is missing."""
@@ -61,6 +63,16 @@ class Backend:
             raise ExportError(f"backend {self.name!r} cannot write precision {precision!r} "
                               f"(allowed: {', '.join(self.precisions)}){hint}")
 
+    def check_ops(self, ops: str | None) -> None:
+        """ExportError unless ``ops`` is None (the default graph) or one this backend writes."""
+        if ops is None or ops in self.ops:
+            return
+        if not self.ops:
+            others = [b.name for b in BACKENDS.values() if ops in b.ops]
+            raise ExportError(f"backend {self.name!r} has no choice of ops (--ops {ops!r} is for "
+                              f"{', '.join(others) or 'no backend'})")
+        raise ExportError(f"backend {self.name!r} has no ops {ops!r} (allowed: {', '.join(self.ops)})")
+
 
 def _on_macos() -> bool:
     return platform.system() == "Darwin"
@@ -70,7 +82,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend(name="executorch", module="exporters.executorch", suffix=".pte", precisions=("fp32", "int8", "8da4w"),
             default_precision="fp32", extra="executorch", probe="executorch.exir",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0, "8da4w": 0.5},
-            libraries=("executorch", "torch"), runner="matedge_runner", elastic=True),
+            libraries=("executorch", "torch"), runner="matedge_runner", elastic=True, ops=("aten", "llama")),
     Backend(name="litert", module="exporters.litert", suffix=".tflite", precisions=("fp32", "int8"),
             default_precision="fp32", extra="litert", probe="litert_torch",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0},

@@ -30,7 +30,7 @@ CACHE = "buffers"
 GROUP_SIZE = 32  # int4 weight group along the input dimension
 # Cache write + attention: "aten" runs on any ExecuTorch runtime (this project's C++ runner
 # included); "llama" uses ExecuTorch's LLM custom ops (see exporters/llm_forward.py).
-DEFAULT_OPS = "aten"
+DEFAULT_OPS = BACKEND.ops[0]  # "aten"
 
 
 def _quantize(wrapper, precision: str) -> None:

@@ -33,6 +33,10 @@ def configure(p) -> None:
                                   "an imported dense model exports its one granularity)")
     p.add_argument("--backend", required=True, help="executorch | litert | coreml")
     p.add_argument("--precision", help="default: fp32 (executorch, litert) or fp16 (coreml)")
+    p.add_argument("--ops", help="executorch only: 'aten' (default; runs on any ExecuTorch runtime, this "
+                                 "project's C++ runner and native app included) or 'llama' (ExecuTorch's LLM "
+                                 "custom ops: the cache write and attention over the filled prefix only, faster "
+                                 "decode; runs in ExecuTorch's LLM runner, llama_main and its phone apps)")
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     p.add_argument("--name", default="model", help="artifact file name without suffix (default: model)")
     p.add_argument("--context", type=int_arg(2, 1 << 20), help="KV-cache length (default: the model's max_context)")
@@ -66,7 +70,7 @@ def run(args) -> int:
     from exporters.backends import get_backend
 
     precision = args.precision or get_backend(args.backend).default_precision
-    check_request(args.backend, precision)
+    check_request(args.backend, precision, args.ops)
     if not is_safe_id(args.name):
         raise MatEdgeError(f"--name {args.name!r} (allowed: {SAFE_ID_TEXT})")
     _prepare_out(args.out)
@@ -77,13 +81,14 @@ def run(args) -> int:
     val = None if args.no_parity else load_corpus_for(folder).val
     art = export_model(model, args.backend, precision, args.out, spec=spec, context=args.context,
                        prefill_len=args.prefill_len, name=args.name, parity=not args.no_parity, val_stream=val,
-                       tokenizer=load_tokenizer(folder))
+                       tokenizer=load_tokenizer(folder), ops=args.ops)
     m = art.meta
     print(f"wrote {art.path} ({m['file_size'] / 1e6:.2f} MB, sha256 {m['sha256'][:16]}) and {art.meta_path}")
     others = [f["file"] for role, f in m.get("files", {}).items() if role != "model"]
     if others:
         print(f"  beside it: {', '.join(others)}")
-    print(f"  {m['backend']} {m['precision']}, spec {m['spec']}, {m['parameters']:,} parameters, "
+    ops = f" ({m['ops']} ops)" if "ops" in m else ""
+    print(f"  {m['backend']} {m['precision']}{ops}, spec {m['spec']}, {m['parameters']:,} parameters, "
           f"context {m['context']}, prefill {m['prefill_len']} tokens, cache {m['cache']}, "
           f"exported in {m['export_seconds']:.1f} s")
     for name, ep in m["entry_points"].items():

@@ -107,6 +107,27 @@ def test_fp32_greedy_generation_equals_eager(exported, trained_tiny, val_stream)
         assert got.ttft_ms > 0 and got.ms_per_token > 0
 
 
+def test_llama_ops_pte_passes_parity_and_continues_the_cache(tmp_path, random_model_pte, val_stream):
+    """`--ops llama` (ExecuTorch's update_cache + custom_sdpa over the filled prefix): parity
+    through executorch.runtime, and in TextLLMRunner a first turn equals eager and a second turn
+    continues the cache at its position (the random model's text depends on its context)."""
+    import exporters
+    from edge.device.stock_run import PteChat
+    from edge.tokenizer import byte_tokenizer
+
+    model = random_model_pte[0]
+    art = exporters.export_model(model, "executorch", "fp32", tmp_path, spec=MIXED_SPEC, context=CONTEXT,
+                                 val_stream=val_stream, ops="llama")
+    assert art.meta["ops"] == "llama" and art.meta["parity"]["passed"], art.meta["parity"]["failures"]
+    tok = byte_tokenizer()
+    first, second = held_out_prompts(val_stream, n=2)
+    chat = PteChat(art.path)
+    turn1, turn2 = chat.generate(first, 12).text, chat.generate(second, 12).text
+    reply = tok.encode(turn1, bos=False)
+    assert len(reply) == 12 and turn1 == eager_text(model, tok.encode(first), 12)
+    assert turn2 == eager_text(model, tok.encode(first) + reply[:-1] + tok.encode(second, bos=False), 12)
+
+
 def test_int8_agrees_with_eager_on_at_least_90_percent_of_tokens(exported, trained_tiny, val_stream):
     """Teacher-forced through the stock runner: the prompt plus eager's first i tokens, one new token."""
     from edge.device.stock_run import PteChat
