@@ -4,7 +4,6 @@ native runner, fitted into a cost table that predicts a spec it never saw."""
 from __future__ import annotations
 
 import math
-
 import socket
 
 import pytest
