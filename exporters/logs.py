@@ -8,6 +8,7 @@ source, each by its exact message, so nothing else (a real error) is hidden.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -63,30 +64,36 @@ def known_warnings_filtered():
 
 
 @contextmanager
+def _descriptors_to(log_path: Path, fds: tuple[int, ...], kind: str, mode: str = "w"):
+    """File descriptors ``fds`` write to ``log_path`` inside the block (native code included) and
+    are restored after it; an Exception raised in the block names the log (``kind`` log: path)."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(fd) for fd in fds]
+    with open(log_path, mode) as log:
+        for fd in fds:
+            os.dup2(log.fileno(), fd)
+        try:
+            yield
+        except Exception as e:
+            e.args = (f"{e.args[0] if e.args else e} ({kind} log: {log_path})", *e.args[1:])
+            raise
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            for fd, copy in zip(fds, saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+@contextmanager
 def quiet_output(log_path: Path, mode: str = "w"):
     """Send the converters' chatter (native logs, Python warnings, progress bars) to ``log_path``
     instead of the terminal (file descriptors 1 and 2, so native code is caught too); on failure
     the log is kept and named in the error so the user can read it. ``mode="a"`` appends."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(log_path, mode) as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        except BaseException as e:
-            if isinstance(e, Exception):
-                e.args = (f"{e.args[0] if e.args else e} (converter log: {log_path})", *e.args[1:])
-            raise
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
+    with _descriptors_to(log_path, (1, 2), "converter", mode):
+        yield
 
 
 @contextmanager
@@ -101,30 +108,23 @@ def runtime_logs_hidden(show: bool = False):
         return
     import tempfile
 
-    sys.stderr.flush()
     fd, name = tempfile.mkstemp(prefix="matedge-runtime-", suffix=".log")
-    saved = os.dup(2)
-    os.dup2(fd, 2)
     os.close(fd)
-    keep = False
     try:
-        yield
-    except Exception as e:
-        keep = True
-        e.args = (f"{e.args[0] if e.args else e} (runtime log: {name})", *e.args[1:])
-        raise
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        if not keep:
+        with _descriptors_to(Path(name), (2,), "runtime"):
+            yield
+    except BaseException as e:
+        if not isinstance(e, Exception):  # interrupted: no error names the log, so remove it
             os.unlink(name)
+        raise  # an error names the log: kept for the user to read
+    os.unlink(name)
 
 
+@functools.cache  # once per process
 def hide_stderr_at_exit() -> None:
     """Send fd 2 to /dev/null once Python exits: LiteRT-LM keeps one LiteRT environment alive
     until the process ends, and its C++ destructor logs ``DestroyAccelerator`` lines after the
-    command's last output. Registered (once) only by runs that hide the runtime's logs."""
+    command's last output. Registered only by runs that hide the runtime's logs."""
     import atexit
 
     def _hide() -> None:
@@ -133,6 +133,4 @@ def hide_stderr_at_exit() -> None:
         os.dup2(null, 2)
         os.close(null)
 
-    if not getattr(hide_stderr_at_exit, "registered", False):
-        atexit.register(_hide)
-        hide_stderr_at_exit.registered = True
+    atexit.register(_hide)

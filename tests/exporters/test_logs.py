@@ -57,3 +57,14 @@ def test_runtime_logs_are_hidden_at_the_descriptor_and_kept_when_the_block_fails
     with runtime_logs_hidden(show=True):
         os.write(2, b"shown\n")
     assert capfd.readouterr().err == "shown\n"
+
+
+def test_an_interrupted_runtime_leaves_no_log(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with pytest.raises(KeyboardInterrupt):
+        with runtime_logs_hidden():
+            raise KeyboardInterrupt
+    assert not list(tmp_path.iterdir())
