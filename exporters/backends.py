@@ -43,8 +43,10 @@ class Backend:
     # project has no runner for it (measure in the sample app and import the table).
     runner: str | None = None
     runs_here: Callable[[], bool] = field(default=_always)  # its own runtime runs on this machine
-    # Writes an elastic artifact (exporters/elastic.py: one method per member, one KV cache).
-    elastic: bool = False
+    # The module writing its elastic artifact (several members, weights once, one KV cache):
+    # ``export_elastic(model, members, out_path, context=, default=, precision=)`` and
+    # ``load_runner(path, members)``; None when the backend writes none.
+    elastic: str | None = None
     # Graph variants its exporter can write (`matedge export --ops`); the first is the default.
     ops: tuple[str, ...] = ()
 
@@ -54,6 +56,14 @@ class Backend:
         install_log_filters()  # before its libraries are first imported: they log on import
         require(self.probe, self.extra, f"the {self.name} exporter")
         return module
+
+    def elastic_exporter(self) -> ModuleType:
+        """The module writing this backend's elastic artifact; ExportError when it has none."""
+        if self.elastic is None:
+            able = ", ".join(b.name for b in BACKENDS.values() if b.elastic)
+            raise ExportError(f"backend {self.name!r} writes no elastic artifact (backends that do: {able})")
+        self.exporter()  # the same install hint and log filters as a plain export
+        return importlib.import_module(self.elastic)
 
     def check_precision(self, precision: str) -> None:
         """ExportError unless this backend writes ``precision`` (and who does, if another one)."""
@@ -82,11 +92,12 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend(name="executorch", module="exporters.executorch", suffix=".pte", precisions=("fp32", "int8", "8da4w"),
             default_precision="fp32", extra="executorch", probe="executorch.exir",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0, "8da4w": 0.5},
-            libraries=("executorch", "torch"), runner="matedge_runner", elastic=True, ops=("aten", "llama")),
+            libraries=("executorch", "torch"), runner="matedge_runner", elastic="exporters.elastic", ops=("aten", "llama")),
     Backend(name="litert", module="exporters.litert", suffix=".tflite", precisions=("fp32", "int8"),
             default_precision="fp32", extra="litert", probe="litert_torch",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0},
-            libraries=("ai-edge-litert", "litert-torch"), runner="runner_litert"),
+            libraries=("ai-edge-litert", "litert-torch"), runner="runner_litert",
+            elastic="exporters.elastic_litert"),
     Backend(name="coreml", module="exporters.coreml", suffix=".mlpackage", precisions=("fp16", "int8", "pal4"),
             default_precision="fp16", extra="coreml", probe="coremltools",
             bytes_per_weight={"fp16": 2.0, "int8": 1.0, "pal4": 0.5},

@@ -108,21 +108,48 @@ class Member(nn.Module):
         return self.lm(tokens, input_pos, self.n_blocks)
 
 
-def elastic_modules(model, members: Mapping[str, Sequence[str]], context: int) -> tuple[ElasticLM, dict]:
-    """(shared ElasticLM, {member name: Member}) over a copy of ``model`` blocked up to the
-    members' envelope. A dense (sliced) model with one member ``{name: None}`` gives a standalone."""
+def elastic_base(model, members: Mapping[str, Sequence[str] | None]) -> tuple[nn.Module, dict]:
+    """(frozen base model, {member name: blocks per layer, or None}) shared by every backend.
+
+    A universal model becomes a copy blocked up to the members' envelope; a dense (sliced) model
+    with one member ``{name: None}`` (a standalone artifact in the same convention) a frozen copy."""
     cfg = model.config
     if cfg.is_universal:
         specs = [tuple(s) for s in members.values()]
-        lm = ElasticLM(blocked_model(model, envelope(specs, cfg)), context)
-        return lm, {n: Member(lm, blocks_for(s, cfg)) for n, s in members.items()}
+        return blocked_model(model, envelope(specs, cfg)), {n: blocks_for(s, cfg) for n, s in members.items()}
     if len(members) != 1:
         raise ValueError("a dense (sliced) model exports as one member")
     import copy
 
-    dense = copy.deepcopy(model).eval().requires_grad_(False)
-    lm = ElasticLM(dense, context)
-    return lm, {name: Member(lm, None) for name in members}
+    return copy.deepcopy(model).eval().requires_grad_(False), {name: None for name in members}
+
+
+def check_member_names(members: Mapping, default: str | None) -> str:
+    """The default member (the last when None); ValueError for names that cannot name a method."""
+    names = list(members)
+    default = default or names[-1]
+    if default not in members:
+        raise ValueError(f"default member {default!r} is not one of {names}")
+    bad = [n for n in names if not n.isidentifier()]
+    if bad:
+        raise ValueError(f"member names {bad} are not identifiers (entry points are named after them)")
+    return default
+
+
+def member_metadata(model, members: Mapping, default: str, context: int, precision: str) -> dict:
+    """What every backend's elastic metadata says of its members (specs, envelope, default)."""
+    cfg = model.config
+    return {"format": "matedge.elastic/1", "default": default,
+            "members": {n: (",".join(s) if s is not None else None) for n, s in members.items()},
+            "envelope": ",".join(envelope([s for s in members.values()], cfg)) if cfg.is_universal else None,
+            "context": context, "precision": precision}
+
+
+def elastic_modules(model, members: Mapping[str, Sequence[str]], context: int) -> tuple[ElasticLM, dict]:
+    """(shared ElasticLM, {member name: Member}) over ``elastic_base(model, members)``."""
+    base, blocks = elastic_base(model, members)
+    lm = ElasticLM(base, context)
+    return lm, {n: Member(lm, b) for n, b in blocks.items()}
 
 
 def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path: Path, *, context: int,
@@ -142,12 +169,7 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
     from exporters.executorch import _quantize, constant_methods
 
     names = list(members)
-    default = default or names[-1]
-    if default not in members:
-        raise ValueError(f"default member {default!r} is not one of {names}")
-    bad = [n for n in names if not n.isidentifier()]
-    if bad:
-        raise ValueError(f"member names {bad} are not identifiers (method names are forward_<name>)")
+    default = check_member_names(members, default)
     lm, modules = elastic_modules(model, members, context)
     _check_groups(lm, precision)
     _quantize(lm, precision)  # in place on the shared modules: every member sees the same tensors
@@ -168,11 +190,8 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     tmp.write_bytes(program.buffer)
     tmp.replace(out_path)
-    cfg = model.config
-    return {"format": "matedge.elastic/1", "methods": methods, "default": default,
-            "members": {n: (",".join(s) if s is not None else None) for n, s in members.items()},
-            "envelope": ",".join(envelope([s for s in members.values()], cfg)) if cfg.is_universal else None,
-            "context": context, "precision": precision, "cache_shape": list(lm.core.cache_shape()),
+    return {**member_metadata(model, members, default, context, precision), "methods": methods,
+            "cache_shape": list(lm.core.cache_shape()),
             "entry": "forward*(tokens int64 [1, T], input_pos int64 [1]) -> logits float32 [1, T, V]; "
                      "T dynamic in [1, context - 1]; the KV cache is shared by every method"}
 
@@ -189,3 +208,10 @@ def _check_groups(lm: ElasticLM, precision: str) -> None:
     if bad:
         raise ExportError(f"precision 8da4w groups weights by {GROUP_SIZE} input features; FFN blocks of "
                           f"{bad} units are not multiples of {GROUP_SIZE} (use int8 or fp32)")
+
+
+def load_runner(path: Path, members: Sequence[str] | None = None):
+    """The runner of an elastic ``.pte`` (exporters.elastic_runner.ElasticRunner)."""
+    from exporters.elastic_runner import ElasticRunner
+
+    return ElasticRunner(path, members)

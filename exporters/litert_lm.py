@@ -57,10 +57,13 @@ class LiteRTLMGraph(nn.Module):
     converter names its leaves ``kv_cache_k_<i>`` / ``kv_cache_v_<i>``.
     """
 
-    def __init__(self, model, context: int, logits: bool):
+    def __init__(self, model, context: int, logits: bool, n_blocks=None, core: KVCore | None = None):
         super().__init__()
-        self.core = KVCore(model, context, prefill_len=1)  # shared norm/head/RoPE tables
+        # shared norm/head/RoPE tables; an elastic artifact's members pass one core over one model
+        self.core = core if core is not None else KVCore(model, context, prefill_len=1)
         self.logits = logits
+        # Blocked FFNs (exporters/blocked.py): layer i sums its first n_blocks[i] blocks; None: dense
+        self.n_blocks = list(n_blocks) if n_blocks is not None else None
         self.bmm_4d, self.dus = _ops()
 
     def cache_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -72,8 +75,8 @@ class LiteRTLMGraph(nn.Module):
             out[f"v_{i}"] = (1, c.n_kv, c.hd, c.context)  # (B, Hkv, hd, C): transposed
         return out
 
-    def attend(self, block, x, cos, sin, mask, kc, vc, start):
-        """One layer: x (1, T, d) -> (1, T, d); caches written at slots [start, start + T)."""
+    def attend(self, i, block, x, cos, sin, mask, kc, vc, start):
+        """Layer i: x (1, T, d) -> (1, T, d); caches written at slots [start, start + T)."""
         c, T = self.core, x.shape[1]
         a = block.attn
         h = c.norm(block.attn_norm, x)
@@ -95,7 +98,8 @@ class LiteRTLMGraph(nn.Module):
         y = y.view(c.n_heads, T, c.hd)
         y = (y.permute(1, 0, 2) if T > 1 else y).reshape(1, T, c.n_heads * c.hd)  # (1, T, H*hd)
         x = x + a.wo(y)
-        return x + block.ffn(c.norm(block.ffn_norm, x)), kc, vc
+        h = c.norm(block.ffn_norm, x)
+        return x + (block.ffn(h) if self.n_blocks is None else block.ffn(h, self.n_blocks[i])), kc, vc
 
     def forward(self, tokens, input_pos, mask, kv_cache: dict):
         """tokens (1, T) int32, input_pos (T,) int32, mask (1, 1, T, C) -> {logits?, kv_cache_*}."""
@@ -108,7 +112,7 @@ class LiteRTLMGraph(nn.Module):
         x = c.model.tok_emb(tokens)  # (1, T, d)
         out = {}
         for i, block in enumerate(c.model.layers):
-            x, kc, vc = self.attend(block, x, cos, sin, mask, kv_cache[f"k_{i}"], kv_cache[f"v_{i}"], start)
+            x, kc, vc = self.attend(i, block, x, cos, sin, mask, kv_cache[f"k_{i}"], kv_cache[f"v_{i}"], start)
             out[f"kv_cache_k_{i}"], out[f"kv_cache_v_{i}"] = kc, vc
         if self.logits:
             return {"logits": c.head(x), **out}  # (1, T, V)

@@ -34,7 +34,7 @@ def configure(p) -> None:
     p.add_argument("--force", action="store_true", help="replace OUT/<device> folders that matedge did not write")
     p.add_argument("--elastic", action="store_true",
                    help="also write an elastic artifact per device (members S/M/L/XL + the latency frontier, "
-                        "one KV cache; executorch); a profile asks with elastic = true")
+                        "one KV cache; executorch and litert); a profile asks with elastic = true")
     from edge.plan.elastic import FRONTIER_LEVELS
 
     p.add_argument("--frontier-members", type=int_arg(0, 32), default=FRONTIER_LEVELS, metavar="N",

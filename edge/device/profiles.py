@@ -152,7 +152,7 @@ def validate_data(data: dict, stem: str | None = None) -> list[str]:
         problems.append(f"precision = {precision!r} (allowed for {backend}: {', '.join(BACKEND_PRECISIONS[backend])})")
     if data.get("elastic") is True and isinstance(backend, str) and backend in BACKENDS and not BACKENDS[backend].elastic:
         able = ", ".join(n for n, b in BACKENDS.items() if b.elastic)
-        problems.append(f"elastic = true (allowed only with backend {able}; this profile has {backend!r})")
+        problems.append(f"elastic = true (allowed only with the backends {able}; this profile has {backend!r})")
     if isinstance(data.get("transport"), str):
         try:
             parse_transport(data["transport"])

@@ -67,17 +67,19 @@ def choose_members(config, cost_fn, candidates: list, chosen: Spec, memory_mb: f
 
 
 def build_elastic(model, profile, members: dict[str, Spec], default: str, dest: Path, val_stream) -> dict:
-    """Export the elastic .pte into ``dest``, check every member's parity; the manifest entry."""
+    """Export the backend's elastic artifact (``elastic.pte``, ``elastic.tflite``) into ``dest``,
+    check every member's parity; the manifest entry."""
     from edge.slicing import slice_model
+    from exporters.backends import get_backend
     from exporters.base import sha256, write_json
-    from exporters.elastic import export_elastic
-    from exporters.elastic_runner import ElasticRunner
     from exporters.parity import STEPS, check, prompt_tokens, reference
 
-    path = Path(dest) / "elastic.pte"
-    meta = export_elastic(model, members, path, context=profile.context, default=default,
-                          precision=profile.precision)
-    runner = ElasticRunner(path, list(members))
+    backend = get_backend(profile.backend)
+    module = backend.elastic_exporter()
+    path = Path(dest) / f"elastic{backend.suffix}"
+    meta = module.export_elastic(model, members, path, context=profile.context, default=default,
+                                 precision=profile.precision)
+    runner = module.load_runner(path, list(members))
     prompt = prompt_tokens(profile.limits.prompt_tokens, val_stream)
     steps = min(STEPS, profile.context - profile.limits.prompt_tokens - 1)
     parity = {}

@@ -62,8 +62,9 @@ def test_profile_elastic_field_is_validated():
             "limits": {"memory_mb": 10, "decode_ms_per_token": 1, "first_token_ms": 10, "prompt_tokens": 8},
             "hardware": {"gemm_gflops": 1, "memory_bandwidth_gbs": 1}}
     assert validate_data({**base, "backend": "executorch", "elastic": True}) == []
-    [p] = validate_data({**base, "backend": "litert", "elastic": True})
-    assert "elastic = true" in p and "executorch" in p
+    assert validate_data({**base, "backend": "litert", "elastic": True}) == []
+    [p] = validate_data({**base, "backend": "coreml", "precision": "fp16", "elastic": True})
+    assert "elastic = true" in p and "executorch, litert" in p
     [p] = validate_data({**base, "backend": "executorch", "elastic": "yes"})
     assert "elastic" in p and "boolean" in p
 
@@ -92,3 +93,24 @@ def test_elastic_build_writes_one_artifact_with_every_member(ckpt, tmp_path, wri
     assert set(runner.members) == set(el["members"])
     meta = json.loads((folder / el["metadata"]).read_text())
     assert meta["methods"]["forward"] == el["default"]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_litert_profile_gets_an_elastic_tflite(trained_tiny, corpus, tmp_path, write_profile):
+    """The backend's record picks the elastic writer: a LiteRT profile gets elastic.tflite with
+    every member's parity checked on ai_edge_litert, and a manifest entry that says so."""
+    pytest.importorskip("ai_edge_litert")
+    from edge.device.profiles import load_profile
+    from edge.plan.elastic import build_elastic
+    from exporters.elastic_litert import load_runner
+
+    profile = load_profile(write_profile(tmp_path, "phone", backend="litert", elastic=True))
+    cfg = trained_tiny.config
+    members = {"S": parse_spec("S", cfg), "XL": parse_spec("XL", cfg)}
+    entry = build_elastic(trained_tiny, profile, members, "XL", tmp_path, corpus.val)
+    assert entry["file"] == "elastic.tflite" and entry["parity"] == {"S": True, "XL": True}
+    meta = json.loads((tmp_path / entry["metadata"]).read_text())
+    assert meta["signatures"] == {"prefill_S": "S", "decode_S": "S", "prefill_XL": "XL", "decode_XL": "XL"}
+    assert meta["sha256"] == entry["sha256"] and meta["parity"]["S"]["passed"]
+    assert load_runner(tmp_path / entry["file"]).members == ["S", "XL"]
