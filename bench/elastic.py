@@ -39,13 +39,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from edge.checkpoint import load_any  # noqa: E402
-from edge.device.controller import LatencyController  # noqa: E402
 from edge.device.elastic import greedy, speculative, switching_quality  # noqa: E402
 from edge.slicing import slice_model  # noqa: E402
 from edge.spec import flops_per_token, format_spec, parse_spec  # noqa: E402
 from edge.texttable import format_table  # noqa: E402
-from exporters.elastic import export_elastic  # noqa: E402
-from exporters.elastic_runner import ElasticRunner  # noqa: E402
+from exporters.backends import get_backend  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from elastic_controller import section_controller  # noqa: E402
 
 
 def decode_ms(runner, member, prompt, n: int) -> float:
@@ -61,49 +62,72 @@ def decode_ms(runner, member, prompt, n: int) -> float:
     return statistics.median(times)
 
 
-def export_all(model, members: dict, context: int, folder: Path):
-    """(elastic runner, {member: standalone runner}, sizes in bytes)."""
-    el_path = folder / "elastic.pte"
-    export_elastic(model, members, el_path, context=context, default=list(members)[-1])
+def open_runner(module, path: Path, members=None):
+    """The backend's elastic runner on one thread (LiteRT's interpreter takes it as an argument)."""
+    if module.SUFFIX == ".tflite":
+        return module.ElasticLiteRTRunner(path, members, threads=1)
+    return module.load_runner(path, members)
+
+
+def export_all(module, model, members: dict, context: int, folder: Path):
+    """(elastic runner, {member: standalone runner}, sizes in bytes) of one backend's writer."""
+    el_path = folder / f"elastic{module.SUFFIX}"
+    module.export_elastic(model, members, el_path, context=context, default=list(members)[-1])
     alone, sizes = {}, {"elastic": el_path.stat().st_size}
     for name, spec in members.items():
-        p = folder / f"{name}.pte"
-        export_elastic(slice_model(model, spec), {name: None}, p, context=context)
-        alone[name], sizes[name] = ElasticRunner(p), p.stat().st_size
-    return ElasticRunner(el_path, list(members)), alone, sizes
+        p = folder / f"{name}{module.SUFFIX}"
+        module.export_elastic(slice_model(model, spec), {name: None}, p, context=context)
+        alone[name], sizes[name] = open_runner(module, p), p.stat().st_size
+    return open_runner(module, el_path, list(members)), alone, sizes
 
 
-RSS_SCRIPT = """
+# Child processes that load an artifact and run entry points once (peak RSS of the runtime alone).
+RSS_SCRIPTS = {".pte": """
 import sys, torch
 from executorch.runtime import Runtime
 prog = Runtime.get().load_program(sys.argv[1])
 for name in sys.argv[2:]:
     prog.load_method(name).execute([torch.zeros(1, 4, dtype=torch.long), torch.tensor([0])])
-"""
+""", ".tflite": """
+import sys, numpy as np
+from ai_edge_litert.interpreter import Interpreter
+it = Interpreter(model_path=sys.argv[1], num_threads=1)
+for name in sys.argv[2:]:
+    r = it.get_signature_runner(name)
+    r(**{k: np.zeros(d["shape"], d["dtype"]) for k, d in r.get_input_details().items()})
+"""}
 
 
-def peak_rss_mb(path: Path, methods: list[str]) -> float:
-    """Peak RSS (MiB) of a child process that loads ``methods`` of a .pte and runs each once."""
+def peak_rss_mb(path: Path, entries: list[str]) -> float:
+    """Peak RSS (MiB) of a child process that loads ``entries`` of an artifact and runs each once."""
     import os
 
-    proc = subprocess.Popen([sys.executable, "-c", RSS_SCRIPT, str(path), *methods])
+    proc = subprocess.Popen([sys.executable, "-c", RSS_SCRIPTS[path.suffix], str(path), *entries])
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
         raise RuntimeError(f"the RSS probe of {path} failed ({status})")
     return usage.ru_maxrss / 1024
 
 
-def section_sizes(sizes: dict, members: dict, folder: Path) -> None:
+def entry(suffix: str, member: str | None) -> str:
+    """The entry point a decode step of ``member`` calls (None: a standalone file's only one)."""
+    if suffix == ".tflite":
+        return f"decode_{member}"
+    return "forward" if member is None else f"forward_{member}"
+
+
+def section_sizes(sizes: dict, members: dict, folder: Path, suffix: str) -> None:
     largest = max(members, key=lambda m: sizes[m])
     total = sum(sizes[m] for m in members)
     print(f"\n## 1. Size: elastic {sizes['elastic'] / 1e6:.2f} MB; largest member alone ({largest}) "
           f"{sizes[largest] / 1e6:.2f} MB -> {sizes['elastic'] / sizes[largest]:.3f}x (goal <= 1.05x); "
           f"all {len(members)} standalone files {total / 1e6:.2f} MB")
-    alone = peak_rss_mb(folder / f"{largest}.pte", ["forward"])
-    one = peak_rss_mb(folder / "elastic.pte", [f"forward_{largest}"])
-    every_ = peak_rss_mb(folder / "elastic.pte", [f"forward_{m}" for m in members])
-    print(f"   peak RSS (python + executorch.runtime): {largest} alone {alone:.0f} MiB; elastic with "
-          f"{largest} loaded {one:.0f} MiB; with all {len(members)} members loaded {every_:.0f} MiB")
+    alone = peak_rss_mb(folder / f"{largest}{suffix}", [entry(suffix, largest if suffix == ".tflite" else None)])
+    el = folder / f"elastic{suffix}"
+    one = peak_rss_mb(el, [entry(suffix, largest)])
+    every_ = peak_rss_mb(el, [entry(suffix, m) for m in members])
+    print(f"   peak RSS (runtime in a child process): {largest} alone {alone:.0f} MiB; elastic with "
+          f"{largest} run {one:.0f} MiB; with all {len(members)} members run {every_:.0f} MiB")
 
 
 def section_decode(elastic, alone, members, prompt, rounds: int, n: int) -> dict:
@@ -135,72 +159,6 @@ def section_switching(elastic, windows, members) -> list:
     print(f"\n## 3. Switching every N tokens: loss (nats/token) over {q['tokens']} held-out tokens")
     print(format_table(["members", "N", "re-prefill", "shared cache", "cost", "greedy agreement"], rows))
     return rows
-
-
-def busy_process() -> subprocess.Popen:
-    """A competing CPU-bound process (pure Python spin) on this machine."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
-
-
-def controlled_run(elastic, prompt, steps: int, target: float, members, idle: dict, fixed: str | None):
-    """Generate ``steps`` tokens (restarting at the context's end); the load starts halfway.
-    Returns (ms per token, member per token)."""
-    ctl = LatencyController(members, target, cost=idle)
-    ms, used, pos, tok, busy = [], [], len(prompt), None, None
-    try:
-        for step in range(steps):
-            if step == steps // 2:
-                busy = busy_process()
-            if tok is None or pos >= elastic.context - 1:
-                tok, pos = [int(elastic.run(prompt, 0, members[-1])[-1].argmax())], len(prompt)
-            m = fixed or ctl.member
-            t = time.perf_counter()
-            logits = elastic.run(tok, pos, m)
-            dt = (time.perf_counter() - t) * 1e3
-            if fixed is None:
-                ctl.observe(dt)
-            ms.append(dt)
-            used.append(m)
-            tok, pos = [int(logits[-1].argmax())], pos + 1
-    finally:
-        if busy is not None:
-            busy.kill()
-            busy.wait()
-    return ms, used
-
-
-def section_controller(elastic, prompt, windows, members, idle: dict, steps: int) -> None:
-    order = sorted(members, key=lambda m: idle[m])
-    top = order[-1]
-    target = (idle[order[-2]] + idle[top]) / 2 * 1.15  # XL fits when idle, not when the CPU is shared
-    print(f"\n## 4. Controller: target {target:.3f} ms/token; a CPU-bound process starts at token {steps // 2}")
-    rows = []
-    for label, fixed in (("elastic", None), (f"fixed {top}", top)):
-        ms, used = controlled_run(elastic, prompt, steps, target, order, idle, fixed)
-        h = steps // 2
-        within = [100 * np.mean(np.array(part) <= target) for part in (ms[:h], ms[h:])]
-        mix = {m: used[h:].count(m) for m in order if used[h:].count(m)}
-        rows.append([label, f"{within[0]:.0f}%", f"{within[1]:.0f}%", round(float(np.median(ms[h:])), 3),
-                     " ".join(f"{m}:{c}" for m, c in mix.items()), _schedule_loss(elastic, windows, used[h:])])
-    print(format_table(["run", "within target (idle)", "within target (busy)", "busy median ms",
-                        "members used (busy half)", "loss of that schedule"], rows))
-
-
-def _schedule_loss(elastic, windows, used) -> float:
-    """Teacher-forced loss over ``windows`` with members in the proportions of ``used``, switched
-    in place over the shared cache in runs as the controller did (the quality given up)."""
-    from edge.device.elastic import _nll
-
-    total, count, i = 0.0, 0, 0
-    for w in windows:
-        w = np.asarray(w, dtype=np.int64)
-        logits = []
-        for t in range(len(w) - 1):
-            logits.append(elastic.run(w[t:t + 1], t, used[i % len(used)])[-1])
-            i += 1
-        total += float(_nll(np.stack(logits), w[1:]).sum())
-        count += len(w) - 1
-    return round(total / count, 4)
 
 
 def section_speculative(elastic, members, prompt, n: int, rounds: int) -> None:
@@ -261,6 +219,8 @@ def main(argv=None) -> int:
     ap.add_argument("checkpoint", nargs="?", help="universal checkpoint (default: the demo model)")
     ap.add_argument("--uniform", default="", help="uniform members, e.g. S,XL (default: every granularity)")
     ap.add_argument("--specs", default="", help="extra member specs, ';'-separated (e.g. S,S,M,M,L,XL)")
+    ap.add_argument("--backend", choices=[n for n in ("executorch", "litert")], default="executorch",
+                    help="whose elastic artifact to export and run (default: executorch)")
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer tokens everywhere (a smoke run)")
@@ -281,13 +241,14 @@ def main(argv=None) -> int:
     prompt = val[:16].tolist()
     windows = [val[i * 64:(i + 1) * 64].tolist() for i in range(2 if args.quick else 8)]
     n_spec = min(32 if args.quick else 96, args.context - len(prompt) - 1)  # prompt + output fit the cache
-    print(f"# Elastic artifact bench: {ckpt}, context {args.context}, executorch.runtime, 1 thread")
+    module = get_backend(args.backend).elastic_exporter()
+    print(f"# Elastic artifact bench: {ckpt}, context {args.context}, {args.backend}, 1 thread")
     if args.eager:
         eager_quality(model, members, args.context, windows, prompt, n_spec)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        elastic, alone, sizes = export_all(model, members, args.context, Path(tmp))
-        section_sizes(sizes, members, Path(tmp))
+        elastic, alone, sizes = export_all(module, model, members, args.context, Path(tmp))
+        section_sizes(sizes, members, Path(tmp), module.SUFFIX)
         idle = section_decode(elastic, alone, members, prompt, args.rounds, n)
         section_switching(elastic, windows, [m for m in members if m in cfg.granularity_names] or list(members))
         section_controller(elastic, prompt, windows[:2], list(members), idle, 100 if args.quick else 400)

@@ -110,6 +110,22 @@ def int_arg(lo: int, hi: int):
     return parse
 
 
+def positive_float_arg(hi: float):
+    """An argparse ``type=`` for a finite number in (0, hi] (a bad value is a one-line error)."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number (allowed: (0, {_fmt(hi)}])") from None
+        if not (math.isfinite(v) and 0 < v <= hi):
+            raise argparse.ArgumentTypeError(f"{text} is out of range (allowed: (0, {_fmt(hi)}])")
+        return v
+
+    parse.__name__ = "number"
+    return parse
+
+
 def read_text(path: str | Path, what: str, max_bytes: int = MAX_FILE_BYTES) -> str:
     """The UTF-8 text of a regular file; MatEdgeError (one line) for anything else."""
     path = Path(path)

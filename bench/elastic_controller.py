@@ -1,0 +1,83 @@
+"""Section 4 of bench/elastic.py: the latency controller under a competing CPU-bound process.
+
+A decode target between the two fastest-when-idle members' times; halfway through, a pure-Python
+spin process starts on this machine. The elastic run (edge.device.controller moves between
+members) and a fixed run of the largest member report the share of tokens within the target
+before and after, and the loss of the member schedule the controller chose (the quality given up).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from edge.device.controller import LatencyController
+from edge.device.elastic import _nll
+from edge.texttable import format_table
+
+
+def busy_process() -> subprocess.Popen:
+    """A competing CPU-bound process (pure Python spin) on this machine."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def controlled_run(elastic, prompt, steps: int, target: float, members, idle: dict, fixed: str | None):
+    """Generate ``steps`` tokens (restarting at the context's end); the load starts halfway.
+    Returns (ms per token, member per token)."""
+    ctl = LatencyController(members, target, cost=idle)
+    ms, used, pos, tok, busy = [], [], len(prompt), None, None
+    try:
+        for step in range(steps):
+            if step == steps // 2:
+                busy = busy_process()
+            if tok is None or pos >= elastic.context - 1:
+                tok, pos = [int(elastic.run(prompt, 0, members[-1])[-1].argmax())], len(prompt)
+            m = fixed or ctl.member
+            t = time.perf_counter()
+            logits = elastic.run(tok, pos, m)
+            dt = (time.perf_counter() - t) * 1e3
+            if fixed is None:
+                ctl.observe(dt)
+            ms.append(dt)
+            used.append(m)
+            tok, pos = [int(logits[-1].argmax())], pos + 1
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+    return ms, used
+
+
+def section_controller(elastic, prompt, windows, members, idle: dict, steps: int) -> None:
+    order = sorted(members, key=lambda m: idle[m])
+    top = order[-1]
+    target = (idle[order[-2]] + idle[top]) / 2 * 1.15  # XL fits when idle, not when the CPU is shared
+    print(f"\n## 4. Controller: target {target:.3f} ms/token; a CPU-bound process starts at token {steps // 2}")
+    rows = []
+    for label, fixed in (("elastic", None), (f"fixed {top}", top)):
+        ms, used = controlled_run(elastic, prompt, steps, target, order, idle, fixed)
+        h = steps // 2
+        within = [100 * np.mean(np.array(part) <= target) for part in (ms[:h], ms[h:])]
+        mix = {m: used[h:].count(m) for m in order if used[h:].count(m)}
+        rows.append([label, f"{within[0]:.0f}%", f"{within[1]:.0f}%", round(float(np.median(ms[h:])), 3),
+                     " ".join(f"{m}:{c}" for m, c in mix.items()), _schedule_loss(elastic, windows, used[h:])])
+    print(format_table(["run", "within target (idle)", "within target (busy)", "busy median ms",
+                        "members used (busy half)", "loss of that schedule"], rows))
+
+
+def _schedule_loss(elastic, windows, used) -> float:
+    """Teacher-forced loss over ``windows`` with members in the proportions of ``used``, switched
+    in place over the shared cache in runs as the controller did (the quality given up)."""
+    total, count, i = 0.0, 0, 0
+    for w in windows:
+        w = np.asarray(w, dtype=np.int64)
+        logits = []
+        for t in range(len(w) - 1):
+            logits.append(elastic.run(w[t:t + 1], t, used[i % len(used)])[-1])
+            i += 1
+        total += float(_nll(np.stack(logits), w[1:]).sum())
+        count += len(w) - 1
+    return round(total / count, 4)
