@@ -101,7 +101,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend(name="coreml", module="exporters.coreml", suffix=".mlpackage", precisions=("fp16", "int8", "pal4"),
             default_precision="fp16", extra="coreml", probe="coremltools",
             bytes_per_weight={"fp16": 2.0, "int8": 1.0, "pal4": 0.5},
-            libraries=("coremltools",), runner=None, runs_here=_on_macos),
+            libraries=("coremltools",), runner=None, runs_here=_on_macos, elastic="exporters.elastic_coreml"),
 )}
 
 

@@ -111,3 +111,35 @@ def envelope(specs: Sequence[Sequence[str]], config) -> tuple[str, ...]:
     """The per-layer largest granularity over ``specs``: the weights an artifact holding them all stores."""
     names = config.granularity_names
     return tuple(names[max(names.index(s[l]) for s in specs)] for l in range(config.n_layers))
+
+
+class BlockPrefix(nn.Module):
+    """The first ``n`` blocks of a BlockedFFN as a plain ``ffn(x)`` module (the weights are shared)."""
+
+    def __init__(self, ffn: BlockedFFN, n: int):
+        super().__init__()
+        self.ffn, self.n = ffn, int(n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ffn(x, self.n)
+
+
+def member_view(base: MatFormerLM, n_blocks: Sequence[int]) -> MatFormerLM:
+    """A view of a blocked model whose layer l FFN runs its first ``n_blocks[l]`` blocks.
+
+    Module containers are new, every parameter and buffer is the base's own tensor: wrappers
+    written for a dense model (exporters/decoding.py) export one member each, and a converter that
+    stores identical tensors once (Core ML's ``save_multifunction``) keeps one copy of the weights.
+    """
+    if len(n_blocks) != len(base.layers):
+        raise ValueError(f"n_blocks has {len(n_blocks)} layers, the model has {len(base.layers)}")
+    view = copy.copy(base)
+    view._modules = dict(base._modules)  # copy.copy shares the child dict: give the view its own
+    layers = nn.ModuleList()
+    for block, n in zip(base.layers, n_blocks):
+        b = copy.copy(block)
+        b._modules = dict(block._modules)
+        b.ffn = BlockPrefix(block.ffn, n)
+        layers.append(b)
+    view.layers = layers
+    return view

@@ -55,16 +55,22 @@ def test_frontier_levels_spread():
     assert frontier_levels([1, 2, 3], 0) == []  # --frontier-members 0: S/M/L/XL and the default only
 
 
-def test_profile_elastic_field_is_validated():
+def test_profile_elastic_field_is_validated(monkeypatch):
+    import dataclasses
+
     from edge.device.profiles import validate_data
+    from exporters.backends import BACKENDS
 
     base = {"name": "x", "description": "d", "precision": "fp32", "threads": 1, "context": 64, "transport": "none",
             "limits": {"memory_mb": 10, "decode_ms_per_token": 1, "first_token_ms": 10, "prompt_tokens": 8},
             "hardware": {"gemm_gflops": 1, "memory_bandwidth_gbs": 1}}
     assert validate_data({**base, "backend": "executorch", "elastic": True}) == []
     assert validate_data({**base, "backend": "litert", "elastic": True}) == []
+    assert validate_data({**base, "backend": "coreml", "precision": "fp16", "elastic": True}) == []
+    # a backend whose record names no elastic writer is refused, naming those that have one
+    monkeypatch.setitem(BACKENDS, "coreml", dataclasses.replace(BACKENDS["coreml"], elastic=None))
     [p] = validate_data({**base, "backend": "coreml", "precision": "fp16", "elastic": True})
-    assert "elastic = true" in p and "executorch, litert" in p
+    assert "elastic = true" in p and "executorch, litert;" in p
     [p] = validate_data({**base, "backend": "executorch", "elastic": "yes"})
     assert "elastic" in p and "boolean" in p
 
@@ -97,20 +103,27 @@ def test_elastic_build_writes_one_artifact_with_every_member(ckpt, tmp_path, wri
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_litert_profile_gets_an_elastic_tflite(trained_tiny, corpus, tmp_path, write_profile):
-    """The backend's record picks the elastic writer: a LiteRT profile gets elastic.tflite with
-    every member's parity checked on ai_edge_litert, and a manifest entry that says so."""
-    pytest.importorskip("ai_edge_litert")
+@pytest.mark.parametrize("backend, precision, runtime, entries", [
+    ("litert", "fp32", "ai_edge_litert", "signatures"),
+    ("coreml", "fp16", "coremltools", "functions"),
+])
+def test_profile_gets_its_backends_elastic_artifact(trained_tiny, corpus, tmp_path, write_profile, backend, precision,
+                                                    runtime, entries):
+    """The backend's record picks the elastic writer: a LiteRT profile gets elastic.tflite, a
+    Core ML one elastic.mlpackage, with every member's parity checked on its runner and a
+    manifest entry that says so."""
+    pytest.importorskip(runtime)
     from edge.device.profiles import load_profile
     from edge.plan.elastic import build_elastic
-    from exporters.elastic_litert import load_runner
+    from exporters.backends import get_backend
 
-    profile = load_profile(write_profile(tmp_path, "phone", backend="litert", elastic=True))
+    profile = load_profile(write_profile(tmp_path, "phone", backend=backend, precision=precision, elastic=True))
     cfg = trained_tiny.config
     members = {"S": parse_spec("S", cfg), "XL": parse_spec("XL", cfg)}
     entry = build_elastic(trained_tiny, profile, members, "XL", tmp_path, corpus.val)
-    assert entry["file"] == "elastic.tflite" and entry["parity"] == {"S": True, "XL": True}
+    suffix = get_backend(backend).suffix
+    assert entry["file"] == f"elastic{suffix}" and entry["parity"] == {"S": True, "XL": True}
     meta = json.loads((tmp_path / entry["metadata"]).read_text())
-    assert meta["signatures"] == {"prefill_S": "S", "decode_S": "S", "prefill_XL": "XL", "decode_XL": "XL"}
+    assert meta[entries] == {"prefill_S": "S", "decode_S": "S", "prefill_XL": "XL", "decode_XL": "XL"}
     assert meta["sha256"] == entry["sha256"] and meta["parity"]["S"]["passed"]
-    assert load_runner(tmp_path / entry["file"]).members == ["S", "XL"]
+    assert get_backend(backend).elastic_exporter().load_runner(tmp_path / entry["file"]).members == ["S", "XL"]
