@@ -12,8 +12,8 @@ as its own standalone .pte in the same (tokens, input_pos) convention. Then, on
    interleaved rounds (goal: within 5%);
 3. switching quality: teacher-forced loss over held-out text when the member changes every N
    tokens, reading the K/V other members wrote (shared cache) vs re-prefilling at each switch;
-4. the controller: a decode target between L's and XL's idle times; a competing CPU-bound
-   process starts halfway; the elastic run and a fixed-XL run, tokens within target before and
+4. the controller: a decode target 1.2x XL's idle time; competing CPU-bound processes (one per
+   logical CPU) start halfway; the elastic run and a fixed-XL run, tokens within target before and
    after, and the loss of the member schedule the controller chose against XL's;
 5. speculative decoding: the smallest member drafts k = 1..4 tokens, XL verifies in one call;
    tokens/s against XL alone (the paper reports 1.14-1.16x).
@@ -102,7 +102,8 @@ def peak_rss_mb(path: Path, entries: list[str]) -> float:
     """Peak RSS (MiB) of a child process that loads ``entries`` of an artifact and runs each once."""
     import os
 
-    proc = subprocess.Popen([sys.executable, "-c", RSS_SCRIPTS[path.suffix], str(path), *entries])
+    proc = subprocess.Popen([sys.executable, "-c", RSS_SCRIPTS[path.suffix], str(path), *entries],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # the runtime's chatter
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
         raise RuntimeError(f"the RSS probe of {path} failed ({status})")
@@ -247,11 +248,15 @@ def main(argv=None) -> int:
         eager_quality(model, members, args.context, windows, prompt, n_spec)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        elastic, alone, sizes = export_all(module, model, members, args.context, Path(tmp))
+        from exporters.logs import quiet_output
+
+        print(f"(exporting the elastic file and {len(members)} standalone files; converter log: {tmp}/export.log)")
+        with quiet_output(Path(tmp) / "export.log"):
+            elastic, alone, sizes = export_all(module, model, members, args.context, Path(tmp))
         section_sizes(sizes, members, Path(tmp), module.SUFFIX)
         idle = section_decode(elastic, alone, members, prompt, args.rounds, n)
         section_switching(elastic, windows, [m for m in members if m in cfg.granularity_names] or list(members))
-        section_controller(elastic, prompt, windows[:2], list(members), idle, 100 if args.quick else 400)
+        section_controller(elastic, prompt, windows[:2], list(members), idle, 100 if args.quick else 2000)
         section_speculative(elastic, list(members), prompt, n_spec, args.rounds)
     return 0
 

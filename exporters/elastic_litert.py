@@ -81,10 +81,27 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
     tmp.replace(out_path)
     return {**member_metadata(model, members, default, context, precision),
             "signatures": {signature(k, n): n for n in members for k in ("prefill", "decode")},
+            "entry_points": entry_points(model, members, context, prefill_len),
             "prefill_len": prefill_len, "libraries": library_versions("litert-torch", "ai-edge-litert"),
             "entry": "prefill_<m> (T = prefill_len) / decode_<m> (T = 1): tokens int32 [1, T], input_pos int32 "
                      "[T], mask float32 [1, 1, T, C], kv_cache_k_<i>, kv_cache_v_<i> -> logits float32 "
                      "[1, T, V] + the updated caches; pass the caches returned by any member's last call"}
+
+
+def entry_points(model, members, context: int, prefill_len: int) -> dict:
+    """Every signature's inputs and outputs (the names an app feeds), as exporters.litert lists
+    them for a one-size file; here prefill returns logits too."""
+    from exporters.base import tensor_spec
+    from exporters.litert import entry_points as one_size
+
+    eps = one_size(model, context, [prefill_len])
+    pre, dec = eps[f"prefill_{prefill_len}"], eps["decode"]
+    logits = tensor_spec("logits", (1, prefill_len, model.config.vocab_size), "float32")
+    out = {}
+    for m in members:
+        out[signature("prefill", m)] = {**pre, "outputs": [logits, *pre["outputs"]], "member": m}
+        out[signature("decode", m)] = {**dec, "member": m}
+    return out
 
 
 class ElasticLiteRTRunner:

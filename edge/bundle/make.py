@@ -1,6 +1,7 @@
 """``matedge bundle``: pack device builds into a self-contained app bundle.
 
-A bundle folder holds each chosen build's artifact (and its fallback), the tokenizer
+A bundle folder holds each chosen build's artifact (and its fallback, and its elastic artifact
+when the build wrote one: listed under ``elastic`` with its members), the tokenizer
 (``tokenizer.json`` + ``tokenizer_config.json``) and ``manifest.json`` (schema:
 ``manifest.schema.json`` beside this file): every file's bytes and sha256, every variant's
 quality, predicted and measured costs, the limits it was chosen for and its entry points, the
@@ -95,6 +96,33 @@ def _check_artifact(build: DeviceBuild, role: str, art: dict) -> tuple[Path, str
     return path, digest
 
 
+def _check_elastic(build: DeviceBuild, art: dict) -> tuple[Path, str]:
+    """(the elastic artifact's path, its sha256) after every member's parity, presence and hash."""
+    path = build.folder / art["file"]
+    parity = art.get("parity") or {}
+    failed = [m for m, ok in parity.items() if not ok]
+    if failed or not parity:
+        raise BundleError(f"{build.device} elastic: member(s) {', '.join(failed) or '(none recorded)'} failed their "
+                          f"parity check ({str(build.folder / 'report.md')!r}); it is not bundled")
+    if not path.is_file():
+        raise BundleError(f"{build.device} elastic: file {str(path)!r} is missing (re-run `matedge build`)")
+    digest = _sha256(path)
+    if art.get("sha256") and digest != art["sha256"]:
+        raise BundleError(f"{build.device} elastic: {str(path)!r} has sha256 {digest[:12]}…, its build recorded "
+                          f"{art['sha256'][:12]}…; the file changed since it was built")
+    return path, digest
+
+
+def _elastic(build: DeviceBuild, file_name: str, path: Path, digest: str) -> dict:
+    """The bundle's record of one device's elastic artifact: its members and entry points."""
+    m, art = build.manifest, build.manifest["artifacts"]["elastic"]
+    meta = json.loads((build.folder / art["metadata"]).read_text())
+    return {"name": f"{build.device}.elastic", "device": build.device, "file": file_name, "sha256": digest,
+            "bytes": path.stat().st_size, "backend": m["backend"], "precision": m["precision"],
+            "default": art["default"], "members": art["members"], "context": m["context"],
+            "entry_points": meta.get("entry_points", {})}
+
+
 def _variant(build: DeviceBuild, role: str, file_name: str, path: Path, digest: str) -> dict:
     m, art = build.manifest, build.manifest["artifacts"][role]
     chosen = m if role == "model" else m["fallback"]
@@ -186,7 +214,10 @@ def make_bundle(devices: list[str], app: str, out: Path, build_root: Path = Path
             raise BundleError(f"{b.device} was built for {b.backend}; the {app} app runs {APP_BACKENDS[app]} "
                               f"builds (choose a device whose profile says backend = \"{APP_BACKENDS[app]}\")")
     ckpt_sha, checkpoint = _checkpoint_of(builds)
-    checked = [(b, role, _check_artifact(b, role, art)) for b in builds for role, art in b.manifest["artifacts"].items()]
+    checked = [(b, role, _check_artifact(b, role, art)) for b in builds
+               for role, art in b.manifest["artifacts"].items() if role != "elastic"]
+    elastic = [(b, _check_elastic(b, b.manifest["artifacts"]["elastic"])) for b in builds
+               if "elastic" in b.manifest["artifacts"]]
     with atomic_dir(out) as tmp:
         tokenizer, template = _write_tokenizer(builds, checkpoint, tmp)
         variants = []
@@ -201,13 +232,20 @@ def make_bundle(devices: list[str], app: str, out: Path, build_root: Path = Path
                 variants[-1]["extra_files"] = extra
             log(f"   {name}: {variants[-1]['spec']} ({variants[-1]['bytes'] / 2**20:.1f} MiB)"
                 + "".join(f", {f}" for f in extra.values()))
+        members = []
+        for b, (path, digest) in elastic:  # one file, several members: not a variant of its own
+            name = f"{b.device}.elastic{''.join(path.suffixes)}"
+            shutil.copyfile(path, tmp / name)
+            digests[name] = digest
+            members.append(_elastic(b, name, tmp / name, digest))
+            log(f"   {name}: members {', '.join(members[-1]['members'])} ({members[-1]['bytes'] / 2**20:.1f} MiB)")
         manifest = {
             "schema_version": SCHEMA_VERSION, "kind": KIND, "app": app,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "devices": [b.device for b in builds], "checkpoint_sha256": ckpt_sha,
             "files": {p.name: {"bytes": p.stat().st_size, "sha256": digests.get(p.name) or _sha256(p)}
                       for p in sorted(tmp.iterdir())},
-            "tokenizer": tokenizer, "variants": variants, "selection": DEFAULT_RULE,
+            "tokenizer": tokenizer, "variants": variants, "elastic": members, "selection": DEFAULT_RULE,
             "generation": {**GENERATION, "stop_ids": tokenizer["eos_ids"]}, "chat_template": template,
         }
         validate(manifest)
