@@ -3,10 +3,13 @@
 //
 // URL parameters: bundle (folder of manifest.json; default ../../bundles/web/), accelerator
 // (wasm | webgpu; default webgpu where the browser has it), prompt, autorun (generate at once),
-// variant (run this variant instead of the rule's choice: for benchmarks).
+// variant (run this variant instead of the rule's choice: for benchmarks), member (an elastic
+// file's member to pin, or `auto` for the latency controller; default: the build's default),
+// target (auto's decode target in ms/token; default: the device's limit scaled to this browser).
 import {Tokenizer} from '@huggingface/tokenizers';
 import {isWebGPUSupported, loadLiteRt} from '@litertjs/core';
 
+import {LatencyController, pinned} from './controller.js';
 import {generate, Session} from './runner.js';
 import {check, choose, costOf} from './selection.js';
 import {fetchAllVerified} from './verify.js';
@@ -74,6 +77,29 @@ function showVariants(manifest, facts, chosen) {
   }
 }
 
+// The bundle's elastic file for the chosen variant's device, if its build wrote one: loaded in
+// its place (its default member is the chosen spec), with a member picker: each member pinned,
+// or `auto`, the latency controller holding the device's decode limit scaled to this browser.
+async function loadElastic(manifest, files, variant, accelerator, slowdown) {
+  const record = (manifest.elastic ?? []).find((e) => e.device === variant.device && e.backend === 'litert');
+  if (!record) return null;
+  const {session, compileMs} = await load(files, record, accelerator);
+  const members = Object.keys(record.members);
+  const target = Number(params.get('target') ?? variant.limits.decode_ms_per_token * slowdown);
+  const picker = $('member');
+  for (const [value, label] of [['auto', `auto: hold ${target.toFixed(2)} ms/token`],
+    ...members.map((m) => [m, `${m}: ${record.members[m]}`])]) {
+    picker.add(new Option(label, value));
+  }
+  picker.value = params.get('member') ?? record.default;
+  if (picker.value !== (params.get('member') ?? record.default)) throw new Error(`no member ${params.get('member')} in ${record.file}`);
+  $('elastic').hidden = false;
+  set('running', '-');
+  Object.assign(report, {elastic: record.name, members});
+  const chooser = () => (picker.value === 'auto' ? new LatencyController(members, target) : pinned(picker.value));
+  return {session, compileMs, record, chooser};
+}
+
 async function main() {
   set('bundle', base.href);
   const manifest = await (await fetch(new URL('manifest.json', base))).json();
@@ -106,6 +132,11 @@ async function main() {
     `val loss ${variant.val_loss.toFixed(4)}`);
   set('why', `${choice.reason} (this browser runs ${slowdown.toFixed(2)}x the predicted ms/token; ` +
     `memory ${facts.available_memory_mb === null ? 'unknown' : facts.available_memory_mb + ' MiB'})`);
+  const elastic = await loadElastic(manifest, files, variant, accelerator, slowdown);
+  if (elastic) {
+    session.delete();
+    ({session, compileMs} = elastic);
+  }
   const loadMs = fetchMs + compileMs;
   set('load', `${loadMs.toFixed(0)} ms: fetch + sha256 of every file ${fetchMs.toFixed(0)} ms, compile ${compileMs.toFixed(0)} ms`);
   showVariants(manifest, facts, variant.name);
@@ -118,17 +149,25 @@ async function main() {
     set('status', 'generating');
     const ids = encode(manifest, tokenizer, $('prompt').value);
     const out = [];
+    const chooser = elastic ? elastic.chooser() : null;
+    if (chooser) session.useMember(chooser.member);
+    const used = [];
     const r = await generate(session, ids, {maxNew: manifest.generation.max_new_tokens,
                                             stopIds: manifest.generation.stop_ids, padId: manifest.tokenizer.pad_id},
       async (id, timing) => {
         out.push(id);
+        if (chooser) {
+          used.push(session.member);
+          set('running', `${session.member} (${elastic.record.members[session.member]})`);
+        }
         if (timing.firstTokenMs !== undefined) set('ttft', `${timing.firstTokenMs.toFixed(1)} ms`);
         set('output', $('prompt').value + tokenizer.decode(out, {skip_special_tokens: true}));
         await new Promise((resolve) => setTimeout(resolve, 0));  // let the page repaint the text
       });
     set('speed', r.decodeMsPerToken === null ? '-' : `${r.decodeMsPerToken.toFixed(2)} ms/token`);
     Object.assign(report, {state: 'done', promptIds: ids, tokens: r.tokens, firstTokenMs: r.firstTokenMs,
-                           decodeMsPerToken: r.decodeMsPerToken, text: $('output').textContent});
+                           decodeMsPerToken: r.decodeMsPerToken, text: $('output').textContent,
+                           membersUsed: chooser ? used : null});
     set('status', 'done');
     $('go').disabled = false;
   };

@@ -43,6 +43,23 @@ export class Session {
     this.prefillLen = this.prefills[this.prefills.length - 1].len;
     this.context = variant.context;
     this.state = new Map();
+    this.decodeName = 'decode';
+    this.member = null;
+    if (variant.members) this.useMember(variant.default);  // an elastic file: several members
+  }
+
+  /**
+   * Elastic files: run `member`'s entry points (prefill_<m>, decode_<m>) from now on. The caches
+   * are state shared by every member, so switching between tokens reads what others wrote.
+   */
+  useMember(member) {
+    const eps = this.variant.entry_points;
+    if (!eps[`decode_${member}`]) throw new Error(`no member ${member} (has: ${Object.keys(this.variant.members)})`);
+    const name = `prefill_${member}`;
+    this.prefills = [{name, len: eps[name].inputs.find((t) => TOKENS.includes(t.name)).shape[1]}];
+    this.prefillLen = this.prefills[0].len;
+    this.decodeName = `decode_${member}`;
+    this.member = member;
   }
 
   // One entry point call: {meaning: TypedArray or Tensor} -> logits (Float32Array); keeps state.
@@ -86,6 +103,7 @@ export class Session {
   /** Prefill `ids` (right-padded with `padId`); the id of the first generated token. */
   async prefill(ids, padId) {
     const entry = this.prefills.find((p) => p.len >= ids.length);  // the shortest that holds the prompt
+    if (!entry && this.member) return this.prefillChunks(ids, padId);
     if (!entry) throw new Error(`prompt of ${ids.length} tokens; this variant prefills at most ${this.prefillLen}`);
     const n = entry.len;
     const tokens = new Int32Array(n).fill(padId ?? 0);
@@ -107,11 +125,37 @@ export class Session {
     return argmax(logits, (ids.length - 1) * vocab, vocab);
   }
 
+  /**
+   * Elastic files: a prompt longer than one prefill call goes in P-token chunks at their
+   * positions (the last one right-padded: its padded slots are rewritten before any query sees
+   * them), or one token at a time where a chunk would pass the cache's end.
+   */
+  async prefillChunks(ids, padId) {
+    const {name, len: P} = this.prefills[0];
+    let next = null;
+    for (let i = 0; i < ids.length;) {
+      const n = Math.min(P, ids.length - i);
+      if (n === 1 || i + P > this.context) {
+        next = await this.decode(ids[i], i);
+        i += 1;
+        continue;
+      }
+      const tokens = new Int32Array(P).fill(padId ?? 0);
+      tokens.set(ids.slice(i, i + n));
+      const positions = Int32Array.from({length: P}, (_, j) => i + j);
+      const logits = await this.call(name, {tokens, input_pos: positions, mask: this.mask(i, P)});
+      const vocab = logits.length / P;
+      next = argmax(logits, (n - 1) * vocab, vocab);
+      i += n;
+    }
+    return next;
+  }
+
   /** Decode `token` at `position`; the id of the next token. */
   async decode(token, position) {
     const tokens = Int32Array.of(token);
     const pos = Int32Array.of(position);
-    const logits = await this.call('decode', {tokens, token: tokens, input_pos: pos, position: pos,
+    const logits = await this.call(this.decodeName, {tokens, token: tokens, input_pos: pos, position: pos,
                                               mask: this.mask(position, 1)});
     return argmax(logits, 0, logits.length);
   }
@@ -126,9 +170,10 @@ export class Session {
 /**
  * Greedy generation: prefill `ids`, then decode until a stop id, `maxNew` tokens or the end of
  * the context. `onToken(id, timing)` is awaited for every token as it is produced (the page
- * repaints there); the timings count the model calls only.
+ * repaints there); the timings count the model calls only. With an elastic session, `chooser`
+ * ({member, observe(ms)}: a pinned member or controller.js) picks the member of every decode.
  */
-export async function generate(session, ids, {maxNew, stopIds, padId}, onToken = async () => {}) {
+export async function generate(session, ids, {maxNew, stopIds, padId}, onToken = async () => {}, chooser = null) {
   let start = performance.now();
   let token = await session.prefill(ids, padId);
   const firstTokenMs = performance.now() - start;
@@ -137,9 +182,12 @@ export async function generate(session, ids, {maxNew, stopIds, padId}, onToken =
   let decodeMs = 0;
   let position = ids.length;
   while (out.length < maxNew && !stopIds.includes(token) && position < session.context) {
+    if (chooser) session.useMember(chooser.member);  // elastic: the member for this token
     start = performance.now();
     token = await session.decode(token, position++);
-    decodeMs += performance.now() - start;
+    const ms = performance.now() - start;
+    decodeMs += ms;
+    chooser?.observe(ms);
     out.push(token);
     await onToken(token, {});
   }

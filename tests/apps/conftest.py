@@ -35,3 +35,34 @@ def tiny_builds(tmp_path_factory, write_profile):
     results = build_all(profiles, settings, log=lambda *_: None)
     assert all(r.ok for r in results), [r.error for r in results]
     return ckpt, root / "build"
+
+
+@pytest.fixture(scope="session")
+def elastic_builds(tiny_builds, tmp_path_factory, write_profile):
+    """(checkpoint, build root, elastic manifest entry): a copy of tiny_builds whose webdev build
+    also holds an elastic.tflite with members S and XL (default XL), written by the build's own
+    step (edge.plan.elastic.build_elastic, parity per member) and recorded as `build --elastic` does."""
+    import json
+    import shutil
+
+    pytest.importorskip("ai_edge_litert")
+    from edge.checkpoint import load_any
+    from edge.data import load_corpus
+    from edge.device.profiles import load_profile
+    from edge.plan.elastic import build_elastic
+    from edge.spec import parse_spec
+
+    ckpt, build = tiny_builds
+    base = tmp_path_factory.mktemp("elastic-builds")
+    root = base / "build"
+    shutil.copytree(build, root)
+    model, _ = load_any(ckpt)
+    cfg = model.config
+    profile = load_profile(write_profile(base, "webdev", backend="litert", memory_mb=DEVICES["webdev"][2], decode_ms=5.0))
+    folder = root / "webdev"
+    entry = build_elastic(model, profile, {"S": parse_spec("S", cfg), "XL": parse_spec("XL", cfg)}, "XL", folder,
+                          load_corpus(max_bytes=400_000).val)
+    m = json.loads((folder / "manifest.json").read_text())
+    m["artifacts"]["elastic"] = entry
+    (folder / "manifest.json").write_text(json.dumps(m))
+    return ckpt, root, entry

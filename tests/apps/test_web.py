@@ -105,3 +105,56 @@ def test_tampered_file_is_refused_visibly(site, tmp_path):
     report = drive(f"{base}/apps/web/?accelerator=wasm&autorun=1&bundle=../../bundles/tampered/")
     assert report["state"] == "error" and report["errorVisible"]
     assert f"refused {target.name}" in report["errorText"] and "sha256" in report["errorText"]
+
+
+def elastic_tokens(ckpt: Path, prompt_ids: list[int], used: list[str], context: int) -> list[int]:
+    """Eager greedy tokens of the elastic graph when token i is made by member used[i] (token 0
+    by the prompt's prefill), over one shared cache: what the page must have produced."""
+    import numpy as np
+    import torch
+
+    from edge.checkpoint import load_model
+    from edge.device.elastic import greedy
+    from exporters.elastic import elastic_modules
+
+    model = load_model(ckpt)
+    _, mods = elastic_modules(model, {m: (m,) * model.config.n_layers for m in ("S", "XL")}, context)
+
+    class Eager:
+        @torch.no_grad()
+        def run(self, tokens, pos, member):
+            t = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).view(1, -1)
+            return mods[member](t, torch.tensor([pos]))[0].numpy()
+
+    return greedy(Eager(), prompt_ids, len(used), lambda step: used[step])
+
+
+@pytest.mark.parametrize("member, target", [("S", None), ("auto", 1e-6)])
+def test_page_runs_the_elastic_file_and_switches_members(elastic_builds, tmp_path, member, target):
+    """With an elastic file in the bundle the page runs it: a pinned member for every token, or the
+    controller, which under an unreachable target steps from XL down to S while generating. The
+    tokens equal eager's with the member schedule the page reports (K/V shared across members)."""
+    ckpt, build, _ = elastic_builds
+    root = tmp_path / "site"
+    (root / "apps").mkdir(parents=True)
+    (root / "apps" / "web").symlink_to(WEB)
+    assert main(["bundle", "--build-dir", str(build), "--device", "webdev", "--app", "web",
+                 "--out", str(root / "bundles" / "web")]) == 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = (f"http://127.0.0.1:{server.server_address[1]}/apps/web/?accelerator=wasm&autorun=1"
+               f"&prompt={quote(PROMPT)}&member={member}" + (f"&target={target}" if target else ""))
+        report = drive(url)
+    finally:
+        server.shutdown()
+    assert report["state"] == "done", report.get("error")
+    assert report["elastic"] == "webdev.elastic" and report["members"] == ["S", "XL"]
+    used = report["membersUsed"]
+    assert len(used) == len(report["tokens"]) >= 16
+    if member == "S":
+        assert set(used) == {"S"}
+    else:  # starts at the largest, steps down once the median of 3 decode times misses the target
+        assert used[0] == "XL" and used[-1] == "S" and "XL" in used[1:4]
+    n = len(used)
+    assert report["tokens"] == elastic_tokens(ckpt, report["promptIds"], used, 64)[:n]

@@ -1,0 +1,49 @@
+// The latency controller of edge/device/controller.py for the page: hold a decode target by
+// moving along an elastic file's members (cheapest first). Down one member as soon as the median
+// of the recent decode times exceeds the target; up one only after `patience` tokens at the
+// current member, and only when the time predicted there (now x the members' measured time
+// ratio, 1.5 when unknown) stays under `upMargin` x the target: a step up that overshoots at once
+// would oscillate.
+export class LatencyController {
+  constructor(members, targetMs, {window = 8, upMargin = 0.85, patience = 16} = {}) {
+    if (!members.length) throw new Error('a controller needs at least one member');
+    Object.assign(this, {members, targetMs, window, upMargin, patience});
+    this.index = members.length - 1;  // start at the largest: the best quality while it fits
+    this.recent = [];
+    this.sinceSwitch = 0;
+    this.seen = {};  // exponential average of the decode time seen at each member
+  }
+
+  get member() { return this.members[this.index]; }
+
+  /** Record the current member's decode time; the member for the next token. */
+  observe(ms) {
+    const m = this.member;
+    this.recent.push(ms);
+    if (this.recent.length > this.window) this.recent.shift();
+    this.sinceSwitch += 1;
+    this.seen[m] = this.seen[m] === undefined ? ms : 0.8 * this.seen[m] + 0.2 * ms;
+    if (this.recent.length < Math.min(3, this.window)) return m;
+    const sorted = [...this.recent].sort((a, b) => a - b);
+    const now = sorted[Math.floor(sorted.length / 2)];
+    if (now > this.targetMs && this.index > 0) {
+      this.switchTo(this.index - 1);
+    } else if (this.index + 1 < this.members.length && this.sinceSwitch >= this.patience) {
+      const up = this.members[this.index + 1];
+      const ratio = this.seen[up] !== undefined ? this.seen[up] / Math.max(this.seen[m], 1e-9) : 1.5;
+      if (now * ratio < this.upMargin * this.targetMs) this.switchTo(this.index + 1);
+    }
+    return this.member;
+  }
+
+  switchTo(index) {
+    this.index = index;
+    this.recent = [];
+    this.sinceSwitch = 0;
+  }
+}
+
+/** A chooser that always answers `member` (a person pinned it). */
+export function pinned(member) {
+  return {member, observe: () => member};
+}
