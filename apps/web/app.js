@@ -163,7 +163,7 @@ async function main() {
         if (timing.firstTokenMs !== undefined) set('ttft', `${timing.firstTokenMs.toFixed(1)} ms`);
         set('output', $('prompt').value + tokenizer.decode(out, {skip_special_tokens: true}));
         await new Promise((resolve) => setTimeout(resolve, 0));  // let the page repaint the text
-      });
+      }, chooser);
     set('speed', r.decodeMsPerToken === null ? '-' : `${r.decodeMsPerToken.toFixed(2)} ms/token`);
     Object.assign(report, {state: 'done', promptIds: ids, tokens: r.tokens, firstTokenMs: r.firstTokenMs,
                            decodeMsPerToken: r.decodeMsPerToken, text: $('output').textContent,

@@ -23,11 +23,12 @@ export async function fetchVerified(base, manifest, name) {
 }
 
 /**
- * Every file this page may use (the tokenizer, each variant's model), verified, as {name: bytes};
+ * Every file this page may use (the tokenizer, each variant's model, elastic files), verified, as {name: bytes};
  * the first bad file stops it all. Files for other runtimes (a .litertlm) are not fetched.
  */
 export async function fetchAllVerified(base, manifest) {
-  const names = [manifest.tokenizer.file, manifest.tokenizer.config, ...manifest.variants.map((v) => v.file)]
+  const names = [manifest.tokenizer.file, manifest.tokenizer.config, ...manifest.variants.map((v) => v.file),
+    ...(manifest.elastic ?? []).map((e) => e.file)]
     .filter((name, i, all) => name && all.indexOf(name) === i);
   const bytes = await Promise.all(names.map((name) => fetchVerified(base, manifest, name)));
   return Object.fromEntries(names.map((name, i) => [name, bytes[i]]));

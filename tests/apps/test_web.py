@@ -155,6 +155,6 @@ def test_page_runs_the_elastic_file_and_switches_members(elastic_builds, tmp_pat
     if member == "S":
         assert set(used) == {"S"}
     else:  # starts at the largest, steps down once the median of 3 decode times misses the target
-        assert used[0] == "XL" and used[-1] == "S" and "XL" in used[1:4]
+        assert used[0] == "XL" and used[-1] == "S" and "XL" in used[1:4], used
     n = len(used)
     assert report["tokens"] == elastic_tokens(ckpt, report["promptIds"], used, 64)[:n]
