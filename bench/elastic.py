@@ -232,7 +232,10 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer tokens everywhere (a smoke run)")
     ap.add_argument("--eager", action="store_true",
                     help="no export: switching quality and speculative acceptance on the eager graph only")
+    ap.add_argument("--sections", default="1,2,3,4,5",
+                    help="sections to run after sizes and decode (1 and 2 always run), e.g. 1,2 (default: all)")
     args = ap.parse_args(argv)
+    sections = {int(x) for x in args.sections.split(",") if x.strip()}
     torch.set_num_threads(1)
     model, ckpt = load_any(Path(args.checkpoint) if args.checkpoint else None)
     cfg = model.config
@@ -259,14 +262,17 @@ def main(argv=None) -> int:
         with quiet_output(Path(tmp) / "export.log"):
             elastic, alone, sizes = export_all(module, model, members, args.context, Path(tmp))
         section_sizes(sizes, members, Path(tmp), module.SUFFIX)
-        idle = section_decode(elastic, alone, members, prompt, args.rounds, n)
-        section_switching(elastic, windows, [m for m in members if m in cfg.granularity_names] or list(members))
-        section_controller(elastic, prompt, windows[:2], list(members), idle, 100 if args.quick else 2000)
-        from edge.tokenizer import load_tokenizer
+        idle = section_decode(elastic, alone, members, prompt, args.rounds, n)  # the controller needs it
+        if 3 in sections:
+            section_switching(elastic, windows, [m for m in members if m in cfg.granularity_names] or list(members))
+        if 4 in sections:
+            section_controller(elastic, prompt, windows[:2], list(members), idle, 100 if args.quick else 2000)
+        if 5 in sections:
+            from edge.tokenizer import load_tokenizer
 
-        tok = load_tokenizer(Path(ckpt))
-        prompts = [val[i * 1024:i * 1024 + 16].tolist() for i in range(3)]
-        section_speculative(elastic, list(members), prompts, n_spec, args.rounds, tok.decode)
+            tok = load_tokenizer(Path(ckpt))
+            prompts = [val[i * 1024:i * 1024 + 16].tolist() for i in range(3)]
+            section_speculative(elastic, list(members), prompts, n_spec, args.rounds, tok.decode)
     return 0
 
 

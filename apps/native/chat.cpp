@@ -2,6 +2,7 @@
 // `matedge bundle --app native`.
 //
 //   matedge_chat BUNDLE [--prompt TEXT] [--max-new-tokens N] [--variant NAME] [--json]
+//                       [--member NAME|auto] [--target MS]
 //
 // It reads BUNDLE/manifest.json, checks every file's sha256, times a few greedy tokens on the
 // variant with the least memory (slowdown = measured ms/token / predicted), reads the memory the
@@ -9,7 +10,11 @@
 // edge/bundle/selection.py and apps/web/selection.js), and generates greedily with the bundle's
 // tokenizer.json through pytorch/tokenizers (the tokenizer library of ExecuTorch's LLM runner).
 // Without --prompt it reads one prompt per line from stdin; --variant runs that variant instead
-// of the rule's choice (benchmarks). Bad input: one line, exit code 2.
+// of the rule's choice (benchmarks). When the bundle holds an elastic file for the chosen
+// device (`matedge build --elastic`), the app runs it instead: the build's default member (the
+// chosen spec), --member NAME pinned, or --member auto: the latency controller holding --target
+// ms/token (default: the device's decode limit x the measured slowdown), switching members
+// between tokens over the program's one KV cache. Bad input: one line, exit code 2.
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
 #include <pytorch/tokenizers/hf_tokenizer.h>
@@ -23,6 +28,7 @@
 #include <vector>
 
 #include "bundle.hpp"
+#include "controller.hpp"
 #include "selection.hpp"
 
 using executorch::extension::Module;
@@ -51,18 +57,33 @@ class Session {
     context_ = variant["context"].get<int64_t>();
   }
 
+  // Elastic files: run member `m`'s method forward_<m> from the next call on. Its KV cache is
+  // the program's shared mutable buffers: what earlier members wrote is read back.
+  void use_member(const std::string& m) {
+    const std::string name = "forward_" + m;
+    if (!module_.is_method_loaded(name) && module_.load_method(name) != executorch::runtime::Error::Ok)
+      throw matedge::BundleError("the elastic file has no member '" + m + "'");
+    method_ = name;
+    member_ = m;
+  }
+  const std::string& member() const { return member_; }
+
   // Greedy tokens after `ids`, stopping at a stop id, `max_new` tokens or the end of the
   // context; `first_ms` includes the prompt, `decode_ms` is per token after the first.
+  // With `chooser` (an elastic file) each call runs the member it names, recorded in `used`.
   std::vector<int64_t> generate(const std::vector<int64_t>& ids, int max_new, const std::vector<int64_t>& stop,
-                                int64_t pad, double* first_ms = nullptr, double* decode_ms = nullptr) {
+                                int64_t pad, double* first_ms = nullptr, double* decode_ms = nullptr,
+                                matedge::Chooser* chooser = nullptr, std::vector<std::string>* used = nullptr) {
     const int64_t n = static_cast<int64_t>(ids.size());
     if (n > prefill_len_)
       throw matedge::BundleError("the prompt is " + std::to_string(n) + " tokens; this variant prefills at most " +
                                  std::to_string(prefill_len_) + ": shorten it");
     auto t0 = Clock::now();
     int64_t next;
+    if (chooser) use_member(chooser->member());
+    const char* fwd = method_.c_str();
     if (forward_) {
-      next = step("forward", {input("forward", 0, ids, {1, n}), input("forward", 1, {0}, {1})}, n - 1);
+      next = step(fwd, {input(fwd, 0, ids, {1, n}), input(fwd, 1, {0}, {1})}, n - 1);
     } else {
       std::vector<int64_t> padded(ids);
       padded.resize(prefill_len_, pad);  // causal attention: the pad never reaches the prompt's logits
@@ -70,14 +91,21 @@ class Session {
     }
     if (first_ms) *first_ms = ms_since(t0);
     std::vector<int64_t> out{next};
-    const char* method = forward_ ? "forward" : "decode";
-    auto t1 = Clock::now();
+    if (used) used->push_back(member_);
+    double decoding = 0;
     for (int64_t pos = n; static_cast<int>(out.size()) < max_new && pos < context_; ++pos) {
       if (std::find(stop.begin(), stop.end(), next) != stop.end()) break;
+      if (chooser) use_member(chooser->member());
+      const char* method = forward_ ? method_.c_str() : "decode";
+      auto t1 = Clock::now();
       next = step(method, {input(method, 0, {next}, {1, 1}), input(method, 1, {pos}, {1})}, 0);
+      const double ms = ms_since(t1);
+      decoding += ms;
+      if (chooser) chooser->observe(ms);
+      if (used) used->push_back(member_);
       out.push_back(next);
     }
-    if (decode_ms) *decode_ms = out.size() > 1 ? ms_since(t1) / (out.size() - 1) : 0.0;
+    if (decode_ms) *decode_ms = out.size() > 1 ? decoding / (out.size() - 1) : 0.0;
     return out;
   }
 
@@ -107,14 +135,16 @@ class Session {
 
   Module module_;
   bool forward_ = false;
+  std::string method_ = "forward", member_;
   int64_t prefill_len_ = 0, context_ = 0;
   std::vector<executorch::extension::TensorPtr> keep_;
 };
 
 struct Options {
-  std::string bundle, prompt, variant;
+  std::string bundle, prompt, variant, member;
   bool has_prompt = false, json = false;
   int max_new = -1;
+  double target = 0;
 };
 
 Options parse(int argc, char** argv) {
@@ -129,6 +159,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--max-new-tokens") o.max_new = std::stoi(next());
     else if (a == "--json") o.json = true;
     else if (a == "--variant") o.variant = next();
+    else if (a == "--member") o.member = next();
+    else if (a == "--target") o.target = std::stod(next());
     else if (a.rfind("--", 0) == 0) throw matedge::BundleError("unknown option " + a + " (see the usage in chat.cpp)");
     else o.bundle = a;
   }
@@ -167,6 +199,8 @@ std::string decode(tokenizers::HFTokenizer& tok, const std::vector<int64_t>& ids
 struct Chosen {
   std::unique_ptr<Session> session;
   const json* variant = nullptr;
+  const json* elastic = nullptr;  // the bundle's elastic file for the chosen device, when it has one
+  std::unique_ptr<matedge::Chooser> chooser;  // with `elastic`: the member of every token
   matedge::Choice choice;
   json facts;
   double slowdown = 1, load_ms = 0;
@@ -211,6 +245,37 @@ Chosen choose_and_load(const Options& o, const json& m, tokenizers::HFTokenizer&
   return c;
 }
 
+// The chosen device's elastic file, if the bundle has one, loaded in the variant's place (its
+// default member is the chosen spec), with the member chooser --member asks for.
+void use_elastic(const Options& o, const json& m, Chosen& c) {
+  for (const auto& e : m.value("elastic", json::array()))
+    if (e["device"] == (*c.variant)["device"]) c.elastic = &e;
+  if (!c.elastic) {
+    if (!o.member.empty()) throw matedge::BundleError("--member: the bundle has no elastic file for this device");
+    return;
+  }
+  const json& e = *c.elastic;
+  c.session.reset();
+  auto t = Clock::now();
+  c.session = std::make_unique<Session>(o.bundle + "/" + e["file"].get<std::string>(), e);
+  c.load_ms = ms_since(t);
+  const auto order = e["order"].get<std::vector<std::string>>();  // cheapest first
+  const std::string pick = o.member.empty() ? e["default"].get<std::string>() : o.member;
+  if (pick == "auto") {
+    const auto& limit = (*c.variant)["limits"]["decode_ms_per_token"];
+    const double target = o.target > 0 ? o.target : (limit.is_number() ? limit.get<double>() * c.slowdown : 0.0);
+    if (target <= 0) throw matedge::BundleError("--member auto needs --target MS (the device sets no decode limit)");
+    c.chooser = std::make_unique<matedge::LatencyController>(order, target);
+    return;
+  }
+  if (std::find(order.begin(), order.end(), pick) == order.end()) {
+    std::string names;
+    for (const auto& n : order) names += (names.empty() ? "" : ", ") + n;
+    throw matedge::BundleError("--member " + pick + ": the elastic file's members are " + names + " (or auto)");
+  }
+  c.chooser = std::make_unique<matedge::Pinned>(pick);
+}
+
 int main(int argc, char** argv) try {
   Options o = parse(argc, argv);
   json m = matedge::read_manifest(o.bundle);
@@ -223,18 +288,23 @@ int main(int argc, char** argv) try {
   const auto stop = gen["stop_ids"].get<std::vector<int64_t>>();
   const int64_t pad = m["tokenizer"]["pad_id"].is_number() ? m["tokenizer"]["pad_id"].get<int64_t>() : 0;
   Chosen c = choose_and_load(o, m, tok, pad);
-  std::fprintf(stderr, "matedge_chat: %s (spec %s): %s; slowdown %.2fx\n", c.choice.variant.c_str(),
-               (*c.variant)["spec"].get<std::string>().c_str(), c.choice.reason.c_str(), c.slowdown);
+  use_elastic(o, m, c);
+  std::fprintf(stderr, "matedge_chat: %s (spec %s): %s; slowdown %.2fx%s\n", c.choice.variant.c_str(),
+               (*c.variant)["spec"].get<std::string>().c_str(), c.choice.reason.c_str(), c.slowdown,
+               c.elastic ? ("; running " + (*c.elastic)["file"].get<std::string>()).c_str() : "");
 
   auto answer = [&](const std::string& prompt) {
     double first_ms = 0, decode_ms = 0;
     auto ids = encode(tok, m, prompt);
-    auto out = c.session->generate(ids, max_new, stop, pad, &first_ms, &decode_ms);
+    std::vector<std::string> used;
+    auto out = c.session->generate(ids, max_new, stop, pad, &first_ms, &decode_ms, c.chooser.get(), &used);
     if (o.json) {
       json r = {{"variant", c.choice.variant}, {"spec", (*c.variant)["spec"]}, {"fits", c.choice.fits},
                 {"reason", c.choice.reason}, {"slowdown", c.slowdown}, {"facts", c.facts}, {"load_ms", c.load_ms},
                 {"prompt_ids", ids}, {"tokens", out}, {"first_token_ms", first_ms}, {"decode_ms_per_token", decode_ms},
-                {"text", decode(tok, out, m)}};
+                {"text", decode(tok, out, m)},
+                {"elastic", c.elastic ? (*c.elastic)["name"] : json(nullptr)},
+                {"members_used", c.elastic ? json(used) : json(nullptr)}};
       std::cout << r.dump() << std::endl;
     } else {
       std::cout << prompt << decode(tok, out, m) << std::endl;

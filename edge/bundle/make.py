@@ -119,7 +119,8 @@ def _elastic(build: DeviceBuild, file_name: str, path: Path, digest: str) -> dic
     meta = json.loads((build.folder / art["metadata"]).read_text())
     return {"name": f"{build.device}.elastic", "device": build.device, "file": file_name, "sha256": digest,
             "bytes": path.stat().st_size, "backend": m["backend"], "precision": m["precision"],
-            "default": art["default"], "members": art["members"], "context": m["context"],
+            "default": art["default"], "members": art["members"], "order": list(art["members"]),
+            "context": m["context"],
             "entry_points": meta.get("entry_points", {})}
 
 

@@ -39,13 +39,15 @@ def tiny_builds(tmp_path_factory, write_profile):
 
 @pytest.fixture(scope="session")
 def elastic_builds(tiny_builds, tmp_path_factory, write_profile):
-    """(checkpoint, build root, elastic manifest entry): a copy of tiny_builds whose webdev build
-    also holds an elastic.tflite with members S and XL (default XL), written by the build's own
-    step (edge.plan.elastic.build_elastic, parity per member) and recorded as `build --elastic` does."""
+    """(checkpoint, build root, {device: elastic manifest entry}): a copy of tiny_builds whose
+    builds also hold an elastic file with members S and XL (default XL): elastic.tflite for
+    webdev, elastic.pte for nativedev, written by the build's own step
+    (edge.plan.elastic.build_elastic, parity per member) and recorded as `build --elastic` does."""
     import json
     import shutil
 
     pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("executorch.runtime")
     from edge.checkpoint import load_any
     from edge.data import load_corpus
     from edge.device.profiles import load_profile
@@ -58,11 +60,14 @@ def elastic_builds(tiny_builds, tmp_path_factory, write_profile):
     shutil.copytree(build, root)
     model, _ = load_any(ckpt)
     cfg = model.config
-    profile = load_profile(write_profile(base, "webdev", backend="litert", memory_mb=DEVICES["webdev"][2], decode_ms=5.0))
-    folder = root / "webdev"
-    entry = build_elastic(model, profile, {"S": parse_spec("S", cfg), "XL": parse_spec("XL", cfg)}, "XL", folder,
-                          load_corpus(max_bytes=400_000).val)
-    m = json.loads((folder / "manifest.json").read_text())
-    m["artifacts"]["elastic"] = entry
-    (folder / "manifest.json").write_text(json.dumps(m))
-    return ckpt, root, entry
+    val = load_corpus(max_bytes=400_000).val
+    entries = {}
+    for device, (_, backend, memory_mb) in DEVICES.items():
+        profile = load_profile(write_profile(base, device, backend=backend, memory_mb=memory_mb, decode_ms=5.0))
+        folder = root / device
+        entries[device] = build_elastic(model, profile, {"S": parse_spec("S", cfg), "XL": parse_spec("XL", cfg)},
+                                        "XL", folder, val)
+        m = json.loads((folder / "manifest.json").read_text())
+        m["artifacts"]["elastic"] = entries[device]
+        (folder / "manifest.json").write_text(json.dumps(m))
+    return ckpt, root, entries

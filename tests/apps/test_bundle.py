@@ -142,7 +142,8 @@ def test_cli_runs_as_a_program(tiny_builds, tmp_path):
 def test_elastic_artifact_travels_with_its_members(elastic_builds, tmp_path):
     """A build with an elastic artifact bundles it under `elastic` (members, default, entry points,
     the file's hash), not as a variant; a tampered elastic file is refused like any artifact."""
-    _, build, entry = elastic_builds
+    _, build, entries = elastic_builds
+    entry = entries["webdev"]
     root = tmp_path / "build"
     shutil.copytree(build, root)  # this test tampers with a file
     out = tmp_path / "web"
@@ -152,6 +153,7 @@ def test_elastic_artifact_travels_with_its_members(elastic_builds, tmp_path):
     [el] = b["elastic"]
     assert el["file"] == "webdev.elastic.tflite" and el["members"] == {"S": "S", "XL": "XL"}  # format_spec
     assert el["default"] == "XL" and el["sha256"] == sha(out / el["file"]) == entry["sha256"]
+    assert el["order"] == ["S", "XL"]  # cheapest first, for readers whose JSON objects lose key order
     assert {"prefill_S", "decode_S", "prefill_XL", "decode_XL"} == set(el["entry_points"])
     assert [t["name"] for t in el["entry_points"]["prefill_S"]["outputs"]][0] == "logits"
     assert {v["role"] for v in b["variants"]} == {"model", "fallback"}  # not a variant of its own

@@ -72,3 +72,29 @@ def test_native_app_refuses_a_changed_file(native_bundle, chat, tmp_path):
     assert r.returncode == 2 and f"refused {target.name}" in r.stderr and r.stdout == ""
     r = run(chat, tmp_path / "nowhere", "--prompt", PROMPT)
     assert r.returncode == 2 and "manifest.json" in r.stderr
+
+
+@pytest.mark.parametrize("member, target", [("S", None), ("auto", "0.000001")])
+def test_native_app_runs_the_elastic_file_and_switches_members(elastic_builds, chat, tmp_path, member, target):
+    """With an elastic .pte in the bundle the app runs it: a pinned member, or the controller,
+    which under an unreachable target steps from XL down to S while generating; the tokens equal
+    eager's for the member schedule the app reports (one KV cache shared by the members)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_web import elastic_tokens
+
+    ckpt, build, _ = elastic_builds
+    out = tmp_path / "bundle"
+    assert main(["bundle", "--build-dir", str(build), "--device", "nativedev", "--app", "native", "--out", str(out)]) == 0
+    args = ["--prompt", PROMPT, "--json", "--max-new-tokens", "24", "--member", member] + (["--target", target] if target else [])
+    r = run(chat, out, *args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    used = report["members_used"]
+    assert report["elastic"] == "nativedev.elastic" and len(used) == len(report["tokens"]) >= 16
+    if member == "S":
+        assert set(used) == {"S"}
+    else:
+        assert used[0] == "XL" and used[-1] == "S" and "XL" in used[1:4], used
+    assert report["tokens"] == elastic_tokens(ckpt, report["prompt_ids"], used, 64)[:len(used)]
+    bad = run(chat, out, "--prompt", PROMPT, "--member", "Q")
+    assert bad.returncode == 2 and "members are S, XL (or auto)" in bad.stderr

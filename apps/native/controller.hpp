@@ -1,0 +1,77 @@
+// Choosing the member of an elastic file token by token (apps/native/chat.cpp): a pinned member,
+// or the latency controller of edge/device/controller.py (and apps/web/controller.js): down one
+// member as soon as the median of the recent decode times exceeds the target; up one only after
+// `patience` tokens at the current member, when the time predicted there (now x the members'
+// measured time ratio, 1.5 when unknown) stays under `up_margin` x the target.
+#pragma once
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace matedge {
+
+class Chooser {
+ public:
+  virtual ~Chooser() = default;
+  virtual std::string member() const = 0;  // the member for the next token
+  virtual void observe(double ms) = 0;     // the decode time of the token just made
+};
+
+class Pinned : public Chooser {
+ public:
+  explicit Pinned(std::string m) : m_(std::move(m)) {}
+  std::string member() const override { return m_; }
+  void observe(double) override {}
+
+ private:
+  std::string m_;
+};
+
+class LatencyController : public Chooser {
+ public:
+  LatencyController(std::vector<std::string> members, double target_ms)  // members cheapest first
+      : members_(std::move(members)), target_(target_ms), index_(members_.size() - 1) {}
+
+  std::string member() const override { return members_[index_]; }
+
+  void observe(double ms) override {
+    const std::string m = member();
+    recent_.push_back(ms);
+    if (recent_.size() > kWindow) recent_.pop_front();
+    ++since_switch_;
+    seen_[m] = seen_.count(m) ? 0.8 * seen_[m] + 0.2 * ms : ms;
+    if (recent_.size() < 3) return;
+    std::vector<double> sorted(recent_.begin(), recent_.end());
+    std::sort(sorted.begin(), sorted.end());
+    const double now = sorted[sorted.size() / 2];
+    if (now > target_ && index_ > 0) {
+      switch_to(index_ - 1);
+    } else if (index_ + 1 < members_.size() && since_switch_ >= kPatience) {
+      const std::string& up = members_[index_ + 1];
+      const double ratio = seen_.count(up) ? seen_[up] / std::max(seen_[m], 1e-9) : 1.5;
+      if (now * ratio < kUpMargin * target_) switch_to(index_ + 1);
+    }
+  }
+
+ private:
+  static constexpr size_t kWindow = 8, kPatience = 16;
+  static constexpr double kUpMargin = 0.85;
+
+  void switch_to(size_t i) {
+    index_ = i;
+    recent_.clear();
+    since_switch_ = 0;
+  }
+
+  std::vector<std::string> members_;
+  double target_;
+  size_t index_;
+  std::deque<double> recent_;
+  size_t since_switch_ = 0;
+  std::map<std::string, double> seen_;
+};
+
+}  // namespace matedge
