@@ -1,7 +1,7 @@
 """Section 4 of bench/elastic.py: the latency controller under a competing CPU-bound process.
 
-A decode target 1.2x the largest member's idle time; halfway through, pure-Python spin processes
-start on this machine, one per logical CPU. The elastic run (edge.device.controller moves between
+A decode target 1.2x the largest member's idle time; halfway through, a pure-Python spin process
+starts, pinned with the bench to one CPU (the decode loop gets half of it). The elastic run (edge.device.controller moves between
 members) and a fixed run of the largest member report the share of tokens within the target
 before and after, and the loss of the member schedule the controller chose (the quality given up).
 """
@@ -21,9 +21,13 @@ from edge.texttable import format_table
 
 
 def busy_processes() -> list[subprocess.Popen]:
-    """Competing CPU-bound processes (pure Python spins), one per logical CPU: another app takes
-    the whole CPU, as on a phone whose foreground app starts working."""
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    """A competing CPU-bound process (a pure-Python spin) on the CPU this bench runs on, both
+    pinned there: the decode loop gets half of that CPU, as when another app takes a phone's core."""
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    os.sched_setaffinity(spin.pid, {cpu})
+    return [spin]
 
 
 def controlled_run(elastic, prompt, steps: int, target: float, members, idle: dict, fixed: str | None):
@@ -31,6 +35,7 @@ def controlled_run(elastic, prompt, steps: int, target: float, members, idle: di
     Returns (ms per token, member per token)."""
     ctl = LatencyController(members, target, cost=idle)
     ms, used, pos, tok, busy = [], [], len(prompt), None, []
+    cpus = os.sched_getaffinity(0)
     try:
         for step in range(steps):
             if step == steps // 2:
@@ -50,6 +55,7 @@ def controlled_run(elastic, prompt, steps: int, target: float, members, idle: di
         for p in busy:
             p.kill()
             p.wait()
+        os.sched_setaffinity(0, cpus)
     return ms, used
 
 
@@ -57,7 +63,7 @@ def section_controller(elastic, prompt, windows, members, idle: dict, steps: int
     order = sorted(members, key=lambda m: idle[m])
     top = order[-1]
     target = idle[top] * 1.2  # the largest member fits when idle (20% headroom), not when the CPU is shared
-    print(f"\n## 4. Controller: target {target:.3f} ms/token; {os.cpu_count()} CPU-bound processes start at token {steps // 2}")
+    print(f"\n## 4. Controller: target {target:.3f} ms/token; a CPU-bound process pinned to the bench's CPU starts at token {steps // 2}")
     rows = []
     for label, fixed in (("elastic", None), (f"fixed {top}", top)):
         ms, used = controlled_run(elastic, prompt, steps, target, order, idle, fixed)
