@@ -248,8 +248,9 @@ Chosen choose_and_load(const Options& o, const json& m, tokenizers::HFTokenizer&
 // The chosen device's elastic file, if the bundle has one, loaded in the variant's place (its
 // default member is the chosen spec), with the member chooser --member asks for.
 void use_elastic(const Options& o, const json& m, Chosen& c) {
-  for (const auto& e : m.value("elastic", json::array()))
-    if (e["device"] == (*c.variant)["device"]) c.elastic = &e;
+  if (m.contains("elastic"))  // not m.value(...): that returns a copy, and c.elastic points into m
+    for (const auto& e : m["elastic"])
+      if (e["device"] == (*c.variant)["device"]) c.elastic = &e;
   if (!c.elastic) {
     if (!o.member.empty()) throw matedge::BundleError("--member: the bundle has no elastic file for this device");
     return;
