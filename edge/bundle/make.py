@@ -82,33 +82,31 @@ def _costs(d: dict | None) -> dict | None:
 
 def _check_artifact(build: DeviceBuild, role: str, art: dict) -> tuple[Path, str]:
     """(the artifact's path, its sha256) after the parity, presence and hash checks."""
-    path = build.folder / art["file"]
     parity = art.get("parity") or {}
     if not parity.get("passed"):
         raise BundleError(f"{build.device} {role} {art['spec']}: its parity check failed or is missing "
                           f"({str(build.folder / 'report.md')!r}); it is not bundled")
-    if not path.is_file():
-        raise BundleError(f"{build.device} {role}: file {str(path)!r} is missing (re-run `matedge build`)")
-    digest = _sha256(path)
-    if art.get("sha256") and digest != art["sha256"]:
-        raise BundleError(f"{build.device} {role}: {str(path)!r} has sha256 {digest[:12]}…, its build recorded "
-                          f"{art['sha256'][:12]}…; the file changed since it was built")
-    return path, digest
+    return _unchanged(build, role, art)
 
 
 def _check_elastic(build: DeviceBuild, art: dict) -> tuple[Path, str]:
     """(the elastic artifact's path, its sha256) after every member's parity, presence and hash."""
-    path = build.folder / art["file"]
     parity = art.get("parity") or {}
     failed = [m for m, ok in parity.items() if not ok]
     if failed or not parity:
         raise BundleError(f"{build.device} elastic: member(s) {', '.join(failed) or '(none recorded)'} failed their "
                           f"parity check ({str(build.folder / 'report.md')!r}); it is not bundled")
+    return _unchanged(build, "elastic", art)
+
+
+def _unchanged(build: DeviceBuild, role: str, art: dict) -> tuple[Path, str]:
+    """(path, sha256) of the artifact's file if it is there with the hash its build recorded."""
+    path = build.folder / art["file"]
     if not path.is_file():
-        raise BundleError(f"{build.device} elastic: file {str(path)!r} is missing (re-run `matedge build`)")
+        raise BundleError(f"{build.device} {role}: file {str(path)!r} is missing (re-run `matedge build`)")
     digest = _sha256(path)
     if art.get("sha256") and digest != art["sha256"]:
-        raise BundleError(f"{build.device} elastic: {str(path)!r} has sha256 {digest[:12]}…, its build recorded "
+        raise BundleError(f"{build.device} {role}: {str(path)!r} has sha256 {digest[:12]}…, its build recorded "
                           f"{art['sha256'][:12]}…; the file changed since it was built")
     return path, digest
 

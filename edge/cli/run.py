@@ -84,12 +84,7 @@ def elastic_policy(args):
 
 def run_elastic(args, policy) -> int:
     """Generate with the project's elastic runner; the member mix goes to stderr."""
-    from pathlib import Path
-
-    from edge.device.elastic_run import generate_elastic, member_order, open_elastic
-
-    if policy.every and not policy.members:  # all members, cheapest first
-        policy.members = member_order(Path(args.artifact), open_elastic(Path(args.artifact), 1))
+    from edge.device.elastic_run import generate_elastic
 
     def stream(piece: str) -> None:
         sys.stdout.write(piece)

@@ -130,7 +130,10 @@ def generate_elastic(path: Path, prompt: str, max_new_tokens: int, policy: Polic
                        "tokenizer.json that `matedge build` writes beside it")
     tok = load_tokenizer(path.parent)
     runner = open_elastic(path, threads, show_logs)
-    pick = chooser(policy, member_order(path, runner))
+    order = member_order(path, runner)
+    if policy.every and not policy.members:  # --switch-every alone: all members, cheapest first
+        policy.members = order
+    pick = chooser(policy, order)
     ids = tok.encode(prompt)
     if not ids or len(ids) >= runner.context:
         raise RunError(f"the prompt is {len(ids)} tokens; this artifact holds {runner.context} positions")
