@@ -44,6 +44,7 @@ from edge.slicing import slice_model  # noqa: E402
 from edge.spec import flops_per_token, format_spec, parse_spec  # noqa: E402
 from edge.texttable import format_table  # noqa: E402
 from exporters.backends import get_backend  # noqa: E402
+from exporters.elastic import EagerElastic  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from elastic_controller import section_controller  # noqa: E402
@@ -186,22 +187,6 @@ def section_speculative(elastic, members, prompts, n: int, rounds: int, decode) 
     for p, w in zip(prompts, want):
         print(f"   {decode(p)!r} -> {decode(w)[:60]!r}")
     print(format_table(["k", "acceptance", "tokens/s", "speed-up"], rows))
-
-
-class EagerElastic:
-    """The elastic graph in torch (what the .pte is exported from; parity 1e-5): run(tokens, pos,
-    member) -> (T, V). For the quality figures where exporting is too slow (--eager)."""
-
-    def __init__(self, model, members: dict, context: int):
-        from exporters.elastic import elastic_modules
-
-        self.lm, self.mods = elastic_modules(model, members, context)
-        self.context, self.members = context, list(members)
-
-    @torch.no_grad()
-    def run(self, tokens, pos: int, member: str) -> np.ndarray:
-        toks = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).view(1, -1)
-        return self.mods[member](toks, torch.tensor([pos]))[0].numpy()
 
 
 def eager_quality(model, members: dict, context: int, windows, prompt, n: int) -> None:

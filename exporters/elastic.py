@@ -152,6 +152,23 @@ def elastic_modules(model, members: Mapping[str, Sequence[str]], context: int) -
     return lm, {n: Member(lm, b) for n, b in blocks.items()}
 
 
+class EagerElastic:
+    """The elastic graph in torch, the one every elastic artifact is exported from:
+    ``run(tokens, pos, member) -> logits (T, V)`` over one shared cache, like the runtime runners.
+    The reference for switching tests and for quality figures without an export."""
+
+    def __init__(self, model, members: Mapping[str, Sequence[str]], context: int):
+        self.lm, self.mods = elastic_modules(model, members, context)
+        self.context, self.members = context, list(members)
+
+    @torch.no_grad()
+    def run(self, tokens, pos: int, member: str):
+        import numpy as np
+
+        toks = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).view(1, -1)
+        return self.mods[member](toks, torch.tensor([pos]))[0].numpy()
+
+
 def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path: Path, *, context: int,
                    default: str | None = None, precision: str = "fp32", tokenizer=None) -> dict:
     """Write one ``.pte`` with ``forward`` (= ``default``) and ``forward_<name>`` per member.

@@ -110,23 +110,13 @@ def test_tampered_file_is_refused_visibly(site, tmp_path):
 def elastic_tokens(ckpt: Path, prompt_ids: list[int], used: list[str], context: int) -> list[int]:
     """Eager greedy tokens of the elastic graph when token i is made by member used[i] (token 0
     by the prompt's prefill), over one shared cache: what the page must have produced."""
-    import numpy as np
-    import torch
-
     from edge.checkpoint import load_model
     from edge.device.elastic import greedy
-    from exporters.elastic import elastic_modules
+    from exporters.elastic import EagerElastic
 
     model = load_model(ckpt)
-    _, mods = elastic_modules(model, {m: (m,) * model.config.n_layers for m in ("S", "XL")}, context)
-
-    class Eager:
-        @torch.no_grad()
-        def run(self, tokens, pos, member):
-            t = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).view(1, -1)
-            return mods[member](t, torch.tensor([pos]))[0].numpy()
-
-    return greedy(Eager(), prompt_ids, len(used), lambda step: used[step])
+    eager = EagerElastic(model, {m: (m,) * model.config.n_layers for m in ("S", "XL")}, context)
+    return greedy(eager, prompt_ids, len(used), lambda step: used[step])
 
 
 @pytest.mark.parametrize("member, target", [("S", None), ("auto", 1e-6)])

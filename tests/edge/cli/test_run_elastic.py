@@ -44,25 +44,11 @@ def eager_text(model, schedule, n: int) -> str:
     """Greedy text of the eager model whose step i (0 = the prompt) runs schedule(i)'s spec."""
     from edge.device.elastic import greedy
     from edge.tokenizer import byte_tokenizer
-    from exporters.elastic import elastic_modules
+    from exporters.elastic import EagerElastic
 
-    import numpy as np
-    import torch
-
-    cfg = model.config
-    members = {m: (m,) * cfg.n_layers for m in ("S", "XL")}
-    _, mods = elastic_modules(model, members, CONTEXT)
-
-    class Eager:  # the graph the artifact was exported from: run(tokens, pos, member) -> (T, V)
-        context = CONTEXT
-
-        @torch.no_grad()
-        def run(self, tokens, pos, member):
-            t = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).view(1, -1)
-            return mods[member](t, torch.tensor([pos]))[0].numpy()
-
+    eager = EagerElastic(model, {m: (m,) * model.config.n_layers for m in ("S", "XL")}, CONTEXT)
     tok = byte_tokenizer()
-    ids = greedy(Eager(), tok.encode(PROMPT), n, schedule)
+    ids = greedy(eager, tok.encode(PROMPT), n, schedule)
     if tok.eos_ids[0] in ids:
         ids = ids[:ids.index(tok.eos_ids[0])]
     return tok.decode(ids)
