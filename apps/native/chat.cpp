@@ -2,7 +2,7 @@
 // `matedge bundle --app native`.
 //
 //   matedge_chat BUNDLE [--prompt TEXT] [--max-new-tokens N] [--variant NAME] [--json]
-//                       [--member NAME|auto] [--target MS]
+//                       [--member NAME|auto] [--target MS] [--speculative K]
 //
 // It reads BUNDLE/manifest.json, checks every file's sha256, times a few greedy tokens on the
 // variant with the least memory (slowdown = measured ms/token / predicted), reads the memory the
@@ -14,13 +14,12 @@
 // device (`matedge build --elastic`), the app runs it instead: the build's default member (the
 // chosen spec), --member NAME pinned, or --member auto: the latency controller holding --target
 // ms/token (default: the device's decode limit x the measured slowdown), switching members
-// between tokens over the program's one KV cache. Bad input: one line, exit code 2.
-#include <executorch/extension/module/module.h>
-#include <executorch/extension/tensor/tensor.h>
+// between tokens over the program's one KV cache. --speculative K: the elastic file's cheapest
+// member drafts K tokens per round for the running member (pinned), which verifies them in one
+// call: the same tokens, fewer calls of the large member. Bad input: one line, exit code 2.
 #include <pytorch/tokenizers/hf_tokenizer.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -30,122 +29,34 @@
 #include "bundle.hpp"
 #include "controller.hpp"
 #include "selection.hpp"
+#include "session.hpp"
 
-using executorch::extension::Module;
-using executorch::runtime::EValue;
+using matedge::Clock;
+using matedge::ms_since;
+using matedge::Session;
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-// One variant's program, in either convention its exporter writes:
-// - ExecuTorch's LLM runner: forward(tokens [1, T] with T dynamic, input_pos [1]);
-// - the project's: prefill(tokens [1, P], right-padded) and decode(token [1, 1], position [1]).
-// Both keep the KV cache in the program's mutable buffers. Logits are [1, T, V] or [1, V].
-class Session {
- public:
-  Session(const std::string& path, const json& variant) : module_(path, Module::LoadMode::MmapUseMlock) {
-    auto names = module_.method_names();
-    forward_ = names.ok() && names->count("forward") > 0;
-    for (const char* m : forward_ ? std::vector<const char*>{"forward"} : std::vector<const char*>{"prefill", "decode"})
-      if (module_.load_method(m) != executorch::runtime::Error::Ok)
-        throw matedge::BundleError(path + ": cannot load method '" + m + "' (not an LLM program?)");
-    auto sizes = module_.method_meta(forward_ ? "forward" : "prefill")->input_tensor_meta(0)->sizes();  // [1, P]
-    prefill_len_ = sizes[sizes.size() - 1];
-    context_ = variant["context"].get<int64_t>();
-  }
-
-  // Elastic files: run member `m`'s method forward_<m> from the next call on. Its KV cache is
-  // the program's shared mutable buffers: what earlier members wrote is read back.
-  void use_member(const std::string& m) {
-    const std::string name = "forward_" + m;
-    if (!module_.is_method_loaded(name) && module_.load_method(name) != executorch::runtime::Error::Ok)
-      throw matedge::BundleError("the elastic file has no member '" + m + "'");
-    method_ = name;
-    member_ = m;
-  }
-  const std::string& member() const { return member_; }
-
-  // Greedy tokens after `ids`, stopping at a stop id, `max_new` tokens or the end of the
-  // context; `first_ms` includes the prompt, `decode_ms` is per token after the first.
-  // With `chooser` (an elastic file) each call runs the member it names, recorded in `used`.
-  std::vector<int64_t> generate(const std::vector<int64_t>& ids, int max_new, const std::vector<int64_t>& stop,
-                                int64_t pad, double* first_ms = nullptr, double* decode_ms = nullptr,
-                                matedge::Chooser* chooser = nullptr, std::vector<std::string>* used = nullptr) {
-    const int64_t n = static_cast<int64_t>(ids.size());
-    if (n > prefill_len_)
-      throw matedge::BundleError("the prompt is " + std::to_string(n) + " tokens; this variant prefills at most " +
-                                 std::to_string(prefill_len_) + ": shorten it");
-    auto t0 = Clock::now();
-    int64_t next;
-    if (chooser) use_member(chooser->member());
-    const char* fwd = method_.c_str();
-    if (forward_) {
-      next = step(fwd, {input(fwd, 0, ids, {1, n}), input(fwd, 1, {0}, {1})}, n - 1);
-    } else {
-      std::vector<int64_t> padded(ids);
-      padded.resize(prefill_len_, pad);  // causal attention: the pad never reaches the prompt's logits
-      next = step("prefill", {input("prefill", 0, padded, {1, prefill_len_})}, n - 1);
-    }
-    if (first_ms) *first_ms = ms_since(t0);
-    std::vector<int64_t> out{next};
-    if (used) used->push_back(member_);
-    double decoding = 0;
-    for (int64_t pos = n; static_cast<int>(out.size()) < max_new && pos < context_; ++pos) {
-      if (std::find(stop.begin(), stop.end(), next) != stop.end()) break;
-      if (chooser) use_member(chooser->member());
-      const char* method = forward_ ? method_.c_str() : "decode";
-      auto t1 = Clock::now();
-      next = step(method, {input(method, 0, {next}, {1, 1}), input(method, 1, {pos}, {1})}, 0);
-      const double ms = ms_since(t1);
-      decoding += ms;
-      if (chooser) chooser->observe(ms);
-      if (used) used->push_back(member_);
-      out.push_back(next);
-    }
-    if (decode_ms) *decode_ms = out.size() > 1 ? decoding / (out.size() - 1) : 0.0;
-    return out;
-  }
-
- private:
-  // Input `index` of `method` with the given shape, as the int64 or int32 tensor it declares.
-  EValue input(const char* method, size_t index, const std::vector<int64_t>& values, std::vector<int64_t> shape) {
-    auto info = module_.method_meta(method)->input_tensor_meta(index);
-    std::vector<executorch::aten::SizesType> sizes(shape.begin(), shape.end());
-    if (info->scalar_type() == executorch::aten::ScalarType::Int)
-      keep_.push_back(executorch::extension::make_tensor_ptr(sizes, std::vector<int32_t>(values.begin(), values.end())));
-    else
-      keep_.push_back(executorch::extension::make_tensor_ptr(sizes, std::vector<int64_t>(values)));
-    return EValue(*keep_.back());
-  }
-
-  // Run `method`; the argmax of logits row `row` ([1, T, V]; a [1, V] output is the last row).
-  int64_t step(const char* method, std::vector<EValue> inputs, int64_t row) {
-    auto out = module_.execute(method, inputs);
-    keep_.clear();
-    if (!out.ok()) throw std::runtime_error(std::string(method) + " failed with error " + std::to_string(int(out.error())));
-    const auto& logits = out->at(0).toTensor();
-    const int64_t vocab = logits.size(logits.dim() - 1);
-    const int64_t rows = logits.numel() / vocab;
-    const float* p = logits.const_data_ptr<float>() + std::min(row, rows - 1) * vocab;
-    return std::max_element(p, p + vocab) - p;
-  }
-
-  Module module_;
-  bool forward_ = false;
-  std::string method_ = "forward", member_;
-  int64_t prefill_len_ = 0, context_ = 0;
-  std::vector<executorch::extension::TensorPtr> keep_;
-};
 
 struct Options {
   std::string bundle, prompt, variant, member;
   bool has_prompt = false, json = false;
-  int max_new = -1;
+  int max_new = -1, speculative = 0;
   double target = 0;
 };
+
+// The number an option takes, or one line naming the option and what it accepts.
+double number(const std::string& option, const std::string& value, bool integer) {
+  size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(value, &used);
+  } catch (const std::exception&) {
+  }
+  if (used != value.size() || !(x > 0) || (integer && x != static_cast<int>(x)))
+    throw matedge::BundleError(option + " " + value + ": expected a positive " + (integer ? "integer" : "number"));
+  return x;
+}
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -156,11 +67,12 @@ Options parse(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--prompt") o.prompt = next(), o.has_prompt = true;
-    else if (a == "--max-new-tokens") o.max_new = std::stoi(next());
+    else if (a == "--max-new-tokens") o.max_new = static_cast<int>(number(a, next(), true));
     else if (a == "--json") o.json = true;
     else if (a == "--variant") o.variant = next();
     else if (a == "--member") o.member = next();
-    else if (a == "--target") o.target = std::stod(next());
+    else if (a == "--target") o.target = number(a, next(), false);
+    else if (a == "--speculative") o.speculative = static_cast<int>(number(a, next(), true));
     else if (a.rfind("--", 0) == 0) throw matedge::BundleError("unknown option " + a + " (see the usage in chat.cpp)");
     else o.bundle = a;
   }
@@ -201,6 +113,7 @@ struct Chosen {
   const json* variant = nullptr;
   const json* elastic = nullptr;  // the bundle's elastic file for the chosen device, when it has one
   std::unique_ptr<matedge::Chooser> chooser;  // with `elastic`: the member of every token
+  std::string draft, verify;                   // with --speculative: the two members
   matedge::Choice choice;
   json facts;
   double slowdown = 1, load_ms = 0;
@@ -252,7 +165,9 @@ void use_elastic(const Options& o, const json& m, Chosen& c) {
     for (const auto& e : m["elastic"])
       if (e["device"] == (*c.variant)["device"]) c.elastic = &e;
   if (!c.elastic) {
-    if (!o.member.empty()) throw matedge::BundleError("--member: the bundle has no elastic file for this device");
+    if (!o.member.empty() || o.speculative)
+      throw matedge::BundleError(std::string(o.speculative ? "--speculative" : "--member") +
+                                 ": the bundle has no elastic file for this device");
     return;
   }
   const json& e = *c.elastic;
@@ -263,6 +178,7 @@ void use_elastic(const Options& o, const json& m, Chosen& c) {
   const auto order = e["order"].get<std::vector<std::string>>();  // cheapest first
   const std::string pick = o.member.empty() ? e["default"].get<std::string>() : o.member;
   if (pick == "auto") {
+    if (o.speculative) throw matedge::BundleError("--speculative verifies with one member: pin it with --member NAME, not auto");
     const auto& limit = (*c.variant)["limits"]["decode_ms_per_token"];
     const double target = o.target > 0 ? o.target : (limit.is_number() ? limit.get<double>() * c.slowdown : 0.0);
     if (target <= 0) throw matedge::BundleError("--member auto needs --target MS (the device sets no decode limit)");
@@ -275,6 +191,11 @@ void use_elastic(const Options& o, const json& m, Chosen& c) {
     throw matedge::BundleError("--member " + pick + ": the elastic file's members are " + names + " (or auto)");
   }
   c.chooser = std::make_unique<matedge::Pinned>(pick);
+  if (o.speculative) {
+    if (pick == order.front())
+      throw matedge::BundleError("--speculative: " + pick + " is the cheapest member; no member drafts for it");
+    c.draft = order.front(), c.verify = pick;
+  }
 }
 
 int main(int argc, char** argv) try {
@@ -298,18 +219,30 @@ int main(int argc, char** argv) try {
     double first_ms = 0, decode_ms = 0;
     auto ids = encode(tok, m, prompt);
     std::vector<std::string> used;
-    auto out = c.session->generate(ids, max_new, stop, pad, &first_ms, &decode_ms, c.chooser.get(), &used);
+    matedge::SpeculativeStats spec;
+    auto out = o.speculative
+                   ? c.session->speculative(ids, max_new, stop, o.speculative, c.draft, c.verify, &first_ms, &decode_ms, &spec)
+                   : c.session->generate(ids, max_new, stop, pad, &first_ms, &decode_ms, c.chooser.get(), &used);
+    const json speculative = o.speculative ? json{{"k", o.speculative}, {"draft", c.draft}, {"verify", c.verify},
+                                                  {"drafted", spec.drafted}, {"accepted", spec.accepted},
+                                                  {"rounds", spec.rounds}}
+                                           : json(nullptr);
     if (o.json) {
       json r = {{"variant", c.choice.variant}, {"spec", (*c.variant)["spec"]}, {"fits", c.choice.fits},
                 {"reason", c.choice.reason}, {"slowdown", c.slowdown}, {"facts", c.facts}, {"load_ms", c.load_ms},
                 {"prompt_ids", ids}, {"tokens", out}, {"first_token_ms", first_ms}, {"decode_ms_per_token", decode_ms},
                 {"text", decode(tok, out, m)},
                 {"elastic", c.elastic ? (*c.elastic)["name"] : json(nullptr)},
-                {"members_used", c.elastic ? json(used) : json(nullptr)}};
+                {"members_used", c.elastic && !o.speculative ? json(used) : json(nullptr)},
+                {"speculative", speculative}};
       std::cout << r.dump() << std::endl;
     } else {
       std::cout << prompt << decode(tok, out, m) << std::endl;
-      std::fprintf(stderr, "[%zu tokens, first token %.2f ms, decode %.3f ms/token]\n", out.size(), first_ms, decode_ms);
+      std::fprintf(stderr, "[%zu tokens, first token %.2f ms, decode %.3f ms/token", out.size(), first_ms, decode_ms);
+      if (o.speculative)
+        std::fprintf(stderr, "; %s drafted %d, %s kept %d in %d calls", c.draft.c_str(), spec.drafted, c.verify.c_str(),
+                     spec.accepted, spec.rounds);
+      std::fprintf(stderr, "]\n");
     }
   };
   if (o.has_prompt) {

@@ -98,3 +98,27 @@ def test_native_app_runs_the_elastic_file_and_switches_members(elastic_builds, c
     assert report["tokens"] == elastic_tokens(ckpt, report["prompt_ids"], used, 64)[:len(used)]
     bad = run(chat, out, "--prompt", PROMPT, "--member", "Q")
     assert bad.returncode == 2 and "members are S, XL (or auto)" in bad.stderr
+
+
+def test_native_app_speculative_decoding_gives_the_verifiers_tokens(elastic_builds, chat, tmp_path):
+    """--speculative K: S drafts K tokens per round, the pinned XL verifies them in one call over
+    the same KV cache; the tokens equal XL's plain greedy run, and the report counts the rounds."""
+    _, build, _ = elastic_builds
+    out = tmp_path / "bundle"
+    assert main(["bundle", "--build-dir", str(build), "--device", "nativedev", "--app", "native", "--out", str(out)]) == 0
+    plain = json.loads(run(chat, out, "--prompt", PROMPT, "--json", "--max-new-tokens", "30", "--member", "XL")
+                       .stdout.strip().splitlines()[-1])
+    for k in (1, 3):
+        r = run(chat, out, "--prompt", PROMPT, "--json", "--max-new-tokens", "30", "--member", "XL",
+                "--speculative", str(k))
+        assert r.returncode == 0, r.stderr[-2000:]
+        report = json.loads(r.stdout.strip().splitlines()[-1])
+        spec = report["speculative"]
+        assert report["tokens"] == plain["tokens"] and len(report["tokens"]) >= 16
+        assert (spec["k"], spec["draft"], spec["verify"]) == (k, "S", "XL")
+        assert spec["rounds"] >= (len(report["tokens"]) - 1) / (k + 1) and spec["accepted"] <= spec["drafted"]
+        assert spec["drafted"] <= k * spec["rounds"] and report["members_used"] is None
+    for args, said in [(["--member", "S"], "S is the cheapest member"), (["--member", "auto", "--target", "1"],
+                       "pin it with --member NAME"), (["--member", "XL", "--speculative", "0"], "expected a positive integer")]:
+        bad = run(chat, out, "--prompt", PROMPT, *(["--speculative", "2"] if "--speculative" not in args else []), *args)
+        assert bad.returncode == 2 and said in bad.stderr and bad.stdout == "", bad.stderr
