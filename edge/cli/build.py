@@ -40,7 +40,28 @@ def configure(p) -> None:
     p.add_argument("--frontier-members", type=int_arg(0, 32), default=FRONTIER_LEVELS, metavar="N",
                    help="members of an elastic artifact besides S/M/L/XL and the default: specs spread along the "
                         "latency frontier (default: %(default)s; each adds one method to export and check)")
+    p.add_argument("--members", metavar="NAMES",
+                   help="the uniform members of an elastic artifact, comma-separated granularity names (e.g. S,XL "
+                        "for speculative decoding; default: every granularity); the chosen spec is always one")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _members(text: str | None, ckpt, elastic: bool) -> tuple[str, ...] | None:
+    """--members as granularity names of the checkpoint's model, or one line saying what is accepted."""
+    from edge.checkpoint import load_config
+    from edge.errors import MatEdgeError
+
+    if text is None:
+        return None
+    if not elastic:
+        raise MatEdgeError("--members chooses an elastic artifact's members: add --elastic (or elastic = true in a profile)")
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    known = load_config(ckpt).granularity_names
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        raise MatEdgeError(f"--members {text!r}: expected comma-separated granularity names of the model "
+                           f"({', '.join(known)})")
+    return names
 
 
 def run(args) -> int:
@@ -60,10 +81,12 @@ def run(args) -> int:
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     if not ckpt.exists():
         raise CheckpointError(f"checkpoint {str(ckpt)!r} not found (run `make demo` or `matedge train`)")
+    members = _members(args.members, ckpt, args.elastic or any(p.elastic for p in profiles))
     settings = BuildSettings(checkpoint=ckpt, out_root=Path(args.out), runs=args.runs, eval_tokens=args.eval_tokens,
                              search=SearchSettings(generations=args.generations, population=args.population),
                              measure=not args.no_measure, elastic=args.elastic, progress=not args.quiet,
-                             force=args.force, frontier_members=args.frontier_members)
+                             force=args.force, frontier_members=args.frontier_members,
+                             elastic_members=members)
     results = build_all(profiles, settings)
     print()
     print(summary(results))

@@ -48,6 +48,7 @@ class BuildSettings:
     progress: bool = True
     elastic: bool = False  # an elastic artifact for every device (else only where the profile asks)
     frontier_members: int = FRONTIER_LEVELS  # latency-frontier members of an elastic artifact besides S/M/L/XL
+    elastic_members: tuple[str, ...] | None = None  # its uniform members (None: every granularity)
 
 
 @dataclass
@@ -184,9 +185,12 @@ def elastic_artifact(profile, model, table, losses: LossCache, settings: BuildSe
     from exporters.logs import quiet_output
 
     memory = {"memory_mb": limits_of(profile)["memory_mb"]}  # members may be slower than the target
-    wide = plan(model.config, cost_fn_for(table), losses, memory, settings.search)
-    members, default = choose_members(model.config, cost_fn_for(table), wide.candidates, result.chosen.spec,
-                                      memory["memory_mb"], levels=settings.frontier_members)
+    # the frontier under the memory limit alone (no second search when no frontier member is asked for)
+    wide = plan(model.config, cost_fn_for(table), losses, memory, settings.search).candidates \
+        if settings.frontier_members else []
+    members, default = choose_members(model.config, cost_fn_for(table), wide, result.chosen.spec,
+                                      memory["memory_mb"], levels=settings.frontier_members,
+                                      uniform=settings.elastic_members)
     log(f"   exporting elastic artifact: members {', '.join(members)}, default {default}, with parity checks")
     with quiet_output(settings.out_root / "logs" / f"export-elastic-{profile.name}.log"):
         return build_elastic(model, profile, members, default, dest, losses.corpus.val)

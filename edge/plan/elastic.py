@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 from edge.spec import Spec, format_spec, uniform_specs
 
@@ -33,15 +34,17 @@ def frontier_levels(frontier: list, levels: int) -> list:
 
 
 def choose_members(config, cost_fn, candidates: list, chosen: Spec, memory_mb: float,
-                   levels: int = FRONTIER_LEVELS) -> tuple[dict[str, Spec], str]:
+                   levels: int = FRONTIER_LEVELS, uniform: Sequence[str] | None = None) -> tuple[dict[str, Spec], str]:
     """({name: spec} cheapest first by predicted decode, default member's name).
 
+    ``uniform``: the granularities whose uniform spec is a member (default: all of them).
     Uniform specs keep their granularity's name; other specs are P1, P2, ... by latency."""
     from edge.plan.planner import pareto_frontier
 
-    uniforms = {spec: name for name, spec in uniform_specs(config).items()}
+    every = {spec: name for name, spec in uniform_specs(config).items()}
+    uniforms = {spec: name for spec, name in every.items() if uniform is None or name in uniform}
     pool = dict.fromkeys(uniforms)
-    frontier = [c for c in pareto_frontier(candidates, "decode_ms_per_token") if c.spec not in uniforms]
+    frontier = [c for c in pareto_frontier(candidates, "decode_ms_per_token") if c.spec not in every]
     pool.update(dict.fromkeys(c.spec for c in frontier_levels(frontier, levels)))
     pool[tuple(chosen)] = None
     specs = list(pool)
@@ -57,8 +60,8 @@ def choose_members(config, cost_fn, candidates: list, chosen: Spec, memory_mb: f
     specs.sort(key=lambda s: cost_fn(s)["decode_ms_per_token"])
     members, i = {}, 0
     for s in specs:
-        if s in uniforms:
-            members[uniforms[s]] = s
+        if s in every:  # the chosen spec may be uniform without being asked for
+            members[every[s]] = s
         else:
             i += 1
             members[f"P{i}"] = s

@@ -89,3 +89,14 @@ def test_default_checkpoint_missing_says_what_to_do(tmp_path):
 def test_main_in_process_returns_2(ckpt, capsys):
     assert main(["eval", str(ckpt), "--spec", "Q"]) == 2
     assert "unknown granularity 'Q'" in capsys.readouterr().err
+
+
+def test_build_members_are_granularity_names_of_an_elastic_build(ckpt, tmp_path, capsys):
+    """--members is checked against the checkpoint's granularities before any work starts."""
+    out = tmp_path / "build"
+    args = ["build", "--device", "host", "--checkpoint", str(ckpt), "--out", str(out), "--quiet"]
+    assert main([*args, "--elastic", "--members", "S,XXL"]) == 2
+    assert "expected comma-separated granularity names of the model (S, M, L, XL)" in capsys.readouterr().err
+    assert main([*args, "--members", "S,XL"]) == 2
+    assert "add --elastic" in capsys.readouterr().err
+    assert not out.exists()

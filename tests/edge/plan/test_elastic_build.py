@@ -41,6 +41,16 @@ def test_members_uniform_frontier_and_default_in_latency_order():
     assert parse_spec("M,M,M,M", CFG) == members["M"]  # uniform M is kept though off the frontier
 
 
+def test_uniform_members_can_be_chosen():
+    """--members S,XL: only those uniform specs, plus the frontier and the chosen spec."""
+    chosen = parse_spec("S,M,M,L", CFG)
+    members, default = choose_members(CFG, cost_fn, CANDS, chosen, memory_mb=100, levels=0, uniform=("S", "XL"))
+    assert list(members) == ["S", default, "XL"] and members[default] == chosen
+    members, default = choose_members(CFG, cost_fn, CANDS, parse_spec("L,L,L,L", CFG), memory_mb=100, levels=0,
+                                      uniform=("S",))
+    assert list(members) == ["S", "L"] and default == "L"  # the chosen spec keeps its uniform name
+
+
 def test_memory_limit_drops_the_largest_members_never_the_default():
     chosen = parse_spec("S,M,M,L", CFG)
     members, default = choose_members(CFG, cost_fn, CANDS, chosen, memory_mb=16)  # XL envelope is 32
@@ -87,13 +97,13 @@ def test_elastic_build_writes_one_artifact_with_every_member(ckpt, tmp_path, wri
     path = write_profile(tmp_path, "board", elastic=True)
     settings = BuildSettings(checkpoint=ckpt, out_root=tmp_path / "build", eval_tokens=1024, seq_len=32, runs=5,
                              warmup=1, search=SearchSettings(generations=1, population=4), progress=False,
-                             frontier_members=1)  # each member is one more method to export and check
+                             frontier_members=0, elastic_members=("S", "XL"))  # each member is one more method
     [res] = build_all([load_profile(path)], settings, log=lambda *_: None)
     assert res.ok, res.error
     folder = tmp_path / "build" / "board"
     m = json.loads((folder / "manifest.json").read_text())
     el = m["artifacts"]["elastic"]
-    assert {"S", "M", "L", "XL"} <= set(el["members"]) and all(el["parity"].values())
+    assert set(el["members"]) == {"S", "XL", el["default"]} and all(el["parity"].values())
     assert el["members"][el["default"]] == m["spec"]
     runner = ElasticRunner(folder / el["file"])
     assert set(runner.members) == set(el["members"])
