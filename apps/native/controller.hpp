@@ -1,8 +1,9 @@
 // Choosing the member of an elastic file token by token (apps/native/chat.cpp): a pinned member,
 // or the latency controller of edge/device/controller.py (and apps/web/controller.js): down one
-// member as soon as the median of the recent decode times exceeds the target; up one only after
-// `patience` tokens at the current member, when the time predicted there (now x the members'
-// measured time ratio, 1.5 when unknown) stays under `up_margin` x the target.
+// member as soon as the pace (the mean of the recent decode times without the largest) exceeds
+// the target; up one only after `patience` tokens at the current member, when the time predicted
+// there (now x the members' measured time ratio, 1.5 when unknown) stays under `up_margin` x the
+// target.
 #pragma once
 
 #include <algorithm>
@@ -44,9 +45,7 @@ class LatencyController : public Chooser {
     ++since_switch_;
     seen_[m] = seen_.count(m) ? 0.8 * seen_[m] + 0.2 * ms : ms;
     if (recent_.size() < 3) return;
-    std::vector<double> sorted(recent_.begin(), recent_.end());
-    std::sort(sorted.begin(), sorted.end());
-    const double now = sorted[sorted.size() / 2];
+    const double now = pace();
     if (now > target_ && index_ > 0) {
       switch_to(index_ - 1);
     } else if (index_ + 1 < members_.size() && since_switch_ >= kPatience) {
@@ -57,6 +56,13 @@ class LatencyController : public Chooser {
   }
 
  private:
+  // Mean of the recent times without the largest: preempted tokens count, one stall does not.
+  double pace() const {
+    double sum = 0, top = 0;
+    for (double ms : recent_) sum += ms, top = std::max(top, ms);
+    return (sum - top) / (recent_.size() - 1);  // observe() calls it with at least 3 times
+  }
+
   static constexpr size_t kWindow = 8, kPatience = 16;
   static constexpr double kUpMargin = 0.85;
 

@@ -1,6 +1,6 @@
 // The latency controller of edge/device/controller.py for the page: hold a decode target by
-// moving along an elastic file's members (cheapest first). Down one member as soon as the median
-// of the recent decode times exceeds the target; up one only after `patience` tokens at the
+// moving along an elastic file's members (cheapest first). Down one member as soon as the pace
+// (the mean of the recent decode times without the largest) exceeds the target; up one only after `patience` tokens at the
 // current member, and only when the time predicted there (now x the members' measured time
 // ratio, 1.5 when unknown) stays under `upMargin` x the target: a step up that overshoots at once
 // would oscillate.
@@ -24,8 +24,7 @@ export class LatencyController {
     this.sinceSwitch += 1;
     this.seen[m] = this.seen[m] === undefined ? ms : 0.8 * this.seen[m] + 0.2 * ms;
     if (this.recent.length < Math.min(3, this.window)) return m;
-    const sorted = [...this.recent].sort((a, b) => a - b);
-    const now = sorted[Math.floor(sorted.length / 2)];
+    const now = pace(this.recent);
     if (now > this.targetMs && this.index > 0) {
       this.switchTo(this.index - 1);
     } else if (this.index + 1 < this.members.length && this.sinceSwitch >= this.patience) {
@@ -41,6 +40,13 @@ export class LatencyController {
     this.recent = [];
     this.sinceSwitch = 0;
   }
+}
+
+/** Mean of the recent decode times without the largest (preemption counts, one stall does not). */
+export function pace(times) {
+  const sorted = [...times].sort((a, b) => a - b);
+  const kept = sorted.length >= 3 ? sorted.slice(0, -1) : sorted;
+  return kept.reduce((a, b) => a + b, 0) / kept.length;
 }
 
 /** A chooser that always answers `member` (a person pinned it). */

@@ -1,10 +1,13 @@
 """A latency controller for elastic artifacts: hold a decode target (ms/token) by moving along
 the member list (cheapest first) as measured decode times change.
 
-Down one member as soon as the recent median exceeds the target (a busy device must not wait);
-up one member only when the recent median would still fit the target after the step up, with a
+Down one member as soon as the recent pace exceeds the target (a busy device must not wait);
+up one member only when the recent pace would still fit the target after the step up, with a
 margin (``up_margin``), and only after ``patience`` steps at the current member: a step up that
-immediately overshoots would oscillate. The time after a step up is predicted from the current
+immediately overshoots would oscillate. The pace is the mean of the recent decode times without
+the largest: what a reader sees, preempted tokens included (a median ignores preemption that hits
+fewer than half the tokens, and then the pace misses the target while the median holds it), but
+not one stall alone (a page fault, a GC pause). The time after a step up is predicted from the current
 time and the members' cost *ratio*, which load scales alike: from ``cost`` (ms/token per member
 on an idle device: a cost table's prediction or one measurement) where given, else from an
 exponential average of the times seen at each member.
@@ -12,10 +15,15 @@ exponential average of the times seen at each member.
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
+
+
+def pace(times: Sequence[float]) -> float:
+    """Mean decode time without the largest one (the plain mean of fewer than 3 times)."""
+    t = sorted(times)
+    return sum(t[:-1]) / (len(t) - 1) if len(t) >= 3 else sum(t) / len(t)
 
 
 @dataclass
@@ -53,7 +61,7 @@ class LatencyController:
         self._seen[m] = ms if prev is None else 0.8 * prev + 0.2 * ms
         if len(self._recent) < min(3, self.window):
             return m
-        now = statistics.median(self._recent)
+        now = pace(self._recent)
         if now > self.target_ms and self.index > 0:
             self._switch(self.index - 1)
         elif self.index + 1 < len(self.members) and self._since_switch >= self.patience:

@@ -53,3 +53,18 @@ def test_within_target_and_bad_input():
         LatencyController(["S"], target_ms=0)
     with pytest.raises(ValueError, match="at least one member"):
         LatencyController([], target_ms=1.0)
+
+
+def test_recurring_preemption_steps_down_one_stall_does_not():
+    """Every third token preempted (+6 ms): the median stays at 2.6 ms, under the 3.2 ms target,
+    while the reader waits 4.6 ms a token on average; the pace sees it and steps down. One stall
+    alone (a page fault) is not the device getting slower: the member stays."""
+    ctl = LatencyController(["S", "M"], target_ms=3.2, window=8, patience=1000, cost={"S": 1.0, "M": 2.6})
+    times = [2.6 + (6.0 if i % 3 == 2 else 0.0) for i in range(8)]
+    for ms in times:
+        ctl.observe(ms)
+    assert ctl.member == "S" and sorted(times)[4] < 3.2
+    ctl = LatencyController(["S", "M"], target_ms=3.2, window=8, patience=1000)
+    for i in range(8):
+        ctl.observe(20.0 if i == 4 else 2.6)
+    assert ctl.member == "M"
