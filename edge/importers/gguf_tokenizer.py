@@ -51,6 +51,10 @@ def gguf_tokenizer(reader, source: str) -> Tokenizer:
     merges = [tuple(m.split(" ", 1)) for m in field("merges", [])]
     pre = field("pre", "default")
     vocab = {t: i for i, t in enumerate(tokens)}
+    for m in merges:  # tokenizers panics (no exception) on a merge outside the vocabulary
+        if len(m) != 2 or m[0] not in vocab or m[1] not in vocab or m[0] + m[1] not in vocab:
+            raise ImportFailed(f"{source}: tokenizer merge {' '.join(m)!r} names a token the vocabulary lacks "
+                               f"(a merge's two parts and their join must be tokens)")
     hf = HFTokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=pre in LLAMA3))
     hf.pre_tokenizer = _pre_tokenizer(pre, source)
     hf.decoder = decoders.ByteLevel()

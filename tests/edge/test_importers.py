@@ -121,7 +121,7 @@ GGUF_NAMES = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "sel
               "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
 
 
-def _write_gguf(path, model, qtype=None, arch="llama", pre="smollm"):
+def _write_gguf(path, model, qtype=None, arch="llama", pre="smollm", merges=MERGES):
     """The reference model as llama.cpp's converter writes it (2-D weights quantized to qtype)."""
     c = model.config
     w = gguf.GGUFWriter(str(path), arch)
@@ -140,7 +140,7 @@ def _write_gguf(path, model, qtype=None, arch="llama", pre="smollm"):
     w.add_tokenizer_pre(pre)
     w.add_token_list(tokens)
     w.add_token_types([3 if t in SPECIALS else 1 for t in tokens])
-    w.add_token_merges([" ".join(m) for m in MERGES])
+    w.add_token_merges([" ".join(m) for m in merges])
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     w.add_add_bos_token(False)
@@ -222,6 +222,7 @@ def _bad_sources(tmp_path):
         str(_write_gguf(tmp_path / "gpt2.gguf", ref, arch="gpt2")): "architecture 'gpt2'",
         str(_write_gguf(tmp_path / "q81.gguf", ref, gguf.GGMLQuantizationType.Q8_1)): "Q8_1 not supported",
         str(_write_gguf(tmp_path / "pre.gguf", ref, pre="qwen2")): "pre-tokenizer 'qwen2'",
+        str(_write_gguf(tmp_path / "merge.gguf", ref, merges=[("Ġ", "q")])): "merge 'Ġ q' names a token",
         "no-such-package-xyz": "neither a file, a folder nor an installed package",
         "pytest": "ships 0 model files",
     }
