@@ -2,7 +2,7 @@
 // `matedge bundle --app native`.
 //
 //   matedge_chat BUNDLE [--prompt TEXT] [--max-new-tokens N] [--variant NAME] [--json]
-//                       [--member NAME|auto] [--target MS] [--speculative K]
+//                       [--member NAME|auto] [--target MS] [--speculative K] [--threads N]
 //
 // It reads BUNDLE/manifest.json, checks every file's sha256, times a few greedy tokens on the
 // variant with the least memory (slowdown = measured ms/token / predicted), reads the memory the
@@ -16,7 +16,8 @@
 // ms/token (default: the device's decode limit x the measured slowdown), switching members
 // between tokens over the program's one KV cache. --speculative K: the elastic file's cheapest
 // member drafts K tokens per round for the running member (pinned), which verifies them in one
-// call: the same tokens, fewer calls of the large member. Bad input: one line, exit code 2.
+// call: the same tokens, fewer calls of the large member. --threads N: XNNPACK's worker threads
+// (default: one per core). Bad input: one line, exit code 2.
 #include <pytorch/tokenizers/hf_tokenizer.h>
 
 #include <algorithm>
@@ -41,7 +42,7 @@ namespace {
 struct Options {
   std::string bundle, prompt, variant, member;
   bool has_prompt = false, json = false;
-  int max_new = -1, speculative = 0;
+  int max_new = -1, speculative = 0, threads = 0;
   double target = 0;
 };
 
@@ -73,6 +74,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--member") o.member = next();
     else if (a == "--target") o.target = number(a, next(), false);
     else if (a == "--speculative") o.speculative = static_cast<int>(number(a, next(), true));
+    else if (a == "--threads") o.threads = static_cast<int>(number(a, next(), true));
     else if (a.rfind("--", 0) == 0) throw matedge::BundleError("unknown option " + a + " (see the usage in chat.cpp)");
     else o.bundle = a;
   }
@@ -200,6 +202,7 @@ void use_elastic(const Options& o, const json& m, Chosen& c) {
 
 int main(int argc, char** argv) try {
   Options o = parse(argc, argv);
+  matedge::set_threads(o.threads);
   json m = matedge::read_manifest(o.bundle);
   matedge::verify_files(o.bundle, m);  // before anything reads a file
   tokenizers::HFTokenizer tok;

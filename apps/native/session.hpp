@@ -17,7 +17,22 @@
 #include "bundle.hpp"
 #include "controller.hpp"
 
+// The wheel ships the threadpool library but not its header; this is the one call needed
+// (executorch/extension/threadpool/threadpool.h: the number of XNNPACK worker threads).
+namespace executorch::extension::threadpool {
+class ThreadPool {
+ public:
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
+
 namespace matedge {
+
+// XNNPACK's worker threads (default: the runtime's choice, one per core).
+inline void set_threads(int n) {
+  if (n > 0) executorch::extension::threadpool::get_threadpool()->_unsafe_reset_threadpool(static_cast<uint32_t>(n));
+}
 
 using Clock = std::chrono::steady_clock;
 using executorch::extension::Module;

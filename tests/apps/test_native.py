@@ -106,8 +106,8 @@ def test_native_app_speculative_decoding_gives_the_verifiers_tokens(elastic_buil
     _, build, _ = elastic_builds
     out = tmp_path / "bundle"
     assert main(["bundle", "--build-dir", str(build), "--device", "nativedev", "--app", "native", "--out", str(out)]) == 0
-    plain = json.loads(run(chat, out, "--prompt", PROMPT, "--json", "--max-new-tokens", "30", "--member", "XL")
-                       .stdout.strip().splitlines()[-1])
+    plain = json.loads(run(chat, out, "--prompt", PROMPT, "--json", "--max-new-tokens", "30", "--member", "XL",
+                           "--threads", "1").stdout.strip().splitlines()[-1])
     for k in (1, 3):
         r = run(chat, out, "--prompt", PROMPT, "--json", "--max-new-tokens", "30", "--member", "XL",
                 "--speculative", str(k))
@@ -119,6 +119,7 @@ def test_native_app_speculative_decoding_gives_the_verifiers_tokens(elastic_buil
         assert spec["rounds"] >= (len(report["tokens"]) - 1) / (k + 1) and spec["accepted"] <= spec["drafted"]
         assert spec["drafted"] <= k * spec["rounds"] and report["members_used"] is None
     for args, said in [(["--member", "S"], "S is the cheapest member"), (["--member", "auto", "--target", "1"],
-                       "pin it with --member NAME"), (["--member", "XL", "--speculative", "0"], "expected a positive integer")]:
+                       "pin it with --member NAME"), (["--member", "XL", "--speculative", "0"], "expected a positive integer"),
+                       (["--member", "XL", "--threads", "two"], "--threads two: expected a positive integer")]:
         bad = run(chat, out, "--prompt", PROMPT, *(["--speculative", "2"] if "--speculative" not in args else []), *args)
         assert bad.returncode == 2 and said in bad.stderr and bad.stdout == "", bad.stderr
