@@ -10,11 +10,14 @@ per spec, and the XL/S ratio. (Latency does not depend on the weights' values: -
 times the demo model's dims without a trained checkpoint.)
 
 Core ML packages need macOS to run: off macOS their size is reported and the timings are "n/a".
+With --llama-bench PATH, llama.cpp decodes the same weights (F32 and Q8_0 GGUF files written by
+bench/llama_cpp_decode.py, read back and checked) with the same threads, in rows of their own.
 
 Targets reported against: int8 size <= 0.30x fp32 (same backend); exported decode >= 3x faster
 than torch eager with the same cache.
 
     python bench/export_matrix.py [CHECKPOINT | --preset small] [--specs S,XL] [--threads 1] [--runs 20]
+                                  [--llama-bench PATH]
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, ROOT / "bench"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 from edge.checkpoint import load_any  # noqa: E402
 from edge.slicing import slice_model  # noqa: E402
@@ -121,6 +125,27 @@ def bench_spec(model, spec_name, args, out_dir, eager_rows, rows) -> None:
                          eager["decode"] / dec if dec == dec else float("nan"), export_s])
             print(f"  {spec_name} {backend} {precision}: {size / 1e6:.2f} MB, prefill {pre:.2f} ms, "
                   f"decode {dec:.3f} ms/token (export {export_s:.0f} s)", flush=True)
+    if args.llama_bench:
+        llama_rows(dense, spec_name, args, out_dir, eager["decode"], rows)
+
+
+def llama_rows(dense, spec_name, args, out_dir: Path, eager_decode: float, rows) -> None:
+    """llama.cpp's llama-bench on the same weights (bench/llama_cpp_decode.py): F32 and Q8_0 GGUF
+    files, ``--threads`` threads, 64 tokens after a context of the prompt's length."""
+    from llama_cpp_decode import check_gguf, llama_bench, write_gguf
+
+    base = None
+    for qtype in ("F32", "Q8_0"):
+        t = time.perf_counter()
+        path = write_gguf(dense, out_dir / f"{spec_name}-llama.cpp-{qtype}.gguf", qtype)
+        if qtype == "F32" and check_gguf(dense, path) > 1e-4:
+            raise SystemExit(f"{path.name}: the GGUF file read back is not the same model")
+        size = path.stat().st_size
+        base = base or size
+        dec = llama_bench(args.llama_bench, path, args.threads, args.prefill_len, 64, 5)
+        rows.append([spec_name, "llama.cpp", qtype.lower(), size / 1e6, size / base, float("nan"), dec,
+                     eager_decode / dec, time.perf_counter() - t])
+        print(f"  {spec_name} llama.cpp {qtype}: {size / 1e6:.2f} MB, decode {dec:.3f} ms/token", flush=True)
 
 
 def main(argv=None) -> int:
@@ -135,6 +160,8 @@ def main(argv=None) -> int:
     p.add_argument("--prefill-len", type=int, default=64, help="prompt tokens T (default 64)")
     p.add_argument("--context", type=int, help="KV-cache length (default: the model's max_context)")
     p.add_argument("--out", help="keep the artifacts in this folder (default: a temporary one)")
+    p.add_argument("--llama-bench", type=Path, help="llama.cpp's llama-bench: time the same weights there too "
+                   "(F32 and Q8_0 GGUF; see bench/llama_cpp_decode.py)")
     args = p.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",")]
     torch.set_num_threads(args.threads)
