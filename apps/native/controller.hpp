@@ -2,8 +2,8 @@
 // or the latency controller of edge/device/controller.py (and apps/web/controller.js): down one
 // member as soon as the pace (the mean of the recent decode times without the largest) exceeds
 // the target; up one only after `patience` tokens at the current member, when the time predicted
-// there (now x the members' measured time ratio, 1.5 when unknown) stays under `up_margin` x the
-// target.
+// there (now x the members' measured time ratio; 1.5 when unknown or last seen over 64 steps
+// ago) stays under `up_margin` x the target.
 #pragma once
 
 #include <algorithm>
@@ -43,14 +43,17 @@ class LatencyController : public Chooser {
     recent_.push_back(ms);
     if (recent_.size() > kWindow) recent_.pop_front();
     ++since_switch_;
-    seen_[m] = seen_.count(m) ? 0.8 * seen_[m] + 0.2 * ms : ms;
+    ++step_;
+    seen_[m] = {seen_.count(m) ? 0.8 * seen_[m].first + 0.2 * ms : ms, step_};
     if (recent_.size() < 3) return;
     const double now = pace();
     if (now > target_ && index_ > 0) {
       switch_to(index_ - 1);
     } else if (index_ + 1 < members_.size() && since_switch_ >= kPatience) {
       const std::string& up = members_[index_ + 1];
-      const double ratio = seen_.count(up) ? seen_[up] / std::max(seen_[m], 1e-9) : 1.5;
+      // a time seen more than kForget steps ago (perhaps under load since gone) predicts nothing
+      const bool known = seen_.count(up) && step_ - seen_[up].second <= kForget;
+      const double ratio = known ? seen_[up].first / std::max(seen_[m].first, 1e-9) : 1.5;
       if (now * ratio < kUpMargin * target_) switch_to(index_ + 1);
     }
   }
@@ -63,7 +66,7 @@ class LatencyController : public Chooser {
     return (sum - top) / (recent_.size() - 1);  // observe() calls it with at least 3 times
   }
 
-  static constexpr size_t kWindow = 8, kPatience = 16;
+  static constexpr size_t kWindow = 8, kPatience = 16, kForget = 64;
   static constexpr double kUpMargin = 0.85;
 
   void switch_to(size_t i) {
@@ -77,7 +80,8 @@ class LatencyController : public Chooser {
   size_t index_;
   std::deque<double> recent_;
   size_t since_switch_ = 0;
-  std::map<std::string, double> seen_;
+  size_t step_ = 0;
+  std::map<std::string, std::pair<double, size_t>> seen_;  // average time, step last seen
 };
 
 }  // namespace matedge

@@ -1,17 +1,18 @@
 // The latency controller of edge/device/controller.py for the page: hold a decode target by
 // moving along an elastic file's members (cheapest first). Down one member as soon as the pace
-// (the mean of the recent decode times without the largest) exceeds the target; up one only after `patience` tokens at the
-// current member, and only when the time predicted there (now x the members' measured time
-// ratio, 1.5 when unknown) stays under `upMargin` x the target: a step up that overshoots at once
-// would oscillate.
+// (the mean of the recent decode times without the largest) exceeds the target; up one only
+// after `patience` tokens at the current member, and only when the time predicted there (now x
+// the members' measured time ratio; 1.5 when unknown or last seen over `forget` steps ago) stays
+// under `upMargin` x the target: a step up that overshoots at once would oscillate.
 export class LatencyController {
-  constructor(members, targetMs, {window = 8, upMargin = 0.85, patience = 16} = {}) {
+  constructor(members, targetMs, {window = 8, upMargin = 0.85, patience = 16, forget = 64} = {}) {
     if (!members.length) throw new Error('a controller needs at least one member');
-    Object.assign(this, {members, targetMs, window, upMargin, patience});
+    Object.assign(this, {members, targetMs, window, upMargin, patience, forget});
     this.index = members.length - 1;  // start at the largest: the best quality while it fits
     this.recent = [];
     this.sinceSwitch = 0;
-    this.seen = {};  // exponential average of the decode time seen at each member
+    this.seen = {};  // per member: exponential average of the decode time seen, and the step last seen
+    this.step = 0;
   }
 
   get member() { return this.members[this.index]; }
@@ -22,14 +23,17 @@ export class LatencyController {
     this.recent.push(ms);
     if (this.recent.length > this.window) this.recent.shift();
     this.sinceSwitch += 1;
-    this.seen[m] = this.seen[m] === undefined ? ms : 0.8 * this.seen[m] + 0.2 * ms;
+    this.step += 1;
+    this.seen[m] = {ms: this.seen[m] === undefined ? ms : 0.8 * this.seen[m].ms + 0.2 * ms, step: this.step};
     if (this.recent.length < Math.min(3, this.window)) return m;
     const now = pace(this.recent);
     if (now > this.targetMs && this.index > 0) {
       this.switchTo(this.index - 1);
     } else if (this.index + 1 < this.members.length && this.sinceSwitch >= this.patience) {
       const up = this.members[this.index + 1];
-      const ratio = this.seen[up] !== undefined ? this.seen[up] / Math.max(this.seen[m], 1e-9) : 1.5;
+      // a time seen more than `forget` steps ago (perhaps under load since gone) predicts nothing
+      const known = this.seen[up] !== undefined && this.step - this.seen[up].step <= this.forget;
+      const ratio = known ? this.seen[up].ms / Math.max(this.seen[m].ms, 1e-9) : 1.5;
       if (now * ratio < this.upMargin * this.targetMs) this.switchTo(this.index + 1);
     }
     return this.member;

@@ -10,7 +10,8 @@ fewer than half the tokens, and then the pace misses the target while the median
 not one stall alone (a page fault, a GC pause). The time after a step up is predicted from the current
 time and the members' cost *ratio*, which load scales alike: from ``cost`` (ms/token per member
 on an idle device: a cost table's prediction or one measurement) where given, else from an
-exponential average of the times seen at each member.
+exponential average of the times seen at each member, forgotten after ``forget`` steps: a time
+seen under load that has since gone would otherwise keep the controller low for good.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class LatencyController:
     window: int = 8  # recent decode times the decisions look at
     up_margin: float = 0.85  # step up only if the predicted time is below margin * target
     patience: int = 16  # steps at a member before a step up is considered
+    forget: int = 64  # steps after which a member's seen time no longer predicts (ratio 1.5 instead)
     cost: dict[str, float] = field(default_factory=dict)  # idle ms/token per member (ratios only)
     index: int = -1  # current member (default: the largest)
     history: list[tuple[str, float]] = field(default_factory=list)
@@ -45,7 +47,8 @@ class LatencyController:
         self.index = self.index % len(self.members)
         self._recent: deque[float] = deque(maxlen=self.window)
         self._since_switch = 0
-        self._seen: dict[str, float] = {}  # average time seen per member, where ``cost`` lacks one
+        self._seen: dict[str, tuple[float, int]] = {}  # (average time, last step) per member, for ratios
+        self._step = 0
 
     @property
     def member(self) -> str:
@@ -57,8 +60,9 @@ class LatencyController:
         self.history.append((m, ms))
         self._recent.append(ms)
         self._since_switch += 1
+        self._step += 1
         prev = self._seen.get(m)
-        self._seen[m] = ms if prev is None else 0.8 * prev + 0.2 * ms
+        self._seen[m] = (ms if prev is None else 0.8 * prev[0] + 0.2 * ms, self._step)
         if len(self._recent) < min(3, self.window):
             return m
         now = pace(self._recent)
@@ -74,8 +78,8 @@ class LatencyController:
         """Cost of ``up`` relative to ``m`` (1.5 when nothing is known about ``up``)."""
         if m in self.cost and up in self.cost:
             return self.cost[up] / max(self.cost[m], 1e-9)
-        if up in self._seen:
-            return self._seen[up] / max(self._seen[m], 1e-9)
+        if up in self._seen and self._step - self._seen[up][1] <= self.forget:
+            return self._seen[up][0] / max(self._seen[m][0], 1e-9)
         return 1.5
 
     def _switch(self, index: int) -> None:

@@ -68,3 +68,17 @@ def test_recurring_preemption_steps_down_one_stall_does_not():
     for i in range(8):
         ctl.observe(20.0 if i == 4 else 2.6)
     assert ctl.member == "M"
+
+
+def test_a_time_seen_under_load_is_forgotten():
+    """Without cost priors the ratios are learned: M and L seen only under a load that has gone
+    must not keep the controller low for good (a time is forgotten after `forget` steps)."""
+    def climb(forget: int) -> str:
+        ctl = LatencyController(list(COST), target_ms=3.2, forget=forget)  # the apps' defaults otherwise
+        run(ctl, 40, 1.0)
+        run(ctl, 80, 2.5)
+        assert ctl.member == "S"
+        return run(ctl, 300, 1.0)[-1]
+
+    assert climb(64) == "L"
+    assert climb(10**9) == "S"  # what remembering every time did
