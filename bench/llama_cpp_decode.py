@@ -14,6 +14,11 @@ bench/export_matrix.py calls this with ``--llama-bench PATH`` to put llama.cpp b
 exported artifacts; alone:
 
     python bench/llama_cpp_decode.py [CHECKPOINT] --llama-bench PATH [--specs S,XL] [--threads 1,2]
+    python bench/llama_cpp_decode.py --llama-bench PATH --pte-dir DIR    # + the .pte in the C++ runner
+
+With ``--pte-dir DIR`` (the .pte files `bench/export_matrix.py --out DIR` wrote, fp32 and int8
+beside F32 and Q8_0) the same rounds also time each .pte in apps/cpp's ``matedge_runner``:
+C++ against C++, no Python in either loop.
 
 llama.cpp is not a dependency of this project: build `llama-bench` from its sources (for
 example the copy inside the llama-cpp-python sdist on PyPI, vendor/llama.cpp:
@@ -126,6 +131,47 @@ def llama_bench(exe: Path, gguf_path: Path, threads: int, depth: int, tokens: in
     return 1000.0 / float(row["avg_ts"])
 
 
+def runner_decode(runner: Path, pte: Path, threads: int, depth: int, runs: int) -> float:
+    """The project's C++ runner (apps/cpp matedge_runner): median ms of forward(1 token) at
+    position ``depth`` (the ExecuTorch runtime without Python, as llama-bench runs llama.cpp)."""
+    r = subprocess.run([str(runner), "--model", str(pte), "--benchmark", "--methods", "prefill,decode",
+                        "--prompt-tokens", str(depth), "--threads", str(threads), "--runs", str(runs),
+                        "--warmup", "10"], capture_output=True, text=True, timeout=600, check=True)
+    return float(json.loads(r.stdout)["methods"]["decode"]["median_ms"])
+
+
+def interleaved(args, model, tmp: Path) -> list:
+    """Rounds of llama-bench and the C++ runner on the .pte files of ``--pte-dir`` (named as
+    ``bench/export_matrix.py --out DIR`` names them), every spec x type x threads in each round."""
+    import statistics
+
+    from edge.device.cpp_runner import ensure_cpp_runner
+    from edge.slicing import slice_model
+    from edge.spec import parse_spec
+
+    runner = ensure_cpp_runner()
+    pairs = {"F32": "fp32", "Q8_0": "int8"}
+    jobs = []
+    for spec in args.specs.split(","):
+        dense = slice_model(model, parse_spec(spec, model.config))
+        for qtype in args.types.split(","):
+            gg = write_gguf(dense, tmp / f"{spec}-{qtype}.gguf", qtype)
+            pte = Path(args.pte_dir) / f"{spec}-executorch-{pairs[qtype]}.pte"
+            jobs += [(spec, qtype, int(t), gg, pte) for t in args.threads.split(",")]
+    times: dict = {}
+    for r in range(args.rounds):
+        for spec, qtype, t, gg, pte in jobs:
+            times.setdefault((spec, qtype, t), ([], []))
+            times[(spec, qtype, t)][0].append(llama_bench(args.llama_bench, gg, t, args.depth, args.tokens, 2))
+            times[(spec, qtype, t)][1].append(runner_decode(runner, pte, t, args.depth, 200))
+        print(f"  round {r + 1}/{args.rounds} done", flush=True)
+    rows = []
+    for (spec, qtype, t), (ll, et) in times.items():
+        a, b = statistics.median(ll), statistics.median(et)
+        rows.append([spec, f"{pairs[qtype]} / {qtype}", t, f"{b:.3f}", f"{a:.3f}", f"{a / b:.2f}x"])
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint", nargs="?", help="universal checkpoint (default: the demo model)")
@@ -136,6 +182,9 @@ def main(argv=None) -> int:
     ap.add_argument("--depth", type=int, default=16, help="context before the timed tokens (default: 16)")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--pte-dir", help="also time the .pte files of this folder (bench/export_matrix.py --out DIR) "
+                    "with the C++ runner, interleaved with llama-bench")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds with --pte-dir (default: 3)")
     args = ap.parse_args(argv)
     from edge.checkpoint import load_any
     from edge.slicing import slice_model
@@ -143,6 +192,14 @@ def main(argv=None) -> int:
 
     model, ckpt = load_any(Path(args.checkpoint) if args.checkpoint else None)
     rows = []
+    if args.pte_dir:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = interleaved(args, model, Path(tmp))
+        print(f"# decode ms/token, {args.tokens} tokens after {args.depth} (llama-bench) against forward(1 token) at "
+              f"position {args.depth} (matedge_runner, ExecuTorch C++); medians of {args.rounds} interleaved rounds")
+        print(format_table(["spec", "precision", "threads", ".pte (C++) ms", "llama.cpp ms",
+                            "llama.cpp / .pte (>1: .pte faster)"], rows))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.specs.split(","):
             dense = slice_model(model, parse_spec(spec, model.config))
