@@ -40,16 +40,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from edge.importers import gguf_file  # noqa: E402
 from edge.texttable import format_table  # noqa: E402
 
-# the project's parameter name (after "layers.{i}.") -> llama.cpp's (after "blk.{i}.")
-LAYER_NAMES = {"attn_norm.weight": "attn_norm.weight", "attn.wq.weight": "attn_q.weight",
-               "attn.wk.weight": "attn_k.weight", "attn.wv.weight": "attn_v.weight",
-               "attn.wo.weight": "attn_output.weight", "ffn_norm.weight": "ffn_norm.weight",
-               "ffn.w_gate.weight": "ffn_gate.weight", "ffn.w_up.weight": "ffn_up.weight",
-               "ffn.w_down.weight": "ffn_down.weight"}
-TOP_NAMES = {"tok_emb.weight": "token_embd.weight", "norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}
+# the project's parameter names -> llama.cpp's: the importer's tables, inverted
+LAYER_NAMES = {ours: theirs for theirs, ours in gguf_file.LAYER_NAMES.items()}
+TOP_NAMES = {ours: theirs for theirs, ours in gguf_file.TOP_NAMES.items()}
 
 
 def permute(w: np.ndarray, n_head: int) -> np.ndarray:

@@ -51,15 +51,7 @@
 #include <string>
 #include <vector>
 
-// The wheel ships the threadpool library but not its header; this is the one call we need
-// (executorch/extension/threadpool/threadpool.h: set the number of XNNPACK worker threads).
-namespace executorch::extension::threadpool {
-class ThreadPool {
- public:
-  bool _unsafe_reset_threadpool(uint32_t num_threads);
-};
-ThreadPool* get_threadpool();
-}  // namespace executorch::extension::threadpool
+#include "threadpool.hpp"
 
 using executorch::extension::Module;
 using executorch::runtime::EValue;

@@ -14,18 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../cpp/threadpool.hpp"
 #include "bundle.hpp"
 #include "controller.hpp"
-
-// The wheel ships the threadpool library but not its header; this is the one call needed
-// (executorch/extension/threadpool/threadpool.h: the number of XNNPACK worker threads).
-namespace executorch::extension::threadpool {
-class ThreadPool {
- public:
-  bool _unsafe_reset_threadpool(uint32_t num_threads);
-};
-ThreadPool* get_threadpool();
-}  // namespace executorch::extension::threadpool
 
 namespace matedge {
 
