@@ -35,7 +35,7 @@ KS = (1, 2, 3, 4)
 
 def build_bundle(ckpt: Path, work: Path) -> Path:
     """The host profile's build with an elastic S/XL file, bundled for the native app."""
-    from edge.cli import main as matedge
+    from edge.bundle.make import make_bundle
     from edge.device.profiles import load_profile
     from edge.plan.build import BuildSettings, build_all
     from edge.plan.planner import SearchSettings
@@ -52,9 +52,7 @@ def build_bundle(ckpt: Path, work: Path) -> Path:
     if not res.ok:
         raise SystemExit(f"the build failed: {res.error} (log: {work / 'build.log'})")
     bundle = work / "bundle"
-    if matedge(["bundle", "--build-dir", str(work / "build"), "--device", "host", "--app", "native",
-                "--out", str(bundle)]) != 0:
-        raise SystemExit("matedge bundle failed")
+    make_bundle(["host"], "native", bundle, work / "build", log=lambda *_: None)
     return bundle
 
 
