@@ -132,6 +132,20 @@ def byte_tokenizer() -> Tokenizer:
     return Tokenizer(hf, bos_id=257, eos_ids=[258], pad_id=256, add_bos=True, name="bytes")
 
 
+def stand_in_tokenizer(vocab_size: int) -> Tokenizer:
+    """A tokenizer with exactly ``vocab_size`` ids for timing-only exports of random-weight models
+    (the profiler's micro-models): the byte tokenizer when the sizes match, else a word-level one
+    whose tokens are ``<0>``, ``<1>``, ... (runtimes that pack a tokenizer need one; its text is
+    never read)."""
+    from tokenizers import Tokenizer as HFTokenizer, models, pre_tokenizers
+
+    if vocab_size == len(BYTE_SPECIALS) + 256:
+        return byte_tokenizer()
+    hf = HFTokenizer(models.WordLevel(vocab={f"<{i}>": i for i in range(vocab_size)}, unk_token="<0>"))
+    hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return Tokenizer(hf, bos_id=None, eos_ids=[vocab_size - 1], pad_id=None, add_bos=False, name="stand-in")
+
+
 def _special_id(hf, token: str | None) -> int | None:
     return None if token is None else hf.token_to_id(token)
 

@@ -19,13 +19,16 @@ class FitError(MatEdgeError):
 STATISTICS = ("median", "min")
 
 
-def fit_costs(micro: list[dict], names: tuple[str, ...], statistic: str = "median") -> tuple[dict, dict, dict]:
+def fit_costs(micro: list[dict], names: tuple[str, ...], statistic: str = "median",
+              full_depth: int | None = None) -> tuple[dict, dict, dict]:
     """Least squares: cost = fixed + sum of layer costs, for every key; -> (fixed, {g: costs}, spill).
 
     ``statistic`` picks what ``prefill_ms`` / ``decode_ms`` mean: the median of the timed runs,
     or their minimum (the uncontended cost: on a machine shared with other work the median
     carries the neighbours' load, measured here as ~9% run-to-run spread against ~3% for min).
-    Latency keys may also get cache-spill terms (see ``fit_latency``); ``spill`` holds those.
+    Latency keys may also get cache-spill terms (see ``fit_latency``); ``spill`` holds those,
+    only when the deepest micro-models have the model's ``full_depth`` (when given): a spill
+    fitted on shorter models would be extrapolated far past what was measured.
     """
     import numpy as np
 
@@ -34,7 +37,8 @@ def fit_costs(micro: list[dict], names: tuple[str, ...], statistic: str = "media
         raise FitError(f"too few micro-models succeeded to separate fixed and per-layer costs "
                        f"({len(micro)} measured; see the errors above)")
     weights = np.array([m["artifact_bytes"] for m in micro], dtype=float)
-    knees = spill_knees(micro)
+    depth = max(len(m["layers"]) for m in micro)
+    knees = spill_knees(micro) if full_depth is None or depth == full_depth else []
     fixed, layers, spill = {}, {g: {} for g in names}, {}
     for key in COST_KEYS:
         y = np.array([observed(m, key, statistic) for m in micro], dtype=float)

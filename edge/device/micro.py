@@ -2,7 +2,8 @@
 
 One layer at each FFN width, the full-depth model at its widest width, and ``CALIBRATION_MODELS``
 mixed full-depth models (random per-layer widths from a fixed seed). See ``micro_layouts`` for
-why mostly mixed models.
+why mostly mixed models. A deep model (more than ``DEEP_LAYERS`` layers) is calibrated on
+shorter mixed models instead: see ``calibration_depth``.
 """
 
 from __future__ import annotations
@@ -13,30 +14,46 @@ CALIBRATION_SEED = 1234  # not the seed validate_predictor draws its specs from
 # Mixed full-depth micro-models. Cross-validated on the host (fp32, the fit as shipped): 6 gave
 # 2.9% mean decode error, 12 gave 2.0%.
 CALIBRATION_MODELS = 12
+# Deep models: export time grows with depth (one SmolLM2-width micro-model, 1 / 10 / 30 layers:
+# 51 / 208 / 649 s under load here), so 13 full-depth exports of a 30-layer model are over an
+# hour. Past DEEP_LAYERS, the mixed models have SHORT_DEPTH layers and there are SHORT_MODELS.
+DEEP_LAYERS, SHORT_DEPTH, SHORT_MODELS = 12, 4, 6
 
 
-def micro_layouts(config, calibration: int = CALIBRATION_MODELS) -> list[tuple[str, tuple[str, ...]]]:
+def calibration_depth(config) -> int:
+    """Layers of the mixed calibration models: the model's own depth, or ``SHORT_DEPTH`` for a
+    model deeper than ``DEEP_LAYERS``. Short models keep every per-layer cost separable (with the
+    one-layer models, depth 1 and SHORT_DEPTH separate the fixed part), but they cannot show a
+    cache spill at full depth: ``edge.device.costfit`` fits no spill term from them, and the
+    prediction stays additive (a model that deep spends its time streaming weights from memory
+    anyway; ``matedge profile validate-predictor`` measures how well that holds)."""
+    return config.n_layers if config.n_layers <= DEEP_LAYERS else SHORT_DEPTH
+
+
+def micro_layouts(config, calibration: int | None = None) -> list[tuple[str, tuple[str, ...]]]:
     """(name, per-layer granularities) of the micro-models.
 
     One layer of every granularity; the full model at its widest granularity; and
-    ``calibration`` mixed models of the target depth (random per-layer granularities from a
+    ``calibration`` mixed models of ``calibration_depth`` layers (random per-layer granularities from a
     fixed seed). Why mostly mixed models: a layer's cost depends on the working set of the whole
     model (measured here: all-XL at 23 MiB falls off a cache cliff, and an additive fit to
     uniform deep models over-predicted every mixed spec by ~9%); mixed models put each width in
     the cache regime real specs see. The widest model is there so that the cache-spill term is
-    measured up to the largest spec, never extrapolated past it.
+    measured up to the largest spec, never extrapolated past it (full-depth calibration only).
     """
     import random
 
-    names = config.granularity_names
+    names, depth = config.granularity_names, calibration_depth(config)
+    if calibration is None:
+        calibration = CALIBRATION_MODELS if depth == config.n_layers else SHORT_MODELS
     layouts = [(f"{g}x1", (g,)) for g in names]
-    top = (names[-1],) * config.n_layers
-    if config.n_layers > 1:
-        layouts.append((f"{names[-1]}x{config.n_layers}", top))
+    top = (names[-1],) * depth
+    if depth == config.n_layers > 1:
+        layouts.append((f"{names[-1]}x{depth}", top))
     rng, seen = random.Random(CALIBRATION_SEED), set()
-    possible = len(names) ** config.n_layers - 1  # every layout but the widest
-    while len(seen) < min(calibration, possible) and config.n_layers > 1:
-        layers = tuple(rng.choice(names) for _ in range(config.n_layers))
+    possible = len(names) ** depth - 1  # every layout but the widest
+    while len(seen) < min(calibration, possible) and depth > 1:
+        layers = tuple(rng.choice(names) for _ in range(depth))
         if layers not in seen and layers != top:
             seen.add(layers)
             layouts.append((f"mix{len(seen)}-{''.join(layers)}", layers))
@@ -58,6 +75,6 @@ def micro_model(config, layers: tuple[str, ...], seed: int = 0):
         return MatFormerLM(dense).eval()
 
 
-def micro_jobs(config, calibration: int = CALIBRATION_MODELS) -> list:
+def micro_jobs(config, calibration: int | None = None) -> list:
     """Export jobs [(name, make_model)] for every micro-model."""
     return [(name, lambda layers=layers: micro_model(config, layers)) for name, layers in micro_layouts(config, calibration)]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edge import interrupt
 from edge.device.costfit import fit_costs
-from edge.device.micro import CALIBRATION_MODELS, micro_jobs, micro_layouts
+from edge.device.micro import micro_jobs, micro_layouts
 from edge.device.cost_table import SCHEMA, CostTable
 from edge.device.profiles import DeviceProfile
 from edge.device.runners import RUNNER_LABELS, ProfilerError, measure_artifact
@@ -35,9 +35,13 @@ from exporters.logs import quiet_output
 def export_artifact(model, profile: DeviceProfile, out_dir: Path, name: str) -> Path:
     """Export a dense model in the profile's backend and precision (no parity: timing only)."""
     from exporters import export_model
+    from edge.tokenizer import stand_in_tokenizer
 
+    # Timing only: a stand-in tokenizer of the model's vocabulary size (LiteRT-LM packs one into
+    # its file; the timing runs never read text, and micro-models have no tokenizer of their own).
     art = export_model(model, profile.backend, profile.precision, out_dir, name=name, parity=False,
-                       context=profile.context, prefill_len=profile.limits.prompt_tokens)
+                       context=profile.context, prefill_len=profile.limits.prompt_tokens,
+                       tokenizer=stand_in_tokenizer(model.config.vocab_size))
     return Path(art.path)
 
 
@@ -107,11 +111,11 @@ def measure_all(transport, profile: DeviceProfile, found: dict, *, runs: int, wa
 
 
 def table_from(profile: DeviceProfile, config, transport, measured: dict, errors: list, *, runs: int, warmup: int,
-               rounds: int, statistic: str = "median", calibration: int = CALIBRATION_MODELS) -> CostTable:
+               rounds: int, statistic: str = "median", calibration: int | None = None) -> CostTable:
     """Fit micro-model measurements ({name: measurement}) into a cost table with provenance."""
     layouts = dict(micro_layouts(config, calibration))
     micro = [{"name": n, "layers": list(layouts[n]), **m} for n, m in measured.items() if n in layouts]
-    fixed, layers, spill = fit_costs(micro, config.granularity_names, statistic)
+    fixed, layers, spill = fit_costs(micro, config.granularity_names, statistic, full_depth=config.n_layers)
     table = table_header(profile, config, estimated=False)
     table.update(fixed=fixed, layers=layers, **({"spill": spill} if spill else {}), micro=micro, errors=errors,
                  provenance={**transport.describe(), "device": profile.name, "libraries": library_versions(profile.backend),

@@ -59,3 +59,12 @@ def test_bad_tokenizer_config_is_one_clear_error(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token_ids": [10**9]}))
     with pytest.raises(TokenizerError, match="eos_token_ids"):
         load_tokenizer(tmp_path)
+
+
+def test_stand_in_tokenizer_has_exactly_the_models_ids():
+    """Timing-only exports of random-weight models get a tokenizer of their vocabulary size."""
+    from edge.tokenizer import stand_in_tokenizer
+
+    assert stand_in_tokenizer(260).name == "bytes"
+    tok = stand_in_tokenizer(1000)
+    assert tok.vocab_size == 1000 and tok.encode("<7> <999>") == [7, 999] and tok.decode([3, 4]) == "<3> <4>"

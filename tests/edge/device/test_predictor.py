@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -54,6 +55,34 @@ def test_fit_recovers_known_costs(tiny_config):
     assert fixed["decode_ms"] == pytest.approx(3.0) and layers["XL"]["decode_ms"] == pytest.approx(8.0)
     assert layers["M"]["weight_bytes"] == pytest.approx(2000) and layers["S"]["arena_bytes"] == pytest.approx(100)
     assert fixed["runtime_bytes"] == pytest.approx(5000 + 300) and layers["L"]["runtime_bytes"] == pytest.approx(400)
+
+
+def test_a_deep_model_is_calibrated_on_short_models_and_fitted_without_spill(tiny_config):
+    """Past DEEP_LAYERS: one-layer models plus SHORT_MODELS mixed models of SHORT_DEPTH layers (no
+    full-depth export); the additive costs are still recovered, and a spill in the short models'
+    data is not extrapolated to full depth."""
+    from edge.device.micro import DEEP_LAYERS, SHORT_DEPTH, SHORT_MODELS, calibration_depth
+
+    deep = dataclasses.replace(tiny_config, n_layers=30)
+    assert calibration_depth(tiny_config) == tiny_config.n_layers <= DEEP_LAYERS
+    layouts = micro_layouts(deep)
+    depths = sorted(len(layers) for _, layers in layouts)
+    assert depths == [1] * len(deep.granularity_names) + [SHORT_DEPTH] * SHORT_MODELS
+    assert len({layers for _, layers in layouts}) == len(layouts)
+    truth = {"S": 1.0, "M": 2.0, "L": 4.0, "XL": 8.0}
+    micro = []
+    for name, layers in layouts:
+        mib = 0.5 + sum(truth[g] for g in layers)
+        cost = 3.0 + sum(truth[g] for g in layers) + 0.5 * max(0.0, mib - 10)  # a knee inside the short models
+        micro.append({"name": name, "layers": list(layers), "prefill_ms": 10 * cost, "prefill_p90_ms": 11 * cost,
+                      "decode_ms": cost, "decode_p90_ms": cost, "arena_bytes": 0, "artifact_bytes": mib * 2**20,
+                      "peak_rss_bytes": 2**20 + mib * 2**20})
+    assert fit_costs(micro, deep.granularity_names)[2] != {}  # without the depth, a knee is fitted
+    fixed, layers, spill = fit_costs(micro, deep.granularity_names, full_depth=deep.n_layers)
+    assert spill == {} and layers["XL"]["decode_ms"] > layers["L"]["decode_ms"] > layers["S"]["decode_ms"] > 0
+    micro = [{**m, "decode_ms": 3.0 + sum(truth[g] for g in m["layers"])} for m in micro]  # additive truth
+    fixed, layers, _ = fit_costs(micro, deep.granularity_names, full_depth=deep.n_layers)
+    assert fixed["decode_ms"] == pytest.approx(3.0) and layers["M"]["decode_ms"] == pytest.approx(2.0)
 
 
 def _spill_micro(config, knees: list[tuple[float, float]]) -> list[dict]:

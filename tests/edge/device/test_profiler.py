@@ -58,7 +58,8 @@ def test_micro_models_fit_a_table_that_predicts_a_new_spec(tmp_path):
     from edge.device.transports import LocalTransport
 
     # Two granularities, two layers: 2 one-layer models, the widest model and 2 calibration mixes.
-    config = MatFormerConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_context=32,
+    # A vocabulary that is not the byte tokenizer's: the micro-models export with a stand-in one.
+    config = MatFormerConfig(vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_context=32,
                              granularity_fractions=(0.5, 1.0), granularity_names=("S", "XL"))
     profile = clamp_to_model(load_profile("host"), config)
     assert profile.context == 32 and profile.limits.prompt_tokens == 16
