@@ -2,8 +2,9 @@
 
 For each precision (ExecuTorch fp32 and int8 by default) on the ``host`` profile:
   1. export the micro-models (edge.device.micro: one layer at each granularity, the full-depth
-     model at its widest, and 12 mixed-width calibration models of full depth) and K random
-     Mix'n'Match specs of the model (sliced dense submodels), in 2 worker processes;
+     model at its widest, and 12 mixed-width calibration models of full depth; for a model of
+     more than 12 layers, 6 mixed models of 4 layers instead) and K random Mix'n'Match specs of
+     the model (sliced dense submodels), in 2 worker processes;
   2. run every artifact in its own native runner process (apps/cpp, no torch), round-robin for
      ``--rounds`` passes, micro-models and specs interleaved so both see the same machine load;
   3. fit the cost table from the micro-models only, predict every spec, and print the mean and
