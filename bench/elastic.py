@@ -88,6 +88,7 @@ def export_all(module, model, members: dict, context: int, folder: Path):
 PEAK = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
 RSS_SCRIPTS = {".pte": """
 import sys, torch
+import executorch.kernels.quantized  # int8 programs: the quantized embedding kernel
 from executorch.runtime import Runtime
 prog = Runtime.get().load_program(sys.argv[1])
 for name in sys.argv[2:]:

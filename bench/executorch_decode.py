@@ -65,6 +65,9 @@ def decode_step(path: Path, variant: str, context: int, prompt: int):
     """A function running one decode step (positions cycle through prompt..context-1)."""
     from executorch.runtime import Runtime
 
+    from exporters.executorch import load_kernels
+
+    load_kernels()
     program = Runtime.get().load_program(path)
     token, positions = torch.tensor([[5]]), [torch.tensor([p]) for p in range(prompt, context)]
     if variant.startswith("old"):

@@ -202,8 +202,10 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
     consts = constant_methods(model.config, context, tokenizer or byte_tokenizer())
     edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], constant_methods=consts)
     edge = _with_default_alias(edge, methods, consts)
+    # As exporters/executorch.py: the cache write in place, int8 embeddings fused to embedding_byte
     config = ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(share_mutable_buffers=True),
-                                     emit_mutable_buffer_names=True)
+                                     emit_mutable_buffer_names=True, run_reinplace_pass=True,
+                                     do_quant_fusion_and_const_prop=precision != "fp32")
     program = edge.to_executorch(config)
     out_path = Path(out_path)
     tmp = out_path.with_name(f".{out_path.name}.tmp")

@@ -26,6 +26,9 @@ class ElasticRunner:
         require("executorch.runtime", "executorch", "running a .pte")
         from executorch.runtime import Runtime
 
+        from exporters.executorch import load_kernels
+
+        load_kernels()  # int8 members look their embedding up with a quantized kernel
         self.path = Path(path)
         self.program = Runtime.get().load_program(self.path)
         names = set(self.program.method_names)

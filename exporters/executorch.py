@@ -34,24 +34,36 @@ DEFAULT_OPS = BACKEND.ops[0]  # "aten"
 
 
 def _quantize(wrapper, precision: str) -> None:
-    """Replace the wrapper's nn.Linear weights in place with torchao quantized tensors.
+    """Replace the wrapper's weights in place with torchao quantized tensors.
 
-    The tied embedding/LM head is not an nn.Linear here (``F.linear`` on the embedding table) and
-    stays fp32: the embedding lookup needs float rows, and one shared table is stored once."""
+    A tied embedding/LM head is stored twice in a ``.pte`` whatever one does: the lookup reads the
+    program's constant, XNNPACK packs its own copy for the head (a head left outside XNNPACK
+    decodes ~8x slower; one fed the shared table as a runtime input, ~2.6x: measured on
+    SmolLM2's 49152 x 576 table). So at int8/8da4w both copies are quantized: the head becomes
+    an ``nn.Linear`` of its own (quantized like every linear) and the lookup an int8-per-row
+    ``embedding_byte`` (portable quantized kernel). For SmolLM2 that takes the table's two fp32
+    copies (216 MiB) to ~54 MiB (int8)."""
     if precision == "fp32":
         return
     import torch
+    from torch import nn
 
     require("torchao", EXTRA, "ExecuTorch quantization")
     from torchao.quantization import quantize_
     from torchao.quantization.granularity import PerAxis, PerGroup
-    from torchao.quantization.quant_api import Int8DynamicActivationIntxWeightConfig
+    from torchao.quantization.quant_api import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig
 
+    for lm in [m for m in wrapper.modules() if getattr(m, "lm_head", 0) is None and hasattr(m, "tok_emb")]:
+        table = lm.tok_emb.weight  # (V, d), the layout of an nn.Linear(d, V) weight
+        lm.lm_head = nn.Linear(table.shape[1], table.shape[0], bias=False)
+        lm.lm_head.weight = nn.Parameter(table.detach().clone(), requires_grad=False)
     if precision == "int8":
         cfg = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0))
     else:
         cfg = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(GROUP_SIZE))
     quantize_(wrapper, cfg)
+    quantize_(wrapper, IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0)),
+              lambda m, fqn: isinstance(m, nn.Embedding))
 
 
 def check(model, precision: str) -> None:
@@ -123,7 +135,8 @@ def _lower(wrapper, model, precision: str, out_path: Path, context: int, tokeniz
     # Reinplace: the cache write becomes an in-place index_put_ instead of index_put + a copy
     # of the whole cache per step (measured 0.08-0.14 ms/token of the demo model's decode).
     config = ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(share_mutable_buffers=True),
-                                     emit_mutable_buffer_names=True, run_reinplace_pass=True)
+                                     emit_mutable_buffer_names=True, run_reinplace_pass=True,
+                                     do_quant_fusion_and_const_prop=precision != "fp32")
     Path(out_path).write_bytes(edge.to_executorch(config).buffer)
     return {"entry_points": entry_points(wrapper, context), "cache": CACHE, "ops": ops,
             "delegate": "XnnpackBackend", "libraries": library_versions("executorch", "torchao"),
@@ -155,6 +168,14 @@ def _describe(precision: str) -> str:
             }[precision]
 
 
+def load_kernels() -> None:
+    """Register ExecuTorch's quantized kernels in this process. An int8/8da4w program looks its
+    embedding up with ``quantized_decomposed::embedding_byte``, which ``executorch.runtime`` and
+    ``TextLLMRunner`` only have once this module is imported (ExecuTorch's LLM apps and this
+    project's C++ runners link ``quantized_ops_lib``)."""
+    import executorch.kernels.quantized  # noqa: F401  (registers on import)
+
+
 class ExecuTorchRunner:
     """Runs a .pte's ``forward`` with ``executorch.runtime``; the cache lives inside the program.
 
@@ -171,6 +192,7 @@ class ExecuTorchRunner:
             from exporters.llm_forward import load_llama_ops
 
             load_llama_ops()
+        load_kernels()
         self.program = Runtime.get().load_program(Path(path))
         if "forward" not in self.program.method_names:
             raise ExportError(f"{Path(path).name} has no forward method: an older prefill/decode .pte? "

@@ -142,9 +142,11 @@ def open_pte(path: Path, threads: int):
         from executorch.extension.pybindings import portable_lib
     except (ImportError, RuntimeError):
         raise RunError("running a .pte needs the executorch wheel: pip install 'matformer-edge[executorch]'") from None
+    from exporters.executorch import load_kernels
     from exporters.llm_forward import load_llama_ops
 
     load_llama_ops()  # a program exported with ExecuTorch's LLM custom ops needs their kernels
+    load_kernels()  # and an int8 one its quantized embedding kernel
     portable_lib._unsafe_reset_threadpool(max(1, threads))
     try:
         return TextLLMRunner(str(path), str(tokenizer))
