@@ -37,8 +37,7 @@ def fit_costs(micro: list[dict], names: tuple[str, ...], statistic: str = "media
         raise FitError(f"too few micro-models succeeded to separate fixed and per-layer costs "
                        f"({len(micro)} measured; see the errors above)")
     weights = np.array([m["artifact_bytes"] for m in micro], dtype=float)
-    depth = max(len(m["layers"]) for m in micro)
-    knees = spill_knees(micro) if full_depth is None or depth == full_depth else []
+    knees = spill_knees(micro, full_depth=full_depth)
     fixed, layers, spill = {}, {g: {} for g in names}, {}
     for key in COST_KEYS:
         y = np.array([observed(m, key, statistic) for m in micro], dtype=float)
@@ -54,11 +53,14 @@ def fit_costs(micro: list[dict], names: tuple[str, ...], statistic: str = "media
     return fixed, layers, spill
 
 
-def spill_knees(micro: list[dict], above: int = 3) -> list[float]:
+def spill_knees(micro: list[dict], above: int = 3, full_depth: int | None = None) -> list[float]:
     """Candidate knees: weight sizes of the full-depth micro-models with ``above`` or more of them
     larger. Not the one-layer models: a knee between them and the deep ones would only say that
-    deep models cost more per layer, and the slope needs several models past the knee."""
+    deep models cost more per layer, and the slope needs several models past the knee. None when
+    the deepest micro-models are shorter than the model's ``full_depth`` (when given)."""
     depth = max(len(m["layers"]) for m in micro)
+    if full_depth is not None and depth != full_depth:
+        return []
     deep = sorted(float(m["artifact_bytes"]) for m in micro if len(m["layers"]) == depth and depth > 1)
     return sorted({w for w in deep if sum(v > w for v in deep) >= above})
 
