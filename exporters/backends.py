@@ -49,6 +49,9 @@ class Backend:
     elastic: str | None = None
     # Graph variants its exporter can write (`matedge export --ops`); the first is the default.
     ops: tuple[str, ...] = ()
+    # Stored copies of a tied embedding/head table (roofline estimate): a .pte holds two, the
+    # lookup's constant and XNNPACK's packed head (measured: exporters/executorch.py _quantize).
+    table_copies: int = 1
 
     def exporter(self) -> ModuleType:
         """The backend module; ExportError naming the pip extra when its library is missing."""
@@ -92,7 +95,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend(name="executorch", module="exporters.executorch", suffix=".pte", precisions=("fp32", "int8", "8da4w"),
             default_precision="fp32", extra="executorch", probe="executorch.exir",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0, "8da4w": 0.5},
-            libraries=("executorch", "torch"), runner="matedge_runner", elastic="exporters.elastic", ops=("aten", "llama")),
+            libraries=("executorch", "torch"), runner="matedge_runner", elastic="exporters.elastic", ops=("aten", "llama"),
+            table_copies=2),
     Backend(name="litert", module="exporters.litert", suffix=".tflite", precisions=("fp32", "int8"),
             default_precision="fp32", extra="litert", probe="litert_torch",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0},

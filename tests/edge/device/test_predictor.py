@@ -210,3 +210,16 @@ def test_predict_and_profile_cli_for_an_unreachable_device(tiny_model, tmp_path,
     assert "not found" in capsys.readouterr().err
     assert main(["profile", "--device", "host", "--precision", "int3", "--checkpoint", str(ckpt)]) == 2
     assert "allowed for executorch" in capsys.readouterr().err
+
+
+def test_estimate_stores_a_tied_table_as_its_backend_does(tiny_config):
+    """A .pte holds the tied table twice (the lookup's copy and XNNPACK's head); a token reads it once."""
+    V, d = tiny_config.vocab_size, tiny_config.d_model
+    pte = estimate_table(load_profile("host"), tiny_config)  # executorch fp32
+    assert pte["fixed"]["weight_bytes"] == pytest.approx((2 * V * d + d) * 4.0)
+    mlp = estimate_table(load_profile("iphone-15"), tiny_config)  # coreml: one copy
+    wbytes = {"fp16": 2.0, "int8": 1.0, "pal4": 0.5}[load_profile("iphone-15").precision]
+    assert mlp["fixed"]["weight_bytes"] == pytest.approx((V * d + d) * wbytes)
+    hw = load_profile("host").hardware  # decode streams one copy: bytes or FLOPs of V*d + d weights
+    once = max((V * d + d) * 4.0 / (hw.memory_bandwidth_gbs * 1e9), 2 * (V * d + d) / (hw.gemm_gflops * 1e9))
+    assert pte["fixed"]["decode_ms"] == pytest.approx(once * 1e3)
