@@ -44,8 +44,7 @@ VARIANTS = ("old", "old_rp", "aten", "llama")
 def export_old(dense, precision: str, path: Path, context: int, prompt: int, reinplace: bool) -> None:
     """The former prefill + decode program (static prompt length)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
-    from executorch.exir.passes import MemoryPlanningPass
+    from executorch.exir import to_edge_transform_and_lower
 
     from exporters import executorch as et
     from exporters.decoding import entry_modules, example_inputs, make_wrapper
@@ -56,9 +55,7 @@ def export_old(dense, precision: str, path: Path, context: int, prompt: int, rei
     with torch.no_grad():
         programs = {n: torch.export.export(modules[n], a, strict=False) for n, a in args.items()}
     edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
-    config = ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(share_mutable_buffers=True),
-                                     emit_mutable_buffer_names=True, run_reinplace_pass=reinplace)
-    path.write_bytes(edge.to_executorch(config).buffer)
+    path.write_bytes(edge.to_executorch(et.backend_config(precision, reinplace=reinplace)).buffer)
 
 
 def decode_step(path: Path, variant: str, context: int, prompt: int):

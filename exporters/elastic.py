@@ -179,11 +179,10 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
     of the LLM runner's constant methods (exporters.executorch.constant_methods).
     Returns metadata: methods, members, the envelope spec, sizes of the cache and inputs."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
-    from executorch.exir.passes import MemoryPlanningPass
+    from executorch.exir import to_edge_transform_and_lower
 
     from edge.tokenizer import byte_tokenizer
-    from exporters.executorch import _quantize, constant_methods
+    from exporters.executorch import _quantize, backend_config, constant_methods
 
     names = list(members)
     default = check_member_names(members, default)
@@ -202,11 +201,7 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
     consts = constant_methods(model.config, context, tokenizer or byte_tokenizer())
     edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], constant_methods=consts)
     edge = _with_default_alias(edge, methods, consts)
-    # As exporters/executorch.py: the cache write in place, int8 embeddings fused to embedding_byte
-    config = ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(share_mutable_buffers=True),
-                                     emit_mutable_buffer_names=True, run_reinplace_pass=True,
-                                     do_quant_fusion_and_const_prop=precision != "fp32")
-    program = edge.to_executorch(config)
+    program = edge.to_executorch(backend_config(precision))
     out_path = Path(out_path)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     tmp.write_bytes(program.buffer)

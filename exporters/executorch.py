@@ -53,7 +53,9 @@ def _quantize(wrapper, precision: str) -> None:
     from torchao.quantization.granularity import PerAxis, PerGroup
     from torchao.quantization.quant_api import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig
 
-    for lm in [m for m in wrapper.modules() if getattr(m, "lm_head", 0) is None and hasattr(m, "tok_emb")]:
+    from edge.model import MatFormerLM
+
+    for lm in [m for m in wrapper.modules() if isinstance(m, MatFormerLM) and m.lm_head is None]:
         table = lm.tok_emb.weight  # (V, d), the layout of an nn.Linear(d, V) weight
         lm.lm_head = nn.Linear(table.shape[1], table.shape[0], bias=False)
         lm.lm_head.weight = nn.Parameter(table.detach().clone(), requires_grad=False)
@@ -113,12 +115,26 @@ def export(model, precision: str, out_path: Path, *, context: int, prefill_len: 
         gc.collect()  # the exported graphs hold reference cycles: free them before parity loads the file
 
 
+def backend_config(precision: str, reinplace: bool = True):
+    """The ``ExecutorchBackendConfig`` of every ``.pte`` written here (standalone and elastic).
+
+    One KV cache shared by all methods, its buffers named; reinplace (default): the cache write
+    becomes an in-place ``index_put_`` instead of index_put + a copy of the whole cache per step
+    (measured 0.08-0.14 ms/token of the demo model's decode); quantized precisions: torchao's
+    int8 embedding fused into ``embedding_byte`` (see ``_quantize``)."""
+    from executorch.exir import ExecutorchBackendConfig
+    from executorch.exir.passes import MemoryPlanningPass
+
+    return ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(share_mutable_buffers=True),
+                                   emit_mutable_buffer_names=True, run_reinplace_pass=reinplace,
+                                   do_quant_fusion_and_const_prop=precision != "fp32")
+
+
 def _lower(wrapper, model, precision: str, out_path: Path, context: int, tokenizer, ops: str) -> dict:
     """torch.export -> XNNPACK lowering -> .pte at ``out_path``; the metadata of export()."""
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
-    from executorch.exir.passes import MemoryPlanningPass
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     from exporters.llm_forward import example_args
 
@@ -132,12 +148,7 @@ def _lower(wrapper, model, precision: str, out_path: Path, context: int, tokeniz
         constant_methods=consts,
         # llama::* custom ops are not core ATen: the IR check would refuse them
         compile_config=EdgeCompileConfig(_check_ir_validity=ops == "aten"))
-    # Reinplace: the cache write becomes an in-place index_put_ instead of index_put + a copy
-    # of the whole cache per step (measured 0.08-0.14 ms/token of the demo model's decode).
-    config = ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(share_mutable_buffers=True),
-                                     emit_mutable_buffer_names=True, run_reinplace_pass=True,
-                                     do_quant_fusion_and_const_prop=precision != "fp32")
-    Path(out_path).write_bytes(edge.to_executorch(config).buffer)
+    Path(out_path).write_bytes(edge.to_executorch(backend_config(precision)).buffer)
     return {"entry_points": entry_points(wrapper, context), "cache": CACHE, "ops": ops,
             "delegate": "XnnpackBackend", "libraries": library_versions("executorch", "torchao"),
             "quantization": _describe(precision),
