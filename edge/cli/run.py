@@ -22,12 +22,21 @@ token (greedy, the tokenizer.json beside the file) and stderr says which members
 
   matedge run build/host/elastic.pte --prompt "def " --member S
   matedge run build/host/elastic.pte --prompt "def " --switch-every 16 --members S,XL
-  matedge run build/phone/elastic.tflite --prompt "def " --target-ms 2.5"""
+  matedge run build/phone/elastic.tflite --prompt "def " --target-ms 2.5
+
+--chat MESSAGE wraps one user message in the model's chat template (the tokenizer_config.json
+beside the artifact, as `matedge export` writes it for a model that has one), as a chat app does:
+
+  matedge run build/host/model.pte --chat "What is the capital of France?"
+"""
 
 
 def configure(p) -> None:
     p.add_argument("artifact", metavar="ARTIFACT", help="a .pte or .litertlm file")
-    p.add_argument("--prompt", required=True, help="the text to continue")
+    text = p.add_mutually_exclusive_group(required=True)
+    text.add_argument("--prompt", help="the text to continue, as it is")
+    text.add_argument("--chat", metavar="MESSAGE",
+                      help="one user message, formatted with the model's chat template")
     p.add_argument("--max-new-tokens", type=int_arg(1, 1 << 20), default=64,
                    help="tokens to generate at most (default: 64)")
     p.add_argument("--threads", type=int_arg(1, 256), default=1, help="CPU threads of the runtime (default: 1)")
@@ -45,6 +54,7 @@ def run(args) -> int:
     from edge.device.stock_run import check_artifact, generate
 
     policy = elastic_policy(args)
+    args.prompt = prompt_text(args)
     if policy is not None:
         return run_elastic(args, policy)
     path = check_artifact(args.artifact)
@@ -63,6 +73,27 @@ def run(args) -> int:
     print(f"{result.runtime}: {result.tokens} tokens, time to first token {result.ttft_ms:.1f} ms, "
           f"{result.ms_per_token:.3f} ms/token, {args.threads} thread(s)", file=sys.stderr)
     return 0
+
+
+def prompt_text(args) -> str:
+    """The text to generate after: --prompt as it is, or --chat rendered with the chat template of
+    the tokenizer beside the artifact (RunError when there is none)."""
+    from pathlib import Path
+
+    from edge.device.stock_run import RunError
+    from edge.tokenizer import TOKENIZER_JSON, load_tokenizer
+
+    if args.chat is None:
+        return args.prompt
+    path = Path(args.artifact)
+    if not (path.parent / TOKENIZER_JSON).is_file():
+        raise RunError(f"--chat needs the model's {TOKENIZER_JSON} + tokenizer_config.json beside {path.name} "
+                       "(as `matedge export` writes them): give --prompt instead")
+    tok = load_tokenizer(path.parent)
+    if not tok.chat_template:
+        raise RunError(f"the tokenizer beside {path.name} has no chat template (tokenizer_config.json: "
+                       "chat_template): give --prompt instead")
+    return tok.chat_prompt([{"role": "user", "content": args.chat}])
 
 
 def elastic_policy(args):

@@ -84,8 +84,10 @@ def open_elastic(path: Path, threads: int, show_logs: bool = False):
 
     path = check_elastic_path(path)
     try:
-        module = get_backend(SUFFIXES[path.suffix]).elastic_exporter()
         with runtime_logs_hidden(show_logs):
+            # inside: importing the LiteRT exporter loads litert_converter, whose native code logs
+            # to stderr on import (absl, oneDNN notices)
+            module = get_backend(SUFFIXES[path.suffix]).elastic_exporter()
             if path.suffix == ".tflite":
                 runner = module.ElasticLiteRTRunner(path, threads=threads)
             else:

@@ -38,7 +38,15 @@ def test_a_signal_stops_the_command_and_removes_its_temporaries(name, table, tmp
     stopped, problems = hs.run_case(name, table, tmp_path)
     assert not problems, f"{name}: {problems}\n{stopped.stderr[-2000:]}"
     family = name.split("-")[0]
-    assert not (tmp_path / OUTPUTS[family]).exists(), "a half-done output was left"
+    out = tmp_path / OUTPUTS[family]
+    if family == "train" and out.exists():
+        # A fast machine reaches train's periodic save (every 500 steps) before the signal: that
+        # folder must then be a whole checkpoint of a save step, which --resume continues.
+        from edge import checkpoint as ckpt
+
+        assert ckpt.load_meta(out)["step"] % 500 == 0 and ckpt.load_model(out) is not None
+    else:
+        assert not out.exists(), "a half-done output was left"
     if family in ("slice", "profile", "build"):
         assert stopped.saw_temporary, "the signal should have arrived while a temporary existed"
 

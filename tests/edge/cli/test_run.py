@@ -86,3 +86,39 @@ def test_run_pte_without_its_tokenizer_is_one_line(tmp_path):
     r = matedge("run", tmp_path / "model.pte", "--prompt", "hi")
     assert r.returncode == 2 and "tokenizer.json not found" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_run_chat_renders_the_template_beside_the_artifact(pte, tmp_path):
+    """--chat MESSAGE generates what --prompt <the template rendered around MESSAGE> does; the
+    template comes from tokenizer_config.json beside the artifact, not from the tool."""
+    import argparse
+    import json
+    import shutil
+
+    from edge.cli.run import prompt_text
+
+    for f in (pte, pte.parent / "tokenizer.json", pte.parent / "tokenizer_config.json"):
+        shutil.copy(f, tmp_path / f.name)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config["chat_template"] = "{% for m in messages %}import {{ m.content }}\n{% endfor %}"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    copy = tmp_path / pte.name
+    chat = matedge("run", copy, "--chat", "os", "--max-new-tokens", 12)
+    plain = matedge("run", copy, "--prompt", "import os\n", "--max-new-tokens", 12)
+    assert chat.returncode == 0 and plain.returncode == 0, chat.stderr + plain.stderr
+    assert chat.stdout == plain.stdout and chat.stdout != "\n"
+    assert "12 tokens" in chat.stderr and "12 tokens" in plain.stderr
+    assert prompt_text(argparse.Namespace(artifact=copy, chat="os", prompt=None)) == "import os\n"
+    # the exported byte tokenizer has no template: one line, exit 2, nothing generated
+    r = matedge("run", pte, "--chat", "sort a list")
+    assert r.returncode == 2 and r.stdout == "" and "no chat template" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_run_needs_a_prompt_or_a_chat_message_not_both(tmp_path):
+    (tmp_path / "model.pte").write_bytes(b"not a program")
+    for extra in ([], ["--prompt", "a", "--chat", "b"]):
+        r = matedge("run", tmp_path / "model.pte", *extra)
+        assert r.returncode == 2 and r.stdout == "" and ("--prompt" in r.stderr and "--chat" in r.stderr), r.stderr
