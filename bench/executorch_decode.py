@@ -118,6 +118,9 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     model = MatFormerLM(MatFormerConfig.from_preset(args.preset)).eval()
     context = model.config.max_context
+    if not 0 < args.prompt_tokens < context:
+        p.error(f"--prompt-tokens {args.prompt_tokens}: the {args.preset} model holds {context} positions "
+                f"(give 1..{context - 1})")
     with tempfile.TemporaryDirectory(prefix="et-decode-") as tmp:
         out = Path(args.out or tmp)
         out.mkdir(parents=True, exist_ok=True)
