@@ -134,20 +134,25 @@ def section_sizes(sizes: dict, members: dict, folder: Path, suffix: str) -> None
 
 
 def section_decode(elastic, alone, members, prompt, rounds: int, n: int) -> dict:
-    """Interleaved rounds: each member in the elastic file, then standalone; medians over rounds."""
+    """Interleaved rounds: each member in the elastic file and standalone, which goes first
+    alternating between rounds (the second of a pair found the caches warmer); medians over rounds."""
     el = {m: [] for m in members}
     st = {m: [] for m in members}
-    for _ in range(rounds):
+    for r in range(rounds):
         for m in members:
-            el[m].append(decode_ms(elastic, m, prompt, n))
-            st[m].append(decode_ms(alone[m], None, prompt, n))
+            pair = [(el, elastic, m), (st, alone[m], None)]
+            for times, runner, member in pair[::-1] if r % 2 else pair:
+                times[m].append(decode_ms(runner, member, prompt, n))
     rows, idle = [], {}
     for m, spec in members.items():
         e, s = statistics.median(el[m]), statistics.median(st[m])
+        # the ratio within each round, then its median: a shared machine's drift between rounds cancels
+        paired = statistics.median(a / b for a, b in zip(el[m], st[m]))
         idle[m] = e
-        rows.append([m, format_spec(spec), round(s, 3), round(e, 3), f"{100 * (e / s - 1):+.1f}%"])
+        rows.append([m, format_spec(spec), round(s, 3), round(e, 3), f"{100 * (e / s - 1):+.1f}%",
+                     f"{100 * (paired - 1):+.1f}%"])
     print(f"\n## 2. Decode ms/token, elastic vs standalone (median of {rounds} interleaved rounds x {n} tokens)")
-    print(format_table(["member", "spec", "standalone", "elastic", "diff"], rows))
+    print(format_table(["member", "spec", "standalone", "elastic", "diff", "paired diff"], rows))
     return idle
 
 
