@@ -107,7 +107,11 @@ class PteChat:
         self.show_logs = show_logs
         with runtime_logs_hidden(show_logs):
             self.runner = open_pte(self.path, threads)
-        self.add_bos = load_tokenizer(self.path.parent).add_bos
+        tok = load_tokenizer(self.path.parent)
+        self.add_bos = tok.add_bos
+        # The runner hands over the stop token's text too ("<|im_end|>"): it ends the answer and is
+        # not part of it (the elastic runner stops before it as well)
+        self.stop_texts = {tok.hf.decode([i], skip_special_tokens=False) for i in tok.eos_ids}
         self.turns = 0
 
     def generate(self, prompt: str, max_new_tokens: int, on_piece: Callable[[str], None] | None = None) -> RunResult:
@@ -124,7 +128,8 @@ class PteChat:
                                   warming=True)
         try:
             with runtime_logs_hidden(self.show_logs):
-                self.runner.generate(prompt, config, token_callback=clock)
+                self.runner.generate(prompt, config,
+                                     token_callback=lambda piece: piece in self.stop_texts or clock(piece))
         except RuntimeError as e:
             raise RunError(f"ExecuTorch's LLM runner failed on {self.path.name}: {e}") from None
         self.turns += 1

@@ -122,3 +122,29 @@ def test_run_needs_a_prompt_or_a_chat_message_not_both(tmp_path):
     for extra in ([], ["--prompt", "a", "--chat", "b"]):
         r = matedge("run", tmp_path / "model.pte", *extra)
         assert r.returncode == 2 and r.stdout == "" and ("--prompt" in r.stderr and "--chat" in r.stderr), r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_stop_tokens_text_is_not_printed(pte, trained_tiny, tmp_path):
+    """The runner hands the stop token's text over too (SmolLM2's "<|im_end|>"); `matedge run`
+    prints the answer without it. Here a byte the model does write is named the stop token in
+    tokenizer_config.json (the program's own stop ids are unchanged, so generation goes on)."""
+    import json
+    import shutil
+
+    from edge.generate import greedy_generate
+    from edge.tokenizer import byte_tokenizer
+
+    tok = byte_tokenizer()
+    ids = greedy_generate(trained_tiny, tok.encode("import os\n"), 16, ("XL",) * 4)
+    text = tok.decode(ids[:ids.index(tok.eos_ids[0])] if tok.eos_ids[0] in ids else ids)
+    stop = next(c for c in text if c.isprintable() and len(c.encode()) == 1)
+    for f in (pte, pte.parent / "tokenizer.json", pte.parent / "tokenizer_config.json"):
+        shutil.copy(f, tmp_path / f.name)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config["eos_token_ids"] = [ord(stop)]
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    r = matedge("run", tmp_path / pte.name, "--prompt", "import os\n", "--max-new-tokens", 16)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == text.replace(stop, "") + "\n" and stop in text
