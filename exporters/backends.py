@@ -50,7 +50,8 @@ class Backend:
     # Graph variants its exporter can write (`matedge export --ops`); the first is the default.
     ops: tuple[str, ...] = ()
     # Stored copies of a tied embedding/head table (roofline estimate): a .pte holds two, the
-    # lookup's constant and XNNPACK's packed head (measured: exporters/executorch.py _quantize).
+    # lookup's constant and XNNPACK's packed head (exporters/executorch.py _quantize); a .tflite
+    # and an .mlpackage one (tests/exporters/test_quantized_table.py checks each file).
     table_copies: int = 1
 
     def exporter(self) -> ModuleType:

@@ -1,4 +1,5 @@
-"""int8 ExecuTorch programs store the tied embedding/head table quantized.
+"""int8 ExecuTorch programs store the tied embedding/head table quantized; every backend stores
+it as often as its registry record says.
 
 A tied table is stored twice in a ``.pte`` (the lookup reads the program's constant, XNNPACK packs
 its own copy for the head); at int8 both copies are int8, so the whole file is smaller than one
@@ -73,3 +74,25 @@ def test_int8_elastic_pte_holds_the_table_once_per_copy(model, tmp_path):
         with torch.no_grad():
             ref = model(torch.as_tensor(tokens)[None], spec)[0].numpy()
         close(runner.run(tokens, 0, name)[-1], ref[-1])
+
+
+@pytest.mark.parametrize("backend, precision, width", [
+    ("executorch", "fp32", 4), ("litert", "fp32", 4), ("litert", "int8", 1), ("coreml", "fp16", 2)])
+def test_each_backend_stores_the_table_as_often_as_its_record_says(model, tmp_path, backend, precision, width):
+    """Backend.table_copies (the roofline estimate's weight bytes) against the written file: a
+    .pte holds the tied table twice, a .tflite and an .mlpackage once, at the precision's width."""
+    import exporters
+    from exporters.backends import get_backend
+
+    record = get_backend(backend)
+    pytest.importorskip(record.probe)
+    from edge.tokenizer import stand_in_tokenizer
+
+    art = exporters.export_model(model, backend, precision, tmp_path, context=CONTEXT, parity=False,
+                                 tokenizer=stand_in_tokenizer(CONFIG["vocab_size"]))
+    files = [p for p in art.path.rglob("*") if p.is_file()] if art.path.is_dir() else [art.path]
+    size = sum(p.stat().st_size for p in files)
+    table = model.tok_emb.weight.numel() * width
+    # one more copy would add a whole table; the layer's weights (~70 KiB at fp32) and the
+    # container (a .tflite's signatures: ~170 KiB here) stay under one
+    assert record.table_copies * table <= size < (record.table_copies + 1) * table, (size, table)
