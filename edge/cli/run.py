@@ -51,13 +51,15 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
+    from edge.device.elastic_run import check_elastic_path
     from edge.device.stock_run import check_artifact, generate
 
     policy = elastic_policy(args)
+    # the file first: --chat reads the tokenizer beside it
+    path = check_elastic_path(args.artifact) if policy is not None else check_artifact(args.artifact)
     args.prompt = prompt_text(args)
     if policy is not None:
         return run_elastic(args, policy)
-    path = check_artifact(args.artifact)
     if path.suffix == ".litertlm" and not args.verbose:
         from exporters.logs import hide_stderr_at_exit
 
@@ -80,16 +82,13 @@ def prompt_text(args) -> str:
     the tokenizer beside the artifact (RunError when there is none)."""
     from pathlib import Path
 
-    from edge.device.stock_run import RunError
-    from edge.tokenizer import TOKENIZER_JSON, load_tokenizer
+    from edge.device.stock_run import RunError, tokenizer_beside
+    from edge.tokenizer import load_tokenizer
 
     if args.chat is None:
         return args.prompt
     path = Path(args.artifact)
-    if not (path.parent / TOKENIZER_JSON).is_file():
-        raise RunError(f"--chat needs the model's {TOKENIZER_JSON} + tokenizer_config.json beside {path.name} "
-                       "(as `matedge export` writes them): give --prompt instead")
-    tok = load_tokenizer(path.parent)
+    tok = load_tokenizer(tokenizer_beside(path).parent)
     if not tok.chat_template:
         raise RunError(f"the tokenizer beside {path.name} has no chat template (tokenizer_config.json: "
                        "chat_template): give --prompt instead")

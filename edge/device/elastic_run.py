@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edge.device.stock_run import RunError, RunResult, _Clock
+from edge.device.stock_run import RunError, RunResult, _Clock, tokenizer_beside
 from exporters.logs import runtime_logs_hidden
 
 SUFFIXES = {".pte": "executorch", ".tflite": "litert"}
@@ -127,10 +127,7 @@ def generate_elastic(path: Path, prompt: str, max_new_tokens: int, policy: Polic
     from edge.tokenizer import load_tokenizer
 
     path = check_elastic_path(path)
-    if not (path.parent / "tokenizer.json").is_file():
-        raise RunError(f"{path.parent / 'tokenizer.json'} not found: an elastic artifact runs with the "
-                       "tokenizer.json that `matedge build` writes beside it")
-    tok = load_tokenizer(path.parent)
+    tok = load_tokenizer(tokenizer_beside(path).parent)
     runner = open_elastic(path, threads, show_logs)
     order = member_order(path, runner)
     if policy.every and not policy.members:  # --switch-every alone: all members, cheapest first

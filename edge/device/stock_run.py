@@ -136,12 +136,18 @@ class PteChat:
         return clock.finish()
 
 
-def open_pte(path: Path, threads: int):
-    """A TextLLMRunner on ``path`` with ``tokenizer.json`` from its folder, on ``threads`` threads."""
+def tokenizer_beside(path: Path) -> Path:
+    """The ``tokenizer.json`` in an artifact's folder; RunError when it is missing."""
     tokenizer = Path(path).parent / "tokenizer.json"
     if not tokenizer.is_file():
-        raise RunError(f"{tokenizer} not found: a .pte runs with the tokenizer.json that `matedge export` "
-                       f"writes beside it")
+        raise RunError(f"{tokenizer} not found: {Path(path).name} runs with the tokenizer.json (+ "
+                       "tokenizer_config.json) that `matedge export` and `matedge build` write beside it")
+    return tokenizer
+
+
+def open_pte(path: Path, threads: int):
+    """A TextLLMRunner on ``path`` with ``tokenizer.json`` from its folder, on ``threads`` threads."""
+    tokenizer = tokenizer_beside(path)
     try:
         from executorch.extension.llm.runner import TextLLMRunner
         from executorch.extension.pybindings import portable_lib

@@ -82,16 +82,15 @@ def test_each_backend_stores_the_table_as_often_as_its_record_says(model, tmp_pa
     """Backend.table_copies (the roofline estimate's weight bytes) against the written file: a
     .pte holds the tied table twice, a .tflite and an .mlpackage once, at the precision's width."""
     import exporters
+    from edge.tokenizer import stand_in_tokenizer
     from exporters.backends import get_backend
+    from exporters.base import file_size
 
     record = get_backend(backend)
     pytest.importorskip(record.probe)
-    from edge.tokenizer import stand_in_tokenizer
-
     art = exporters.export_model(model, backend, precision, tmp_path, context=CONTEXT, parity=False,
                                  tokenizer=stand_in_tokenizer(CONFIG["vocab_size"]))
-    files = [p for p in art.path.rglob("*") if p.is_file()] if art.path.is_dir() else [art.path]
-    size = sum(p.stat().st_size for p in files)
+    size = file_size(art.path)  # an .mlpackage is a folder
     table = model.tok_emb.weight.numel() * width
     # one more copy would add a whole table; the layer's weights (~70 KiB at fp32) and the
     # container (a .tflite's signatures: ~170 KiB here) stay under one

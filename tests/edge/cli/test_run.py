@@ -88,23 +88,29 @@ def test_run_pte_without_its_tokenizer_is_one_line(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def copy_with_config(pte: Path, folder: Path, **changes) -> Path:
+    """A copy of the artifact and its tokenizer files in ``folder``, tokenizer_config.json's fields
+    set to ``changes``; the copy's path."""
+    import json
+    import shutil
+
+    for f in (pte, pte.parent / "tokenizer.json", pte.parent / "tokenizer_config.json"):
+        shutil.copy(f, folder / f.name)
+    config = folder / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), **changes}))
+    return folder / pte.name
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_run_chat_renders_the_template_beside_the_artifact(pte, tmp_path):
     """--chat MESSAGE generates what --prompt <the template rendered around MESSAGE> does; the
     template comes from tokenizer_config.json beside the artifact, not from the tool."""
     import argparse
-    import json
-    import shutil
 
     from edge.cli.run import prompt_text
 
-    for f in (pte, pte.parent / "tokenizer.json", pte.parent / "tokenizer_config.json"):
-        shutil.copy(f, tmp_path / f.name)
-    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
-    config["chat_template"] = "{% for m in messages %}import {{ m.content }}\n{% endfor %}"
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
-    copy = tmp_path / pte.name
+    copy = copy_with_config(pte, tmp_path, chat_template="{% for m in messages %}import {{ m.content }}\n{% endfor %}")
     chat = matedge("run", copy, "--chat", "os", "--max-new-tokens", 12)
     plain = matedge("run", copy, "--prompt", "import os\n", "--max-new-tokens", 12)
     assert chat.returncode == 0 and plain.returncode == 0, chat.stderr + plain.stderr
@@ -130,9 +136,6 @@ def test_the_stop_tokens_text_is_not_printed(pte, trained_tiny, tmp_path):
     """The runner hands the stop token's text over too (SmolLM2's "<|im_end|>"); `matedge run`
     prints the answer without it. Here a byte the model does write is named the stop token in
     tokenizer_config.json (the program's own stop ids are unchanged, so generation goes on)."""
-    import json
-    import shutil
-
     from edge.generate import greedy_generate
     from edge.tokenizer import byte_tokenizer
 
@@ -140,11 +143,7 @@ def test_the_stop_tokens_text_is_not_printed(pte, trained_tiny, tmp_path):
     ids = greedy_generate(trained_tiny, tok.encode("import os\n"), 16, ("XL",) * 4)
     text = tok.decode(ids[:ids.index(tok.eos_ids[0])] if tok.eos_ids[0] in ids else ids)
     stop = next(c for c in text if c.isprintable() and len(c.encode()) == 1)
-    for f in (pte, pte.parent / "tokenizer.json", pte.parent / "tokenizer_config.json"):
-        shutil.copy(f, tmp_path / f.name)
-    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
-    config["eos_token_ids"] = [ord(stop)]
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
-    r = matedge("run", tmp_path / pte.name, "--prompt", "import os\n", "--max-new-tokens", 16)
+    copy = copy_with_config(pte, tmp_path, eos_token_ids=[ord(stop)])
+    r = matedge("run", copy, "--prompt", "import os\n", "--max-new-tokens", 16)
     assert r.returncode == 0, r.stderr
     assert r.stdout == text.replace(stop, "") + "\n" and stop in text
