@@ -46,6 +46,9 @@ class SearchSettings:
     mutation_prob: float = 0.25
     elite: int = 6
     max_evaluations: int = 160  # loss evaluations (cached ones are free)
+    # Monotone specs scored at most: all of them for the default model (84 for 6 layers and 4
+    # granularities); a 30-layer model has 5,456, so only the feasible ones nearest the limits.
+    max_monotone: int = 96
     seed: int = 0
 
 
@@ -136,6 +139,24 @@ def infeasible_message(config: MatFormerConfig, cost_fn: CostFn, limits: dict[st
             + ", ".join(parts) + " (raise the limits, lower the precision, or shorten the context)")
 
 
+def utilisation(costs: dict[str, float], limits: dict[str, float]) -> float:
+    """The largest share of a limit that ``costs`` use (1.0: exactly at the binding limit)."""
+    return max((costs[k] / v for k, v in limits.items() if v > 0), default=0.0)
+
+
+def monotone_candidates(config: MatFormerConfig, cost_fn: CostFn, limits: dict[str, float], cap: int) -> list[Spec]:
+    """The monotone family in its own order when it has at most ``cap`` specs; else the ``cap``
+    feasible ones that use the most of the limits. Enumerated in order, a deep model's family
+    spends the whole loss budget on its first (S-heavy, cheapest) specs; a wider submodel is
+    nearly always the more accurate one, so those nearest the limits are the ones worth scoring."""
+    family = monotone_family(config)
+    if len(family) <= cap:
+        return family
+    scored = [(utilisation(c, limits), s) for s in family if fits(c := cost_fn(s), limits)]
+    keep = {s for _, s in sorted(scored, key=lambda t: -t[0])[:cap]}
+    return [s for s in family if s in keep]  # family order: neighbours share prefixes in SpecScorer
+
+
 def plan(config: MatFormerConfig, cost_fn: CostFn, loss_fn: LossFn, limits: dict[str, float],
          settings: SearchSettings | None = None, monotone: bool = True, fallback_ratio: float = 0.7) -> Plan:
     """Search uniform, monotone and evolved specs; return the lowest-loss feasible one."""
@@ -145,7 +166,7 @@ def plan(config: MatFormerConfig, cost_fn: CostFn, loss_fn: LossFn, limits: dict
     if not scorer.candidates:
         raise PlanError(infeasible_message(config, cost_fn, limits))
     if monotone:
-        for spec in monotone_family(config):
+        for spec in monotone_candidates(config, cost_fn, limits, settings.max_monotone):
             scorer.score(spec, "monotone")
     evolve(scorer, settings, random.Random(settings.seed))
     cands = scorer.candidates

@@ -96,3 +96,24 @@ def test_frontier_plot(tmp_path):
     p = plan(CFG, costs, loss, {"decode_ms_per_token": 12.0, "memory_mb": 40.0})
     out = plot_frontier(p, tmp_path / "frontier.png", "synthetic")
     assert out.stat().st_size > 5000 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_deep_model_scores_the_monotone_specs_nearest_the_limit():
+    """30 layers: 5,456 monotone specs. Enumerated in order, the first 160 are S-heavy and cheap;
+    the planner scores the feasible ones nearest the limit instead and finds a much wider spec."""
+    deep = MatFormerConfig.from_preset("tiny", n_layers=30)
+
+    def deep_costs(spec):
+        return {"decode_ms_per_token": 2.0 + sum(LAYER_MS[g] for g in spec)}
+
+    def deep_loss(spec):
+        return 3.0 - sum(0.01 * (1 - 0.5 ** RANK[g]) for g in spec)
+
+    limits = {"decode_ms_per_token": 2.0 + 30 * 2.5}  # all-L fits exactly
+    p = plan(deep, deep_costs, deep_loss, limits, SearchSettings(seed=0, generations=0))
+    monotone = [c for c in p.candidates if c.source == "monotone"]
+    assert 0 < len(monotone) <= SearchSettings().max_monotone
+    assert all(is_monotone(c.spec, deep) for c in monotone)
+    assert min(c.costs["decode_ms_per_token"] for c in monotone) > 0.9 * limits["decode_ms_per_token"]
+    assert p.chosen.loss <= deep_loss(("L",) * 30)  # at least as good as the best uniform spec
+    assert p.chosen.costs["decode_ms_per_token"] <= limits["decode_ms_per_token"]
