@@ -4,7 +4,8 @@ Each entry point is converted on its own, compressed, then merged with
 ``ct.utils.save_multifunction`` (identical weights are stored once; compressing a merged
 package is refused, so compression comes first). Precisions:
 
-* ``fp16`` : fp16 weights and compute (Core ML's default for ML programs).
+* ``fp16`` : fp16 weights and compute (Core ML's default for ML programs), except each RMSNorm's
+  statistic (x², its mean, rsqrt), which overflows fp16 on a real model's residual stream.
 * ``int8`` : linear weights quantized to int8, per channel (``cto.linear_quantize_weights``).
 * ``pal4`` : linear weights palettized to 4 bits, k-means LUT per tensor (``cto.palettize_weights``).
 
@@ -42,7 +43,8 @@ def check(model, precision: str) -> None:
 
 
 def _convert(ct, module, args, name: str):
-    """One entry point -> an in-memory single-function ML program (fp16 compute)."""
+    """One entry point -> an in-memory single-function ML program (fp16 compute but for the norms'
+    statistic, see ``_fp16_op``)."""
     import torch
 
     with torch.no_grad():
@@ -51,7 +53,33 @@ def _convert(ct, module, args, name: str):
               for n, a in zip(INPUTS[name], args)]
     return ct.convert(ep, inputs=inputs, outputs=[ct.TensorType(name=n) for n in OUTPUTS[name]],
                       minimum_deployment_target=ct.target.iOS18, convert_to="mlprogram",
-                      compute_precision=ct.precision.FLOAT16)
+                      compute_precision=ct.transform.FP16ComputePrecision(op_selector=_fp16_op))
+
+
+# The ops of an RMSNorm's statistic as the converter hands them to the fp16 pass: the square is
+# mul(x, x), the mean (+ eps) is already fused into a linear, then rsqrt.
+_STATISTIC_OPS = {"mul", "linear", "add", "reduce_mean", "reduce_sum", "real_div", "rsqrt"}
+
+
+def _fp16_op(op) -> bool:
+    """Compute ``op`` in fp16, except an RMSNorm's statistic (the square, its mean, the rsqrt).
+
+    A real model's residual stream reaches thousands (SmolLM2-135M has FFN units near 3,000), and
+    x² overflows fp16 (max 65,504): every logit came out wrong (greedy agreement 0 against eager
+    PyTorch). Those three ops run in fp32; the normalised product and everything else stay fp16."""
+    return not _feeds_rsqrt(op, hops=3)
+
+
+def _feeds_rsqrt(op, hops: int) -> bool:
+    """``op`` is an rsqrt, or reaches one within ``hops`` ops of the statistic's kinds (a mul only
+    as a square: the normalising mul(x, rsqrt) after it stays fp16)."""
+    if op.op_type == "rsqrt":
+        return True
+    if hops == 0 or op.op_type not in _STATISTIC_OPS:
+        return False
+    if op.op_type == "mul" and op.inputs.get("x") is not op.inputs.get("y"):
+        return False
+    return any(_feeds_rsqrt(child, hops - 1) for out in op.outputs for child in out.child_ops)
 
 
 def _compress(mlmodel, precision: str):

@@ -82,16 +82,20 @@ def check(runner, ref: dict, precision: str) -> dict:
     got = np.stack(got)  # (steps, V)
     want = ref["steps"].astype(np.float64)
     scale = float(max(np.abs(want_pre).max(), np.abs(want).max()))
+    kl = _kl(want, got)
+    # inf/NaN logits (an fp16 overflow) can still give the right argmax; they never pass, and the
+    # record stays valid JSON (no NaN in it)
+    non_finite = int((~np.isfinite(pre)).sum() + (~np.isfinite(got)).sum())
     result = {
         "runtime": runner.label, "prompt_tokens": int(T), "decode_steps": len(got),
         "prefill_max_abs": float(np.abs(pre - want_pre).max()),
         "prefill_argmax_agreement": float((pre.argmax(-1) == want_pre.argmax(-1)).mean()),
         "decode_max_abs": float(np.abs(got - want).max()),
         "greedy_agreement": float((got.argmax(-1) == want.argmax(-1)).mean()),
-        "kl_mean": float(_kl(want, got).mean()), "kl_max": float(_kl(want, got).max()),
+        "kl_mean": _finite(kl.mean()), "kl_max": _finite(kl.max()), "non_finite_logits": non_finite,
         "logit_scale": scale, "thresholds": thresholds(precision, scale),
     }
-    failures = []
+    failures = [f"non_finite_logits {non_finite} > 0"] if non_finite else []
     for key, limit in result["thresholds"].items():
         value = result[key]
         ok = value >= limit if key == "greedy_agreement" else value <= limit
@@ -100,6 +104,10 @@ def check(runner, ref: dict, precision: str) -> dict:
     result["passed"] = not failures
     result["failures"] = failures
     return result
+
+
+def _finite(x) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 def _prefill(runner, prompt: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -120,5 +128,6 @@ def summary(p: dict) -> str:
     head = "PASS" if p.get("passed") else "FAIL"
     line = (f"{head} [{p['runtime']}] prefill max|d| {p['prefill_max_abs']:.2e}, "
             f"{p['decode_steps']} decode steps: greedy agreement {100 * p['greedy_agreement']:.1f}%, "
-            f"max|d| {p['decode_max_abs']:.2e}, KL mean {p['kl_mean']:.2e}")
+            f"max|d| {p['decode_max_abs']:.2e}, KL mean "
+            + (f"{p['kl_mean']:.2e}" if p.get("kl_mean") is not None else "not finite"))
     return line + (f"  ({'; '.join(p['failures'])})" if p.get("failures") else "")

@@ -53,6 +53,7 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
     from edge.slicing import slice_model
     from edge.tokenizer import load_tokenizer
     from exporters import export_model
+    from exporters.parity import summary as parity_summary
 
     key = artifact_key(ckpt_sha, spec, profile)
     cached = settings.out_root / "cache" / key
@@ -63,7 +64,9 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
                                context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model",
                                val_stream=val_stream, tokenizer=load_tokenizer(settings.checkpoint))
             if not art.meta.get("parity", {}).get("passed"):
-                raise ParityFailure(f"{role} {format_spec(spec)} failed its parity check: {art.meta.get('parity')}")
+                record = art.meta.get("parity")
+                raise ParityFailure(f"{role} {format_spec(spec)} failed its parity check: "
+                                    + (parity_summary(record) if record else "no parity record"))
     else:
         log(f"   {role} {format_spec(spec)}: cached artifact {key}")
     meta_file, _ = cached_artifact(cached)

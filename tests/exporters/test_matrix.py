@@ -178,3 +178,21 @@ def test_coreml_runtime_on_macos(artifact, trained_tiny, val_stream):
     ref = parity_mod.reference(_dense(trained_tiny), parity_mod.prompt_tokens(16, val_stream))
     result = parity_mod.check(CoreMLRunner(artifact.path), ref, m["precision"])
     assert result["passed"], parity_mod.summary(result)
+
+
+def test_coreml_fp16_survives_a_residual_stream_of_thousands(tmp_path, val_stream):
+    """A real model's residual stream reaches thousands (SmolLM2-135M: FFN units near 3,000) and
+    x² overflows fp16 inside RMSNorm: every logit went wrong (greedy agreement 0). The norm's
+    statistic is computed in fp32 (exporters/coreml.py), the rest stays fp16."""
+    import torch
+
+    from edge.config import MatFormerConfig
+    from edge.model import MatFormerLM
+
+    torch.manual_seed(0)
+    model = MatFormerLM(MatFormerConfig.from_preset("tiny", tie_embeddings=False)).eval()
+    with torch.no_grad():
+        model.tok_emb.weight.mul_(1e5)  # embeddings (so the residual) of ~2,000: x² ~ 4e6 > 65,504
+    art = export_model(model, "coreml", "fp16", tmp_path, spec=("XL",) * 4, val_stream=val_stream)
+    p = art.meta["parity"]
+    assert p["passed"] and p["greedy_agreement"] == 1.0 and p["non_finite_logits"] == 0 and p["kl_mean"] < 1e-3

@@ -58,3 +58,16 @@ def test_fp32_error_passes_under_the_scaled_limit_and_fails_over_it(ref, factor)
 def test_quantized_passes_on_agreement_not_on_closeness(ref):
     off = parity.check(Offset(ref, 0.3), ref, "int8")  # a constant shift keeps every argmax
     assert off["passed"] and off["greedy_agreement"] == 1.0 and off["decode_max_abs"] > 0.29
+
+
+def test_non_finite_logits_never_pass(ref):
+    """An fp16 overflow can leave every argmax right; inf logits still fail, and the record has
+    no NaN (it is written into JSON metadata and manifests)."""
+    steps = ref["steps"].copy()
+    steps[1, 3] = -np.inf  # not the argmax: agreement stays whole
+    bad = parity.check(Offset({**ref, "steps": steps}, 0.0), ref, "fp16")
+    assert not bad["passed"] and bad["non_finite_logits"] == 1 and bad["greedy_agreement"] == 1.0
+    assert bad["kl_mean"] is None and "non_finite_logits 1 > 0" in bad["failures"]
+    assert "KL mean not finite" in parity.summary(bad)
+    good = parity.check(Offset(ref, 0.0), ref, "fp16")
+    assert good["passed"] and good["non_finite_logits"] == 0
