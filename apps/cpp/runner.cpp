@@ -51,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "quiet_logs.hpp"
 #include "threadpool.hpp"
 
 using executorch::extension::Module;
@@ -468,6 +469,7 @@ void print_generation(const Generation& g, const Options& o, long long peak_rss)
 }  // namespace
 
 int main(int argc, char** argv) {
+  matedge::quiet_runtime_logs();
   install_crash_handler();
   Options o = parse(argc, argv);
   verify_artifact(o);

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "../cpp/quiet_logs.hpp"
 #include "bundle.hpp"
 #include "controller.hpp"
 #include "selection.hpp"
@@ -201,6 +202,7 @@ void use_elastic(const Options& o, const json& m, Chosen& c) {
 }
 
 int main(int argc, char** argv) try {
+  matedge::quiet_runtime_logs();
   Options o = parse(argc, argv);
   matedge::set_threads(o.threads);
   json m = matedge::read_manifest(o.bundle);

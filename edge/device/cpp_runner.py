@@ -44,7 +44,7 @@ def build_lock(build_dir: Path):
 def ensure_cpp_runner(build_dir: Path = CPP_BUILD, rebuild: bool = False) -> Path:
     """Build ``matedge_runner`` with CMake once; reuse it while its sources are unchanged."""
     binary = Path(build_dir) / "matedge_runner"
-    sources = [CPP_DIR / "runner.cpp", CPP_DIR / "CMakeLists.txt"]
+    sources = [CPP_DIR / "runner.cpp", CPP_DIR / "CMakeLists.txt", *sorted(CPP_DIR.glob("*.hpp"))]
 
     def fresh() -> bool:
         return binary.is_file() and all(binary.stat().st_mtime >= s.stat().st_mtime for s in sources)
