@@ -70,6 +70,18 @@ def format_spec(spec: Spec) -> str:
     return spec[0] if len(set(spec)) == 1 else ",".join(spec)
 
 
+def compact_spec(spec: Spec, min_run: int = 3) -> str:
+    """``format_spec`` with runs of ``min_run`` or more written ``G*n`` (parse_spec reads it back):
+    a 30-layer spec fits a table column. "XL,M,M,M,M,L" -> "XL,M*4,L"."""
+    if len(set(spec)) == 1:
+        return spec[0]
+    parts = []
+    for name, run in itertools.groupby(spec):
+        n = len(list(run))
+        parts.extend([f"{name}*{n}"] if n >= min_run else [name] * n)
+    return ",".join(parts)
+
+
 def uniform(name: str, config: MatFormerConfig) -> Spec:
     return parse_spec(name, config)
 

@@ -28,7 +28,7 @@ from edge.device.profiles import DeviceProfile
 from edge.plan.steps import ParityFailure, ensure_table, export_cached, measure_on_device, write_report
 from edge.plan.manifest import Manifest, make_manifest
 from edge.plan.planner import Plan, SearchSettings, plan
-from edge.spec import Spec, format_spec, uniform_specs
+from edge.spec import Spec, compact_spec, format_spec, uniform_specs
 
 MIB = 2**20
 
@@ -157,7 +157,7 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
               disable=not settings.progress, leave=False) as losses.bar:
         result = plan(model.config, cost_fn_for(table), losses, limits, settings.search)
     losses.bar = None
-    log(f"   chosen {format_spec(result.chosen.spec)} (val loss {result.chosen.loss:.4f}; "
+    log(f"   chosen {compact_spec(result.chosen.spec)} (val loss {result.chosen.loss:.4f}; "
         f"{len(result.candidates)} feasible specs scored)")
     folder = settings.out_root / safe_id(profile.name, "profile name")  # never '.', '..' or a path
     with atomic_dir(folder, kind="build", force=settings.force) as tmp:

@@ -15,7 +15,7 @@ from edge.device.costfit import observed
 from edge.device.profiles import DeviceProfile
 from edge.errors import MatEdgeError
 from edge.inputs import read_json
-from edge.spec import Spec, format_spec
+from edge.spec import Spec, compact_spec, format_spec
 
 # -- cost table ------------------------------------------------------------------------------------
 def ensure_table(profile: DeviceProfile, config, settings, log=print):
@@ -58,17 +58,17 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
     key = artifact_key(ckpt_sha, spec, profile)
     cached = settings.out_root / "cache" / key
     if not cached.exists():
-        log(f"   exporting {role} {format_spec(spec)} ({profile.backend} {profile.precision}) with parity check")
+        log(f"   exporting {role} {compact_spec(spec)} ({profile.backend} {profile.precision}) with parity check")
         with atomic_dir(cached, kind="cache") as tmp, quiet_output(settings.out_root / "logs" / f"export-{key}.log"):
             art = export_model(slice_model(model, spec), profile.backend, profile.precision, tmp,
                                context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model",
                                val_stream=val_stream, tokenizer=load_tokenizer(settings.checkpoint))
             if not art.meta.get("parity", {}).get("passed"):
                 record = art.meta.get("parity")
-                raise ParityFailure(f"{role} {format_spec(spec)} failed its parity check: "
+                raise ParityFailure(f"{role} {compact_spec(spec)} failed its parity check: "
                                     + (parity_summary(record) if record else "no parity record"))
     else:
-        log(f"   {role} {format_spec(spec)}: cached artifact {key}")
+        log(f"   {role} {compact_spec(spec)}: cached artifact {key}")
     meta_file, _ = cached_artifact(cached)
     meta = read_json(meta_file, "cached artifact metadata")
     # The artifact's files (model + e.g. .litertlm) take the role's name; the tokenizer files keep
@@ -110,7 +110,7 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
         return None
     # Measured straight from the cache: the same bytes as the shipped copy.
     _, art = cached_artifact(settings.out_root / "cache" / artifact["cache_key"])
-    log(f"   measuring {artifact['spec']} on {profile.name}")
+    log(f"   measuring {compact_spec(tuple(artifact['spec'].split(',')))} on {profile.name}")
     m = measure_artifact(transport, profile, art, settings.runs, settings.warmup)
     stat = table.statistic
     return {"decode_ms_per_token": observed(m, "decode_ms", stat), "decode_p90_ms": m["decode_p90_ms"],

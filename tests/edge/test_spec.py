@@ -1,8 +1,10 @@
+import random
+
 import pytest
 
 from edge.config import MatFormerConfig
-from edge.spec import (SpecError, flops_per_token, format_spec, is_monotone, monotone_family, param_count,
-                       parse_spec, spec_widths)
+from edge.spec import (SpecError, compact_spec, flops_per_token, format_spec, is_monotone, monotone_family, param_count,
+                       parse_spec, random_spec, spec_widths)
 
 
 def test_parse_forms(tiny_config):
@@ -23,6 +25,18 @@ def test_format_round_trip(tiny_config):
     for spec in monotone_family(tiny_config):
         assert parse_spec(format_spec(spec), tiny_config) == spec
     assert format_spec(("L",) * 4) == "L"
+
+
+def test_compact_spec_reads_back(tiny_config):
+    deep = MatFormerConfig.from_preset("tiny", n_layers=30)
+    rng = random.Random(0)
+    for _ in range(50):
+        spec = tuple(sorted(random_spec(deep, rng)))  # long runs
+        assert parse_spec(compact_spec(spec), deep) == spec and len(compact_spec(spec)) < len(format_spec(spec))
+    assert compact_spec(("XL", "M", "M", "M", "M", "L")) == "XL,M*4,L"
+    assert compact_spec(("S", "S", "M", "L")) == "S,S,M,L" and compact_spec(("M",) * 4) == "M"
+    for spec in monotone_family(tiny_config):
+        assert parse_spec(compact_spec(spec), tiny_config) == spec
 
 
 def test_monotone_family(tiny_config):
