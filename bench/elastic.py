@@ -1,7 +1,7 @@
 """Elastic ExecuTorch artifact: size, per-member decode vs standalone, switching quality, the
 latency controller under a competing process, and speculative decoding on the runtime.
 
-For a universal checkpoint (default: the model `make demo` trains), export one elastic .pte
+For a universal checkpoint (default: runs/default, the model `matedge train` trains), export one elastic .pte
 holding the uniform S/M/L/XL and the extra --specs (one KV cache, weights once), and every member
 as its own standalone .pte in the same (tokens, input_pos) convention. Then, on
 ``executorch.runtime`` with one thread:

@@ -1,6 +1,6 @@
 """Speculative decoding in the native app: the ExecuTorch C++ runtime, no Python in the loop.
 
-For a universal checkpoint (default: the model `make demo` trains), build the host profile with
+For a universal checkpoint (default: runs/default, the model `matedge train` trains), build the host profile with
 estimated costs and an elastic artifact of members S and XL (what `matedge build --device host
 --no-measure --elastic --members S,XL` does), bundle it for the native app (`matedge bundle
 --app native`), and time `matedge_chat --member XL` against `--member XL --speculative K` for

@@ -135,8 +135,9 @@ def load_any(folder: Path | None) -> tuple[MatFormerLM, Path]:
     default = default_checkpoint()
     folder = Path(folder) if folder is not None else default
     if not folder.exists() and folder == default:
-        raise CheckpointError(f"no default model at {str(folder)!r}: run `make demo` or "
-                              f"`matedge train --out {folder}` first, or pass a CHECKPOINT")
+        raise CheckpointError(f"no default model at {str(folder)!r}: run "
+                              f"`matedge train --out {folder}` first, or pass a CHECKPOINT (`make demo` "
+                              f"writes runs/smollm2-mat)")
     return load_model(folder), folder
 
 

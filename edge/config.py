@@ -167,7 +167,8 @@ PRESETS: dict[str, dict] = {
     "small": dict(d_model=256, n_layers=6, n_heads=8, n_kv_heads=4, d_ff=1024, max_context=256),
 }
 DEFAULT_PRESET = "small"
-# Where `make demo` trains the default model; commands without a CHECKPOINT use it.
+# Where `matedge train` (and `make demo-toy`) trains the default model; commands without a
+# CHECKPOINT use it. (`make demo` deploys a real model from runs/smollm2-mat.)
 DEFAULT_CHECKPOINT = Path("runs/default")
 
 

@@ -11,7 +11,7 @@ def add_checkpoint(p, required: bool = False) -> None:
         p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint folder")
     else:
         p.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?",
-                       help=f"a checkpoint folder (default: {default_checkpoint()}, the model `make demo` trains)")
+                       help=f"a checkpoint folder (default: {default_checkpoint()}, the model `matedge train` trains)")
 
 
 def add_eval_tokens(p) -> None:

@@ -15,7 +15,7 @@ DESCRIPTION = """\
                                                    measure random specs end to end; % errors
 
 Tables live in build/cost_tables/<device>-<precision>.json. The model geometry comes from
-CHECKPOINT (default: the model `make demo` trains)."""
+CHECKPOINT (default: runs/default, the model `matedge train` trains)."""
 
 
 def _device_args(p, checkpoint: bool = True) -> None:
@@ -29,7 +29,7 @@ def _device_args(p, checkpoint: bool = True) -> None:
 def configure(p) -> None:
     p.add_argument("--device", metavar="NAME", help="measure this device (profile name or .toml path)")
     p.add_argument("--precision", help="override the profile's precision (e.g. int8)")
-    p.add_argument("--checkpoint", help="model whose geometry to profile (default: the `make demo` model)")
+    p.add_argument("--checkpoint", help="model whose geometry to profile (default: runs/default)")
     p.add_argument("--out", help="cost table path (default: build/cost_tables/<device>-<precision>.json)")
     p.add_argument("--runs", type=int_arg(1, 100_000), default=100, help="timed runs per method (default: 100)")
     p.add_argument("--warmup", type=int_arg(0, 10_000), default=10, help="untimed runs first (default: 10)")

@@ -83,7 +83,7 @@ def test_unknown_preset_and_bad_data(tmp_path):
 @pytest.mark.slow  # real `python -m edge` subprocesses
 def test_default_checkpoint_missing_says_what_to_do(tmp_path):
     r = matedge("info", cwd=tmp_path)
-    _one_line_error(r, "make demo")
+    _one_line_error(r, "matedge train --out runs/default")
 
 
 def test_main_in_process_returns_2(ckpt, capsys):
