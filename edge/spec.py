@@ -70,9 +70,12 @@ def format_spec(spec: Spec) -> str:
     return spec[0] if len(set(spec)) == 1 else ",".join(spec)
 
 
-def compact_spec(spec: Spec, min_run: int = 3) -> str:
+def compact_spec(spec: Spec | str, min_run: int = 3) -> str:
     """``format_spec`` with runs of ``min_run`` or more written ``G*n`` (parse_spec reads it back):
-    a 30-layer spec fits a table column. "XL,M,M,M,M,L" -> "XL,M*4,L"."""
+    a 30-layer spec fits a table column. "XL,M,M,M,M,L" -> "XL,M*4,L". A formatted spec (as
+    manifests store it) is accepted as it is."""
+    if isinstance(spec, str):
+        spec = tuple(spec.split(","))
     if len(set(spec)) == 1:
         return spec[0]
     parts = []

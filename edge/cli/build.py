@@ -24,7 +24,8 @@ meets); 1 when a device failed for another reason."""
 def configure(p) -> None:
     p.add_argument("--device", action="append", metavar="NAME", help="a profile name or .toml path (repeatable)")
     p.add_argument("--all", action="store_true", help="every profile in device_profiles/")
-    p.add_argument("--checkpoint", help="the universal checkpoint (default: runs/default, the model `matedge train` trains; `make demo` builds runs/smollm2-mat)")
+    p.add_argument("--checkpoint", help="the universal checkpoint (default: runs/default, the model `matedge train` "
+                                        "trains; `make demo` builds runs/smollm2-mat)")
     p.add_argument("--out", default="build", help="output root (default: build)")
     p.add_argument("--no-measure", action="store_true", help="estimate costs even for reachable devices")
     p.add_argument("--eval-tokens", type=int_arg(1, 1 << 24), default=4096, help="held-out tokens per candidate (default: 4096)")
@@ -80,7 +81,8 @@ def run(args) -> int:
     _check_destinations(Path(args.out), profiles, args.force)
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     if not ckpt.exists():
-        raise CheckpointError(f"checkpoint {str(ckpt)!r} not found (run `matedge train`, or pass --checkpoint: `make demo` writes runs/smollm2-mat)")
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} not found (run `matedge train`, or pass --checkpoint: "
+                              "`make demo` writes runs/smollm2-mat)")
     members = _members(args.members, ckpt, args.elastic or any(p.elastic for p in profiles))
     settings = BuildSettings(checkpoint=ckpt, out_root=Path(args.out), runs=args.runs, eval_tokens=args.eval_tokens,
                              search=SearchSettings(generations=args.generations, population=args.population),
@@ -125,7 +127,7 @@ def summary(results) -> str:
         m = r.record
         meas = m.measured or {}
         uni = m.best_uniform
-        rows.append([m.device, compact_spec(tuple(m.spec.split(","))), m.params, round(m.val_loss, 4),
+        rows.append([m.device, compact_spec(m.spec), m.params, round(m.val_loss, 4),
                      f"{uni['spec']} {uni['val_loss']:.4f}" if uni else "none fits",
                      _pair(m.predicted["decode_ms_per_token"], meas.get("decode_ms_per_token")),
                      _pair(m.predicted["first_token_ms"], meas.get("first_token_ms")),

@@ -39,9 +39,9 @@ matformer-edge: train one universal MatFormer model, then ship the best-fitting 
 submodel to every device.
 
 Specs name one FFN granularity per layer: "XL" (all layers), "S,S,M,M,L,XL" (per layer) or
-"S*2,M*2,L*2" (repeats). Commands that take an optional CHECKPOINT use the default model (runs/default, the small
-byte-level model `matedge train` trains) when it is left out; `make demo` deploys a real one,
-runs/smollm2-mat: pass it as CHECKPOINT."""
+"S*2,M*2,L*2" (repeats). Commands that take an optional CHECKPOINT use the default model
+(runs/default, the small byte-level model `matedge train` trains) when it is left out; `make demo`
+deploys a real one, runs/smollm2-mat: pass it as CHECKPOINT."""
 
 
 def _modules() -> dict[str, object]:

@@ -110,7 +110,7 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
         return None
     # Measured straight from the cache: the same bytes as the shipped copy.
     _, art = cached_artifact(settings.out_root / "cache" / artifact["cache_key"])
-    log(f"   measuring {compact_spec(tuple(artifact['spec'].split(',')))} on {profile.name}")
+    log(f"   measuring {compact_spec(artifact['spec'])} on {profile.name}")
     m = measure_artifact(transport, profile, art, settings.runs, settings.warmup)
     stat = table.statistic
     return {"decode_ms_per_token": observed(m, "decode_ms", stat), "decode_p90_ms": m["decode_p90_ms"],
