@@ -12,7 +12,7 @@ as its own standalone .pte in the same (tokens, input_pos) convention. Then, on
    interleaved rounds (goal: within 5%);
 3. switching quality: teacher-forced loss over held-out text when the member changes every N
    tokens, reading the K/V other members wrote (shared cache) vs re-prefilling at each switch;
-4. the controller: a decode target 1.2x XL's idle time; a competing CPU-bound process pinned to
+4. the controller: a decode target XL meets idle and S meets with half the CPU; a competing CPU-bound process pinned to
    the bench's CPU starts halfway; the elastic run and a fixed-XL run, tokens within target before and
    after, and the loss of the member schedule the controller chose against XL's;
 5. speculative decoding: the smallest member drafts k = 1..4 tokens, XL verifies in one call;
@@ -220,6 +220,8 @@ def main(argv=None) -> int:
                     help="whose elastic artifact to export and run (default: executorch)")
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--target-ms", type=float,
+                    help="section 4's decode target (default: XL fits it idle, S with half the CPU)")
     ap.add_argument("--quick", action="store_true", help="fewer tokens everywhere (a smoke run)")
     ap.add_argument("--eager", action="store_true",
                     help="no export: switching quality and speculative acceptance on the eager graph only")
@@ -257,7 +259,8 @@ def main(argv=None) -> int:
         if 3 in sections:
             section_switching(elastic, windows, [m for m in members if m in cfg.granularity_names] or list(members))
         if 4 in sections:
-            section_controller(elastic, prompt, windows[:2], list(members), idle, 100 if args.quick else 2000)
+            section_controller(elastic, prompt, windows[:2], list(members), idle, 100 if args.quick else 2000,
+                               args.target_ms)
         if 5 in sections:
             from edge.tokenizer import load_tokenizer
 
