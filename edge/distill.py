@@ -4,8 +4,9 @@ The student is a converted (elastic) checkpoint; the teacher is a frozen copy of
 full, by default the ``--init`` checkpoint's own XL (= the original dense model, which convert
 leaves unchanged). Every step runs the teacher once and the student at each granularity on the
 same batch, and minimises KL(teacher || student_g) summed over the granularities ("sum", paper
-v1) or for one drawn granularity ("sample", v2). All granularities are prefixes of the same
-tensors, so the result stays truly nested: one set of weights, any Mix'n'Match spec.
+v1; ``probs`` weighs them, default equal) or for one granularity drawn with ``probs`` ("sample",
+v2). All granularities are prefixes of the same tensors, so the result stays truly nested: one
+set of weights, any Mix'n'Match spec.
 
 fp32 by default: bf16 autocast (``--bf16``) pays off only on CPUs with native bf16 (AVX-512 BF16,
 AMX); on an AVX2-only CPU a bf16 linear layer's forward+backward measured 10.7x slower than fp32.
@@ -49,6 +50,7 @@ class DistillArgs:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     regime: str = "sum"
+    probs: tuple[float, ...] | None = None  # per granularity: loss weight (sum) or draw probability (sample)
     train_embeddings: bool = False  # the tied embedding is shared by every granularity; 21% of SmolLM2
     bf16: bool = False  # measured 10.7x slower than fp32 on an AVX2-only CPU (no AVX-512 BF16/AMX)
     eval_every: int = 50  # 0: never (a real model's validation pass costs minutes; see bench/)
@@ -91,8 +93,11 @@ def _load_student(a: DistillArgs) -> MatFormerLM:
 def _step(net, model, teacher, x, y, names, a: DistillArgs, gen, world) -> tuple[float, str]:
     """Forward/backward of one step (gradients accumulated per granularity to bound memory)."""
     L = model.config.n_layers
+    w = torch.tensor(a.probs or [1.0] * len(names), dtype=torch.float64)
+    w = w / w.sum()  # (G,): each granularity's share of the loss, or its chance of being drawn
     if a.regime == "sample":
-        names = [names[int(torch.randint(len(names), (1,), generator=gen))]]
+        k = int(torch.multinomial(w, 1, generator=gen))
+        names, w = [names[k]], torch.ones(1, dtype=torch.float64)
     t_logp = None
     if teacher is not None:
         with torch.no_grad(), _autocast(a.bf16):
@@ -104,8 +109,8 @@ def _step(net, model, teacher, x, y, names, a: DistillArgs, gen, world) -> tuple
             with _autocast(a.bf16):
                 logits = net(x, (g,) * L)
             loss = kl_to_teacher(logits, t_logp) if t_logp is not None else lm_loss(logits, y)
-            (loss / len(names)).backward()
-        total += loss.item() / len(names)
+            (loss * float(w[k])).backward()
+        total += loss.item() * float(w[k])
     return total, "all" if len(names) > 1 else names[0]
 
 

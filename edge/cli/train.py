@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edge.config import PRESETS, default_checkpoint
 from edge.inputs import int_arg
 
@@ -30,7 +32,8 @@ def configure(p) -> None:
     p.add_argument("--out", default=str(default_checkpoint()), help=f"checkpoint folder (default: {default_checkpoint()})")
     p.add_argument("--regime", choices=["sample", "sum", "random-layer"],
                    help="default: sample (sum with --init)")
-    p.add_argument("--probs", help="sampling probabilities per granularity, e.g. .17,.20,.22,.41")
+    p.add_argument("--probs", help="per granularity: sampling probabilities (regime sample), e.g. .17,.20,.22,.41; "
+                   "with --init and regime sum, loss weights (default equal)")
     p.add_argument("--batch-size", type=int_arg(1, 1 << 16))
     p.add_argument("--seq-len", type=int_arg(2, 1 << 20))
     p.add_argument("--lr", type=float, help="peak learning rate, in (0, 10] (default: per preset)")
@@ -99,9 +102,13 @@ def _fine_tune(args) -> int:
         raise MatEdgeError("--distill and --teacher need --init CKPT (an elastic checkpoint from `matedge convert`)")
     if args.out == str(default_checkpoint()) or args.out == args.init:
         raise MatEdgeError(f"--out {args.out!r}: give a new folder for the fine-tuned model (not the default model or --init)")
+    from edge.checkpoint import load_config
+
+    names = load_config(Path(args.init)).granularity_names
     given = {k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                                    threads=args.threads).items() if v is not None}
     dargs = DistillArgs(init=args.init, out=args.out, teacher=args.teacher, distill=args.distill, regime=args.regime or "sum",
+                        probs=_probs(args.probs, names),
                         train_embeddings=args.train_embeddings, bf16=args.bf16, seed=args.seed,
                         eval_every=50 if args.eval_every is None else args.eval_every,
                         resume=not args.no_resume, force=args.force, progress=not args.quiet, **given)

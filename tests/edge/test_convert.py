@@ -105,6 +105,27 @@ def test_distillation_brings_small_granularities_towards_the_teacher(tmp_path, c
     assert kl(tuned, "XL") < 0.05  # XL stays close to the teacher (it is distilled too)
 
 
+def test_probs_weigh_the_sum_and_steer_the_draw(tmp_path):
+    """--probs: loss weights in regime sum, draw probabilities in regime sample. A granularity
+    with weight 0 gives no gradient, so FFN units only it uses (XL's last half) stay as they were."""
+    from edge.convert import make_elastic
+
+    dense = _dense()
+    save_model(make_elastic(dense, [torch.arange(128)] * 3, (1 / 4, 1 / 2, 1.0), ("S", "M", "XL")), tmp_path / "el")
+    el = load_model(tmp_path / "el")
+
+    def moved(out: str, units: slice) -> bool:
+        new = load_model(tmp_path / out).layers[1].ffn.w_up.weight[units]  # (units, d): one row per unit
+        return not torch.equal(new, el.layers[1].ffn.w_up.weight[units])
+
+    for out, regime, probs in (("eq", "sum", None), ("noxl", "sum", (1.0, 1.0, 0.0)), ("s", "sample", (1.0, 0.0, 0.0))):
+        distill(DistillArgs(init=str(tmp_path / "el"), out=str(tmp_path / out), steps=2, batch_size=2, seq_len=32,
+                            lr=1e-2, regime=regime, probs=probs, eval_every=0, progress=False))
+    assert moved("eq", slice(64, 128)) and moved("eq", slice(0, 32))
+    assert not moved("noxl", slice(64, 128)) and moved("noxl", slice(32, 64))
+    assert not moved("s", slice(32, 128)) and moved("s", slice(0, 32))
+
+
 def test_bad_fine_tune_arguments(tmp_path, capsys):
     save_model(_dense(), tmp_path / "dense")
     assert main(["train", "--init", str(tmp_path / "dense"), "--distill", "--out", str(tmp_path / "x")]) == 2
