@@ -44,7 +44,7 @@ class DistillArgs:
     steps: int = 150
     batch_size: int = 4
     seq_len: int = 256
-    lr: float = 2e-4
+    lr: float = 4e-4  # 30-step proxies: better than 2e-4 at every granularity; 8e-4 moved XL 19% off
     warmup: int | None = None  # default: a tenth of the steps
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0
