@@ -12,9 +12,10 @@ as its own standalone .pte in the same (tokens, input_pos) convention. Then, on
    interleaved rounds (goal: within 5%);
 3. switching quality: teacher-forced loss over held-out text when the member changes every N
    tokens, reading the K/V other members wrote (shared cache) vs re-prefilling at each switch;
-4. the controller: a decode target XL meets idle and S meets with half the CPU; a competing CPU-bound process pinned to
-   the bench's CPU starts halfway; the elastic run and a fixed-XL run, tokens within target before and
-   after, and the loss of the member schedule the controller chose against XL's;
+4. the controller: a decode target XL meets idle and S meets with half the CPU; a competing
+   CPU-bound process pinned to the bench's CPU starts halfway; the elastic run and a fixed-XL
+   run, tokens within target before and after, and the loss of the member schedule the
+   controller chose against XL's;
 5. speculative decoding: the smallest member drafts k = 1..4 tokens, XL verifies in one call;
    tokens/s against XL alone (the paper reports 1.14-1.16x).
 
