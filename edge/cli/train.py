@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from edge.config import PRESETS, default_checkpoint
@@ -47,8 +48,12 @@ def configure(p) -> None:
     p.add_argument("--distill", action="store_true", help="with --init: distil from the teacher (nested KD)")
     p.add_argument("--teacher", metavar="CKPT", help="with --distill: teacher checkpoint (default: --init at full width)")
     p.add_argument("--train-embeddings", action="store_true", help="with --init: also train the (tied) embedding")
-    p.add_argument("--bf16", action="store_true",
-                   help="with --init: bf16 autocast (faster only on CPUs with native bf16: AVX-512 BF16 or AMX)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --init: bf16 autocast (default: on where the CPU has native bf16, AVX-512 BF16 "
+                        "or AMX, where it is ~2x faster; off elsewhere, where it is ~10x slower)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --init: torch.compile each block (~30 s once, then ~1.4x faster steps; "
+                        "default: on where a C++ compiler is installed)")
 
 
 def _probs(text: str | None, names: tuple[str, ...]) -> tuple[float, ...] | None:
@@ -94,6 +99,7 @@ def run(args) -> int:
 
 def _fine_tune(args) -> int:
     """``--init CKPT [--distill]``: the nested fine-tune of edge.distill."""
+    from edge import compiled
     from edge.distill import DistillArgs, distill
     from edge.errors import MatEdgeError
     from edge.texttable import format_table
@@ -104,12 +110,15 @@ def _fine_tune(args) -> int:
         raise MatEdgeError(f"--out {args.out!r}: give a new folder for the fine-tuned model (not the default model or --init)")
     from edge.checkpoint import load_config
 
+    if args.compile and not compiled.available():
+        raise MatEdgeError("--compile needs a C++ compiler on PATH (g++, c++ or clang++); use --no-compile")
     names = load_config(Path(args.init)).granularity_names
     given = {k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                                    threads=args.threads).items() if v is not None}
     dargs = DistillArgs(init=args.init, out=args.out, teacher=args.teacher, distill=args.distill, regime=args.regime or "sum",
                         probs=_probs(args.probs, names),
                         train_embeddings=args.train_embeddings, bf16=args.bf16, seed=args.seed,
+                        compile=compiled.available() if args.compile is None else args.compile,
                         eval_every=50 if args.eval_every is None else args.eval_every,
                         resume=not args.no_resume, force=args.force, progress=not args.quiet, **given)
     meta = distill(dargs)

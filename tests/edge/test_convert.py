@@ -11,7 +11,8 @@ from edge.checkpoint import load_meta, load_model, save_model
 from edge.cli import main
 from edge.config import MatFormerConfig
 from edge.convert import convert, parse_fractions
-from edge.distill import DistillArgs, distill, kl_to_teacher
+from edge.distill import DistillArgs, distill
+from edge.kl import kl_to_teacher, teacher_targets
 from edge.errors import MatEdgeError
 from edge.model import MatFormerLM
 
@@ -66,7 +67,7 @@ def test_convert_cli_and_distill_resume(tmp_path, capsys):
     assert el.config.widths == {"S": 32, "M": 64, "XL": 128}
 
     common = ["train", "--init", str(tmp_path / "el"), "--distill", "--seq-len", "32", "--batch-size", "2",
-              "--quiet", "--eval-every", "100"]
+              "--quiet", "--eval-every", "100", "--no-compile"]  # compiled: tests/edge/test_compiled.py
     assert main(common + ["--out", str(tmp_path / "a"), "--steps", "4"]) == 0
     assert main(common + ["--out", str(tmp_path / "b"), "--steps", "2"]) == 0
     assert main(common + ["--out", str(tmp_path / "b"), "--steps", "4"]) == 0  # resumes at step 2
@@ -95,7 +96,7 @@ def test_distillation_brings_small_granularities_towards_the_teacher(tmp_path, c
 
     def kl(model, g):
         with torch.no_grad():
-            return kl_to_teacher(model(x, (g,) * L), torch.log_softmax(teacher(x), -1)).item()
+            return kl_to_teacher(model(x, (g,) * L), teacher_targets(teacher(x))).item()
 
     before = kl(elastic, "S")
     distill(DistillArgs(init=str(tmp_path / "el"), out=str(tmp_path / "d"), steps=30, batch_size=4, seq_len=64,
@@ -126,7 +127,7 @@ def test_probs_weigh_the_sum_and_steer_the_draw(tmp_path):
     assert not moved("s", slice(32, 128)) and moved("s", slice(0, 32))
 
 
-def test_bad_fine_tune_arguments(tmp_path, capsys):
+def test_bad_fine_tune_arguments(tmp_path, capsys, monkeypatch):
     save_model(_dense(), tmp_path / "dense")
     assert main(["train", "--init", str(tmp_path / "dense"), "--distill", "--out", str(tmp_path / "x")]) == 2
     assert "make it elastic first" in capsys.readouterr().err
@@ -135,6 +136,13 @@ def test_bad_fine_tune_arguments(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "dense"), "--out", str(tmp_path / "y"), "--fractions", "1/3,1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--names" in err
+    from edge.convert import make_elastic
+
+    save_model(make_elastic(_dense(), [torch.arange(128)] * 3, (1 / 2, 1.0), ("S", "XL")), tmp_path / "el")
+    monkeypatch.setattr("edge.compiled.available", lambda: False)
+    assert main(["train", "--init", str(tmp_path / "el"), "--distill", "--out", str(tmp_path / "z"), "--compile"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "C++ compiler" in err and not (tmp_path / "z").exists()
 
 
 def test_refit_brings_a_uniform_slice_closer_to_xl(corpus, trained_tiny):
@@ -146,7 +154,7 @@ def test_refit_brings_a_uniform_slice_closer_to_xl(corpus, trained_tiny):
     assert [tuple(w.shape) for w in refits] == [(64, 32)] * L
     x = corpus.val[:128].view(2, 64)
     with torch.no_grad():
-        xl = torch.log_softmax(trained_tiny(x), -1)
+        xl = teacher_targets(trained_tiny(x))
         plain = kl_to_teacher(slice_model(trained_tiny, ("S",) * L)(x), xl)
         refit = kl_to_teacher(refit_dense(trained_tiny, "S", refits)(x), xl)
     assert refit < 0.9 * plain
