@@ -38,7 +38,9 @@ for _p in (ROOT, ROOT / "bench"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from edge import checkpoint as ckpt  # noqa: E402
 from edge.checkpoint import load_any  # noqa: E402
+from edge.data import load_corpus  # noqa: E402
 from edge.slicing import slice_model  # noqa: E402
 from edge.spec import parse_spec  # noqa: E402
 from edge.texttable import format_table  # noqa: E402
@@ -93,9 +95,7 @@ def bench_spec(model, spec_name, args, out_dir, eager_rows, rows) -> None:
     """Export and time every backend x precision for one uniform spec; append table rows."""
     spec = parse_spec(spec_name, model.config)
     dense = slice_model(model, spec)
-    from edge.data import load_corpus
-
-    prompt = load_corpus().val[: args.prefill_len].view(1, -1)
+    prompt = args.val[: args.prefill_len].view(1, -1)
     eager = time_eager(dense, prompt, args.context, args.runs, args.warmup)
     eager_rows.append([spec_name, args.prefill_len, eager["prefill"], eager["decode"], eager["nocache"]])
     print(f"  {spec_name} torch eager: prefill {eager['prefill']:.2f} ms, decode {eager['decode']:.3f} ms/token "
@@ -107,7 +107,7 @@ def bench_spec(model, spec_name, args, out_dir, eager_rows, rows) -> None:
             try:
                 art = export_model(model, backend, precision, out_dir, spec=spec_name, context=args.context,
                                    prefill_len=args.prefill_len, name=f"{spec_name}-{backend}-{precision}",
-                                   parity=False)
+                                   parity=False, tokenizer=args.tokenizer)
             except Exception as e:  # report and go on: one failure must not hide the other figures
                 print(f"  {spec_name} {backend} {precision}: EXPORT FAILED: {type(e).__name__}: "
                       f"{str(e).splitlines()[0][:200]}", flush=True)
@@ -167,6 +167,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     model, folder = _model(args)
     args.context = args.context or model.config.max_context
+    # the checkpoint's own tokenizer travels with each artifact, and the prompt is its text
+    args.tokenizer = None if args.preset else ckpt.load_tokenizer(folder)
+    args.val = (load_corpus() if args.preset else ckpt.load_corpus_for(Path(folder))).val
     for backend in args.backends:  # backends with a shared threadpool (ExecuTorch) size it here
         if hasattr(module := get_exporter(backend), "set_threads"):
             module.set_threads(args.threads)
