@@ -110,15 +110,14 @@ def _step(net, model, teacher, x, y, names, a: DistillArgs, gen, world) -> tuple
             t_logits = teacher(x)  # (B, T, V)
         targets = teacher_targets(t_logits)  # probabilities (B*T, V) fp32 and -entropy, once a step
     total = 0.0
-    with _autocast(a.bf16):  # one region a step: autocast casts each weight to bf16 once, not once per granularity
-        for k, g in enumerate(names):
-            sync = contextlib.nullcontext() if world == 1 or k == len(names) - 1 else net.no_sync()
-            with sync:
+    for k, g in enumerate(names):
+        sync = contextlib.nullcontext() if world == 1 or k == len(names) - 1 else net.no_sync()
+        with sync:
+            with _autocast(a.bf16):
                 logits = net(x, (g,) * L)
-                with torch.autocast("cpu", enabled=False):  # the loss in fp32, the backward as recorded
-                    loss = kl_to_teacher(logits, targets) if targets is not None else lm_loss(logits.float(), y)
-                    (loss * float(w[k])).backward()
-            total += loss.item() * float(w[k])
+            loss = kl_to_teacher(logits, targets) if targets is not None else lm_loss(logits.float(), y)
+            (loss * float(w[k])).backward()
+        total += loss.item() * float(w[k])
     return total, "all" if len(names) > 1 else names[0]
 
 
