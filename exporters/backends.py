@@ -96,7 +96,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend(name="executorch", module="exporters.executorch", suffix=".pte", precisions=("fp32", "int8", "8da4w"),
             default_precision="fp32", extra="executorch", probe="executorch.exir",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0, "8da4w": 0.5},
-            libraries=("executorch", "torch"), runner="matedge_runner", elastic="exporters.elastic", ops=("aten", "llama"),
+            libraries=("executorch", "torch"), runner="matedge_runner", elastic="exporters.elastic", ops=("llama", "aten"),
             table_copies=2),
     Backend(name="litert", module="exporters.litert", suffix=".tflite", precisions=("fp32", "int8"),
             default_precision="fp32", extra="litert", probe="litert_torch",

@@ -28,9 +28,10 @@ SUFFIX = BACKEND.suffix
 EXTRA = BACKEND.extra
 CACHE = "buffers"
 GROUP_SIZE = 32  # int4 weight group along the input dimension
-# Cache write + attention: "aten" runs on any ExecuTorch runtime (this project's C++ runner
-# included); "llama" uses ExecuTorch's LLM custom ops (see exporters/llm_forward.py).
-DEFAULT_OPS = BACKEND.ops[0]  # "aten"
+# Cache write + attention: "llama" uses ExecuTorch's LLM custom ops (attention over the filled
+# prefix; see exporters/llm_forward.py), which the LLM runner, its apps and this project's C++
+# runners (apps/cpp/llm_ops.hpp) load; "aten" runs on any ExecuTorch runtime.
+DEFAULT_OPS = BACKEND.ops[0]  # "llama"
 
 
 def _quantize(wrapper, precision: str) -> None:

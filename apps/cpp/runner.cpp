@@ -51,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "llm_ops.hpp"
 #include "quiet_logs.hpp"
 #include "threadpool.hpp"
 
@@ -334,7 +335,7 @@ std::string json_method(Module& module, const std::string& name, const Options& 
      << ", \"arena_bytes\": " << arena_bytes(*meta);
   if (o.describe) return js.str() + "}";
   auto t0 = Clock::now();
-  if (module.load_method(method) != executorch::runtime::Error::Ok) fail("cannot load method '" + method + "'");
+  if (matedge::load_method(module, method) != executorch::runtime::Error::Ok) fail("cannot load method '" + method + "'");
   double load_ms = ms_since(t0);
   std::vector<double> samples;
   for (int i = 0; i < o.warmup + o.runs; ++i) {
@@ -414,7 +415,7 @@ std::unique_ptr<tokenizers::HFTokenizer> load_tokenizer(const std::string& path)
 // The prompt (with BOS) in one forward call, then one forward call per generated token.
 Generation generate(Module& module, const Options& o) {
   if (!is_llm_forward(module)) fail("the program has no forward(tokens, input_pos) method: export it with `matedge export`");
-  if (module.load_method("forward") != executorch::runtime::Error::Ok) fail("cannot load method 'forward'");
+  if (matedge::load_method(module, "forward") != executorch::runtime::Error::Ok) fail("cannot load method 'forward'");
   auto meta = module.method_meta("forward");
   const int64_t context = constant_ints(module, "get_max_context_len")[0];
   const int64_t max_seq = constant_ints(module, "get_max_seq_len")[0];
@@ -501,7 +502,7 @@ int main(int argc, char** argv) {
     auto meta = module.method_meta("forward");
     js << ", \"arena_bytes\": " << arena_bytes(*meta);
   }
-  js << ", \"peak_rss_bytes\": " << peak_rss_bytes() << "}";
+  js << ", \"peak_rss_bytes\": " << peak_rss_bytes() << ", \"llm_ops_bytes\": " << matedge::llm_ops_bytes() << "}";
   std::printf("%s\n", js.str().c_str());
   return 0;
 }

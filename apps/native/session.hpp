@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../cpp/llm_ops.hpp"
 #include "../cpp/threadpool.hpp"
 #include "bundle.hpp"
 #include "controller.hpp"
@@ -48,7 +49,7 @@ class Session {
     auto names = module_.method_names();
     forward_ = names.ok() && names->count("forward") > 0;
     for (const char* m : forward_ ? std::vector<const char*>{"forward"} : std::vector<const char*>{"prefill", "decode"})
-      if (module_.load_method(m) != executorch::runtime::Error::Ok)
+      if (matedge::load_method(module_, m) != executorch::runtime::Error::Ok)
         throw matedge::BundleError(path + ": cannot load method '" + m + "' (not an LLM program?)");
     auto sizes = module_.method_meta(forward_ ? "forward" : "prefill")->input_tensor_meta(0)->sizes();  // [1, P]
     prefill_len_ = sizes[sizes.size() - 1];
@@ -59,7 +60,7 @@ class Session {
   // the program's shared mutable buffers: what earlier members wrote is read back.
   void use_member(const std::string& m) {
     const std::string name = "forward_" + m;
-    if (!module_.is_method_loaded(name) && module_.load_method(name) != executorch::runtime::Error::Ok)
+    if (matedge::load_method(module_, name) != executorch::runtime::Error::Ok)
       throw matedge::BundleError("the elastic file has no member '" + m + "'");
     method_ = name;
     member_ = m;

@@ -33,10 +33,11 @@ def configure(p) -> None:
                                   "an imported dense model exports its one granularity)")
     p.add_argument("--backend", required=True, help="executorch | litert | coreml")
     p.add_argument("--precision", help="default: fp32 (executorch, litert) or fp16 (coreml)")
-    p.add_argument("--ops", help="executorch only: 'aten' (default; runs on any ExecuTorch runtime, this "
-                                 "project's C++ runner and native app included) or 'llama' (ExecuTorch's LLM "
-                                 "custom ops: the cache write and attention over the filled prefix only, faster "
-                                 "decode; runs in ExecuTorch's LLM runner, llama_main and its phone apps)")
+    p.add_argument("--ops", help="executorch only: 'llama' (default: ExecuTorch's LLM custom ops, the cache "
+                                 "write and attention over the filled prefix only; ExecuTorch's LLM runner, "
+                                 "llama_main, its phone apps, and this project's runners, which load the kernels "
+                                 "from the executorch wheel) or 'aten' (plain ops, attention over every cache "
+                                 "slot: any ExecuTorch runtime, also one built without the LLM kernels)")
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     p.add_argument("--name", default="model", help="artifact file name without suffix (default: model)")
     p.add_argument("--context", type=int_arg(2, 1 << 20), help="KV-cache length (default: the model's max_context)")

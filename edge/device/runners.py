@@ -72,6 +72,12 @@ def parse_runner_output(result, name: str) -> dict:
     # the forking parent (measured: /bin/true "peaks" at ~236 MB when spawned from a Python
     # process holding torch). It is kept as an upper bound only.
     meas["peak_rss_bytes"] = out.get("peak_rss_bytes") or result.peak_rss_bytes or 0
+    # A program with ExecuTorch's LLM custom ops makes the runner load the wheel's kernels
+    # library, which drags libtorch in (~110 MB resident). A device runtime links the kernels
+    # themselves (ExecuTorch's LLM apps do), so the model's cost leaves that library out.
+    if out.get("llm_ops_bytes"):
+        meas["llm_ops_bytes"] = out["llm_ops_bytes"]
+        meas["peak_rss_bytes"] = max(0, meas["peak_rss_bytes"] - out["llm_ops_bytes"])
     return meas
 
 

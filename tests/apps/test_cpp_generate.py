@@ -53,6 +53,31 @@ def test_generation_matches_eager_greedy_decoding(built):
     assert out["prefill_ms"] > 0 and out["peak_rss_bytes"] > 0
 
 
+def test_generation_matches_eager_with_either_graph(built, tmp_path):
+    """The default export uses ExecuTorch's LLM custom ops, whose kernels the runner loads from
+    the wheel only for such a program (and reports what that library added to its resident set);
+    a plain-ops program runs without them. Both generate eager's tokens."""
+    import exporters
+    from edge.data import encode
+    from edge.generate import greedy_generate
+
+    binary, path, tokenizer, model, spec = built
+    assert json.loads(path.with_suffix(".json").read_text())["ops"] == "llama"
+    plain = exporters.export_model(model, "executorch", "fp32", tmp_path, spec=",".join(spec), context=CONTEXT,
+                                   parity=False, ops="aten")
+    assert plain.meta["ops"] == "aten"
+    want = greedy_generate(model, encode("x = "), 12, spec)
+    for program in (path, plain.path):
+        r = _run(binary, "--model", program, "--tokenizer", tokenizer, "--generate", "x = ", "--max-new-tokens", 12,
+                 "--threads", 1, "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["tokens"] == want[:len(json.loads(r.stdout)["tokens"])]
+        assert "executorch:" not in r.stderr  # neither the probe's missing kernels nor the library's log hook
+        bench = json.loads(_run(binary, "--model", program, "--benchmark", "--methods", "decode", "--runs", 3,
+                                "--prompt-tokens", 8).stdout)
+        assert (bench["llm_ops_bytes"] > 10 * 2**20) == (program == path)
+
+
 def test_generation_stops_at_the_end_of_the_cache(built):
     binary, path, tokenizer, _, _ = built
     r = _run(binary, "--model", path, "--tokenizer", tokenizer, "--generate", "x" * 10, "--max-new-tokens", 500, "--json")

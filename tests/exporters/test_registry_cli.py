@@ -72,7 +72,7 @@ def checkpoint(tmp_path_factory):
     (["--backend", "litert", "--spec", "XXL"], "unknown granularity 'XXL'"),
     (["--backend", "litert"], "universal checkpoint with granularities S, M, L, XL: pass --spec"),
     (["--backend", "litert", "--spec", "XL", "--ops", "llama"], "'litert' has no choice of ops (--ops 'llama' is for executorch)"),
-    (["--backend", "executorch", "--spec", "XL", "--ops", "sdpa"], "no ops 'sdpa' (allowed: aten, llama)"),
+    (["--backend", "executorch", "--spec", "XL", "--ops", "sdpa"], "no ops 'sdpa' (allowed: llama, aten)"),
     (["--backend", "litert", "--spec", "XL", "--context", "999"], "context 999 is out of range"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, extra, message):
