@@ -5,7 +5,8 @@ Each member is a Mix'n'Match spec of the same universal model. The program holds
 * one forward-style method per member, ``forward_<name>(tokens int64 [1, T], input_pos int64 [1])
   -> logits float32 [1, T, V]`` with T dynamic, and ``forward`` = the default member, so the stock
   ExecuTorch LLM runner (``TextLLMRunner``, ``llama_main``, Android ``LlmModule``) runs it as is;
-* one KV cache (mutable buffers ``cache.k_<i>``/``cache.v_<i>`` of shape (1, Hkv, C, hd)) shared by
+* one KV cache (mutable buffers ``cache.k_<i>``/``cache.v_<i>``: (1, C, Hkv, hd) with ExecuTorch's LLM
+  custom ops, the default, which attend over the filled prefix; (1, Hkv, C, hd) with plain ops) shared by
   every method (``MemoryPlanningPass(share_mutable_buffers=True)``): K/V written by one member are
   read by the next, so a runner switches member between tokens without re-prefilling;
 * the weights once: every FFN is blocked (exporters/blocked.py) and a member with granularity g
@@ -28,6 +29,7 @@ from torch import nn
 
 from exporters.blocked import BlockedFFN, blocked_model, blocks_for, envelope
 from exporters.decoding import MASK_VALUE, KVCore
+from exporters.llm_forward import OPS, llama_attention, llama_start, load_llama_ops
 
 SUFFIX = ".pte"
 DEFAULT_METHOD = "forward"
@@ -58,10 +60,14 @@ class ElasticLM(nn.Module):
     and grouped attention); only the FFN differs per member: ``n_blocks[l]`` blocks of layer l.
     """
 
-    def __init__(self, model, context: int):
+    def __init__(self, model, context: int, ops: str = "aten"):
         super().__init__()
         self.core = KVCore(model, context, prefill_len=1)
-        self.cache = SharedCache(self.core.n_layers, self.core.cache_shape())
+        self.ops = ops
+        c = self.core
+        # aten: (1, Hkv, C, hd), heads first as the matmuls want; llama ops: (1, C, Hkv, hd)
+        self.cache_shape = (1, c.context, c.n_kv, c.hd) if ops == "llama" else c.cache_shape()
+        self.cache = SharedCache(c.n_layers, self.cache_shape)
 
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, n_blocks: Sequence[int] | None = None):
         """tokens (1, T), input_pos (1,) -> logits (1, T, V); writes cache slots input_pos + [0, T)."""
@@ -69,23 +75,30 @@ class ElasticLM(nn.Module):
         T = tokens.shape[1]
         pos = input_pos + torch.arange(T, dtype=input_pos.dtype)  # (T,) absolute positions
         cos, sin = core.cos.index_select(0, pos), core.sin.index_select(0, pos)  # (T, hd/2)
-        slots = torch.arange(core.context, dtype=pos.dtype)  # (C,)
-        # Query t sees slots <= pos[t]; rows repeated per query head of a KV group: (rep*T, C)
-        mask = torch.where(slots.view(1, -1) <= pos.view(-1, 1), 0.0, MASK_VALUE).repeat(core.rep, 1)
         x = core.model.tok_emb(tokens)  # (1, T, d)
+        if self.ops == "llama":  # attention over the filled prefix only (exporters/llm_forward.py)
+            start = llama_start(core, input_pos, T)
+        else:
+            slots = torch.arange(core.context, dtype=pos.dtype)  # (C,)
+            # Query t sees slots <= pos[t]; rows repeated per query head of a KV group: (rep*T, C)
+            mask = torch.where(slots.view(1, -1) <= pos.view(-1, 1), 0.0, MASK_VALUE).repeat(core.rep, 1)
         for i, block in enumerate(core.model.layers):
-            q, k, v = core.qkv(block, x, cos, sin)  # q (1, Hkv, rep*T, hd), k/v (1, Hkv, T, hd)
-            kc, vc = self.cache.layer(i)
-            kc.index_copy_(2, pos, k)  # (1, Hkv, C, hd) <- rows at pos
-            vc.index_copy_(2, pos, v)
-            x = x + self._attend(block, q, kc, vc, mask, T)
+            if self.ops == "llama":
+                x = llama_attention(core, block, x, cos, sin, *self.cache.layer(i), start)
+            else:
+                x = x + self._attend(block, x, i, pos, cos, sin, mask)
             h = core.norm(block.ffn_norm, x)
             x = x + (block.ffn(h, n_blocks[i]) if isinstance(block.ffn, BlockedFFN) else block.ffn(h))
         return core.head(x)
 
-    def _attend(self, block, q, kc, vc, mask, T: int):
-        """Grouped attention of q (1, Hkv, rep*T, hd) over the cache (1, Hkv, C, hd), then wo."""
-        core = self.core
+    def _attend(self, block, x, i: int, pos, cos, sin, mask):
+        """Plain-ops attention of block i: K/V of x written into the shared cache at ``pos``,
+        grouped attention of q (1, Hkv, rep*T, hd) over the cache (1, Hkv, C, hd), then wo."""
+        core, T = self.core, x.shape[1]
+        q, k, v = core.qkv(block, x, cos, sin)  # q (1, Hkv, rep*T, hd), k/v (1, Hkv, T, hd)
+        kc, vc = self.cache.layer(i)
+        kc.index_copy_(2, pos, k)  # (1, Hkv, C, hd) <- rows at pos
+        vc.index_copy_(2, pos, v)
         G, C, hd = core.n_kv, core.context, core.hd
         att = torch.softmax(torch.bmm(q.reshape(G, core.rep * T, hd), kc.reshape(G, C, hd).transpose(1, 2)) + mask,
                             dim=-1)  # (Hkv, rep*T, C)
@@ -145,10 +158,15 @@ def member_metadata(model, members: Mapping, default: str, context: int, precisi
             "context": context, "precision": precision}
 
 
-def elastic_modules(model, members: Mapping[str, Sequence[str]], context: int) -> tuple[ElasticLM, dict]:
+def elastic_modules(model, members: Mapping[str, Sequence[str]], context: int,
+                    ops: str = "aten") -> tuple[ElasticLM, dict]:
     """(shared ElasticLM, {member name: Member}) over ``elastic_base(model, members)``."""
+    if ops not in OPS:
+        raise ValueError(f"unknown ops {ops!r} (allowed: {OPS})")
+    if ops == "llama":
+        load_llama_ops()
     base, blocks = elastic_base(model, members)
-    lm = ElasticLM(base, context)
+    lm = ElasticLM(base, context, ops)
     return lm, {n: Member(lm, b) for n, b in blocks.items()}
 
 
@@ -170,23 +188,25 @@ class EagerElastic:
 
 
 def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path: Path, *, context: int,
-                   default: str | None = None, precision: str = "fp32", tokenizer=None) -> dict:
+                   default: str | None = None, precision: str = "fp32", tokenizer=None, ops: str | None = None) -> dict:
     """Write one ``.pte`` with ``forward`` (= ``default``) and ``forward_<name>`` per member.
 
     ``members``: name -> spec (one granularity per layer) of a universal model, or one
     ``{name: None}`` for a dense model (a standalone artifact in the same convention).
     ``tokenizer`` (edge.tokenizer.Tokenizer, default the byte tokenizer) gives the BOS/EOS ids
-    of the LLM runner's constant methods (exporters.executorch.constant_methods).
+    of the LLM runner's constant methods (exporters.executorch.constant_methods). ``ops``: the
+    attention's graph, as for a standalone ``.pte`` (default: exporters.executorch.DEFAULT_OPS).
     Returns metadata: methods, members, the envelope spec, sizes of the cache and inputs."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     from edge.tokenizer import byte_tokenizer
-    from exporters.executorch import _quantize, backend_config, constant_methods
+    from exporters.executorch import DEFAULT_OPS, _quantize, backend_config, constant_methods
 
     names = list(members)
     default = check_member_names(members, default)
-    lm, modules = elastic_modules(model, members, context)
+    ops = ops or DEFAULT_OPS
+    lm, modules = elastic_modules(model, members, context, ops)
     _check_groups(lm, precision)
     _quantize(lm, precision)  # in place on the shared modules: every member sees the same tensors
     T = torch.export.Dim("T", max=context - 1)
@@ -199,7 +219,9 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
         programs = {m: torch.export.export(modules[n], args, dynamic_shapes=dyn, strict=False)
                     for m, n in lowered.items()}
     consts = constant_methods(model.config, context, tokenizer or byte_tokenizer())
-    edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], constant_methods=consts)
+    edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], constant_methods=consts,
+                                       # llama::* custom ops are not core ATen: the IR check would refuse them
+                                       compile_config=EdgeCompileConfig(_check_ir_validity=ops == "aten"))
     edge = _with_default_alias(edge, methods, consts)
     program = edge.to_executorch(backend_config(precision))
     out_path = Path(out_path)
@@ -207,7 +229,7 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
     tmp.write_bytes(program.buffer)
     tmp.replace(out_path)
     return {**member_metadata(model, members, default, context, precision), "methods": methods,
-            "cache_shape": list(lm.core.cache_shape()),
+            "cache_shape": list(lm.cache_shape), "ops": ops,
             "entry": "forward*(tokens int64 [1, T], input_pos int64 [1]) -> logits float32 [1, T, V]; "
                      "T dynamic in [1, context - 1]; the KV cache is shared by every method"}
 

@@ -27,8 +27,10 @@ class ElasticRunner:
         from executorch.runtime import Runtime
 
         from exporters.executorch import load_kernels
+        from exporters.llm_forward import load_llama_ops
 
         load_kernels()  # int8 members look their embedding up with a quantized kernel
+        load_llama_ops()  # the LLM custom ops' kernels, for a program exported with them (the default)
         self.path = Path(path)
         self.program = Runtime.get().load_program(self.path)
         names = set(self.program.method_names)

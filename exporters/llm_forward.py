@@ -99,33 +99,43 @@ class ForwardLM(nn.Module):
 
     def _llama(self, x, pos, input_pos, cos, sin):
         core = self.core
-        B, T, _ = x.shape
-        start = input_pos[0].item()
-        torch._check_is_size(start)
-        torch._check(start + T <= core.context)
+        start = llama_start(core, input_pos, x.shape[1])
         for i, block in enumerate(core.model.layers):
-            a = block.attn
-            h = core.norm(block.attn_norm, x)
-            q = a.wq(h).view(B, T, core.n_heads, core.hd)  # (1, T, H, hd): the ops' layout
-            k = a.wk(h).view(B, T, core.n_kv, core.hd)
-            v = a.wv(h).view(B, T, core.n_kv, core.hd)
-            q = self._rope_bthd(q, cos, sin)
-            k = self._rope_bthd(k, cos, sin)
-            kc, vc = self.caches(i)
-            torch.ops.llama.update_cache(k, kc, start)
-            torch.ops.llama.update_cache(v, vc, start)
-            # causal over [0, start + T): query t sees slots <= start + t
-            y = torch.ops.llama.custom_sdpa(q, kc, vc, start, None, 0, True, core.scale)  # (1, T, H, hd)
-            x = x + a.wo(y.reshape(B, T, -1))
+            x = llama_attention(core, block, x, cos, sin, *self.caches(i), start)
             x = x + block.ffn(core.norm(block.ffn_norm, x))
         return x
 
-    def _rope_bthd(self, x, cos, sin):
-        """RoPE on x (1, T, h, hd) with cos/sin (T, hd/2): broadcast over the head axis."""
-        half = self.core.hd // 2
-        cos, sin = cos[:, None, :], sin[:, None, :]  # (T, 1, hd/2)
-        x1, x2 = x[..., :half], x[..., half:]
-        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+def llama_start(core: KVCore, input_pos: torch.Tensor, T: int):
+    """The first position as the size the custom ops take, with the bounds export must know."""
+    start = input_pos[0].item()
+    torch._check_is_size(start)
+    torch._check(start + T <= core.context)
+    return start
+
+
+def llama_attention(core: KVCore, block, x: torch.Tensor, cos, sin, kc, vc, start) -> torch.Tensor:
+    """x (1, T, d) + the attention of one block through ExecuTorch's LLM custom ops: K/V written
+    into the caches kc, vc (1, C, Hkv, hd) at ``start``, each query t attending to slots
+    ``<= start + t`` (the filled prefix only). Also the elastic program's attention."""
+    a = block.attn
+    B, T, _ = x.shape
+    h = core.norm(block.attn_norm, x)
+    q = _rope_bthd(core, a.wq(h).view(B, T, core.n_heads, core.hd), cos, sin)  # (1, T, H, hd): the ops' layout
+    k = _rope_bthd(core, a.wk(h).view(B, T, core.n_kv, core.hd), cos, sin)
+    v = a.wv(h).view(B, T, core.n_kv, core.hd)
+    torch.ops.llama.update_cache(k, kc, start)
+    torch.ops.llama.update_cache(v, vc, start)
+    y = torch.ops.llama.custom_sdpa(q, kc, vc, start, None, 0, True, core.scale)  # (1, T, H, hd)
+    return x + a.wo(y.reshape(B, T, -1))
+
+
+def _rope_bthd(core: KVCore, x, cos, sin):
+    """RoPE on x (1, T, h, hd) with cos/sin (T, hd/2): broadcast over the head axis."""
+    half = core.hd // 2
+    cos, sin = cos[:, None, :], sin[:, None, :]  # (T, 1, hd/2)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
 def make_forward(model: MatFormerLM, context: int, ops: str = "aten", copy_model: bool = True) -> ForwardLM:
