@@ -105,6 +105,25 @@ def test_cpp_runner_benchmarks_any_program_from_its_metadata(runner, tmp_path):
     assert 0 < meas["peak_rss_bytes"] < 60 * 2**20
 
 
+def test_llm_ops_library_is_left_out_of_the_measured_memory(runner, tmp_path, tiny_config):
+    """A program with ExecuTorch's LLM custom ops (the default export) makes the runner load the
+    wheel's kernels library, which drags libtorch in; the measurement leaves that out, as a
+    device runtime linking the kernels would not carry it."""
+    import dataclasses
+
+    import exporters
+    from edge.device.runners import measure_artifact
+    from edge.model import MatFormerLM
+
+    model = MatFormerLM(dataclasses.replace(tiny_config, max_context=128)).eval()  # room for the 64-token prompt
+    art = exporters.export_model(model, "executorch", "fp32", tmp_path, spec="S", parity=False)
+    assert art.meta["ops"] == "llama"
+    profile = load_profile("host")
+    meas = measure_artifact(LocalTransport(), profile, art.path, runs=3, warmup=1)
+    assert meas["decode_ms"] > 0 and meas["llm_ops_bytes"] > 30 * 2**20  # libtorch's share, loaded
+    assert 0 < meas["peak_rss_bytes"] < 60 * 2**20  # the runner and the model, as with plain ops
+
+
 def test_cpp_runner_crash_is_reported_with_its_stderr(runner, tmp_path):
     from edge.device.runners import measure_artifact, ProfilerError
 
