@@ -90,6 +90,7 @@ PEAK = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswi
 RSS_SCRIPTS = {".pte": """
 import sys, torch
 import executorch.kernels.quantized  # int8 programs: the quantized embedding kernel
+import executorch.extension.llm.custom_ops.custom_ops  # the LLM custom ops' kernels (the default graph)
 from executorch.runtime import Runtime
 prog = Runtime.get().load_program(sys.argv[1])
 for name in sys.argv[2:]:
