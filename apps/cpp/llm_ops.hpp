@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-
 #include <string>
 
 #include "quiet_logs.hpp"
@@ -45,17 +44,14 @@ inline bool load_llm_ops() {
 #ifdef MATEDGE_LLM_OPS_LIB
   static void* handle = [] {
     // The library pulls in the Python bindings, whose static initialiser installs their own log
-    // hook and prints a warning about replacing ours: stderr is muted while it loads, and our
-    // hook goes back (quietly: replacing a hook warns through the old one).
+    // hook, and putting ours back warns: both print while stderr is muted.
     std::fflush(stderr);
     const int saved = dup(2), null = open("/dev/null", O_WRONLY);
     if (saved >= 0 && null >= 0) dup2(null, 2);
-    quiet_errors() = true;
     const long long before = resident_bytes();
     void* h = dlopen(MATEDGE_LLM_OPS_LIB, RTLD_NOW | RTLD_GLOBAL);
     llm_ops_bytes() = h ? resident_bytes() - before : 0;
     quiet_runtime_logs();
-    quiet_errors() = false;
     if (saved >= 0 && null >= 0) dup2(saved, 2);
     if (null >= 0) close(null);
     if (saved >= 0) close(saved);

@@ -11,8 +11,8 @@
 
 namespace matedge {
 
-// While set, errors about missing operators and kernels, and the warning that the LLM ops' library
-// replaced this hook, are not printed: llm_ops.hpp expects them while it probes a program.
+// While set, errors about missing operators and kernels are not printed: llm_ops.hpp expects
+// them while it probes a program.
 inline bool& quiet_errors() {
   static bool quiet = false;
   return quiet;
@@ -24,7 +24,7 @@ inline void errors_only(et_timestamp_t, et_pal_log_level_t level, const char* fi
   if (level == kInfo || level == kDebug) return;
   if (quiet_errors()) {
     const std::string_view m(message, length);
-    for (const char* expected : {"perator", "not found", "register_pal"})
+    for (const char* expected : {"perator", "not found"})
       if (m.find(expected) != std::string_view::npos) return;
   }
   std::fprintf(stderr, "%c executorch:%s:%zu] %.*s\n", static_cast<char>(level), file, line,
