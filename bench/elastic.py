@@ -96,12 +96,21 @@ prog = Runtime.get().load_program(sys.argv[1])
 for name in sys.argv[2:]:
     prog.load_method(name).execute([torch.zeros(1, 4, dtype=torch.long), torch.tensor([0])])
 """ + PEAK, ".tflite": """
-import sys, numpy as np
-from ai_edge_litert.interpreter import Interpreter
-it = Interpreter(model_path=sys.argv[1], num_threads=1)
+import os, sys, tempfile, numpy as np
+from ai_edge_litert.compiled_model import CompiledModel
+from ai_edge_litert.cpu_options import CpuOptions
+from ai_edge_litert.options import Options
+# as the project's runners load it (exporters/litert_session.py): an XNNPACK weight cache that
+# every signature shares, caches bound in place
+tmp = tempfile.mkdtemp()
+cm = CompiledModel.from_file(sys.argv[1], options=Options(cpu_options=CpuOptions(
+    num_threads=1, xnnpack_weight_cache_path=os.path.join(tmp, "w.xnnpack_cache"))))
 for name in sys.argv[2:]:
-    r = it.get_signature_runner(name)
-    r(**{k: np.zeros(d["shape"], d["dtype"]) for k, d in r.get_input_details().items()})
+    ins = {k: cm.create_input_buffer_by_name(name, k) for k in cm.get_input_tensor_details(name)}
+    outs = {k: ins.get(k) or cm.create_output_buffer_by_name(name, k) for k in cm.get_output_tensor_details(name)}
+    cm.run_by_name(name, ins, outs)
+del ins, outs, cm
+__import__("shutil").rmtree(tmp)
 """ + PEAK}
 
 

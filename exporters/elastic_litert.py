@@ -24,7 +24,6 @@ so stock apps keep one ``.litertlm`` per size; this file is for the project's ow
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -34,7 +33,6 @@ import torch
 from exporters.base import ExportError, library_versions, require
 from exporters.decoding import KVCore
 from exporters.elastic import check_member_names, elastic_base, member_metadata
-from exporters.litert import MASK_VALUE
 
 SUFFIX = ".tflite"
 PREFILL_LEN = 8  # tokens per prefill call: longer prompts run in chunks, a verifier's k+1 in one
@@ -110,46 +108,37 @@ class ElasticLiteRTRunner:
     The same interface as exporters.elastic_runner.ElasticRunner, so edge.device.elastic's
     greedy / speculative / switching_quality and the latency controller drive either backend."""
 
-    label = "ai_edge_litert Interpreter (XNNPACK), elastic"
+    label = "ai_edge_litert CompiledModel (XNNPACK), elastic"
 
     def __init__(self, path: Path, members: Sequence[str] | None = None, threads: int | None = None):
-        require("ai_edge_litert", "litert", "running a .tflite")
-        from ai_edge_litert.interpreter import Interpreter
+        from exporters.litert_session import LiteRTSession
 
         self.path = Path(path)
-        self.interp = Interpreter(model_path=str(path), num_threads=threads or min(2, os.cpu_count() or 1))
-        sigs = self.interp.get_signature_list()
+        # one CompiledModel: every member's signatures bind the same cache buffers (in place), and
+        # the XNNPACK weight cache packs the shared weight blocks once for all members
+        self.session = LiteRTSession(path, threads)
+        sigs = self.session.signatures
         found = [n[len("decode_"):] for n in sigs if n.startswith("decode_")]
         self.members = list(members) if members is not None else found
         missing = [m for m in self.members if signature("decode", m) not in sigs or signature("prefill", m) not in sigs]
         if missing:
             raise ExportError(f"{self.path}: no signatures for member(s) {missing} (has: {', '.join(found)})")
-        self._runners: dict[str, object] = {}
-        details = self._runner(signature("decode", self.members[0])).get_input_details()
-        self.context = int(details["mask"]["shape"][-1])
-        pre = self._runner(signature("prefill", self.members[0])).get_input_details()
+        self.context = int(self.session.inputs(signature("decode", self.members[0]))["mask"]["shape"][-1])
+        pre = self.session.inputs(signature("prefill", self.members[0]))
         self.prefill_len = int(pre["tokens"]["shape"][-1])
-        self.caches = {n: np.zeros(d["shape"], np.float32) for n, d in details.items() if n.startswith("kv_cache_")}
         self.member = self.members[-1] if self.members else None
-
-    def _runner(self, name: str):
-        if name not in self._runners:
-            self._runners[name] = self.interp.get_signature_runner(name)
-        return self._runners[name]
 
     def reset(self) -> None:
         """Empty the caches (a new conversation)."""
-        for c in self.caches.values():
-            c[...] = 0.0
+        self.session.reset()
+
+    def close(self) -> None:
+        """Release the runtime and its weight-cache file."""
+        self.session.close()
 
     def _call(self, kind: str, member: str, tokens: np.ndarray, start: int) -> np.ndarray:
-        """tokens (T,) at slots start..: logits (T, V); the caches are replaced by the returned ones."""
-        pos = np.arange(start, start + len(tokens), dtype=np.int32)
-        mask = np.where(np.arange(self.context)[None, :] <= pos[:, None], 0.0, MASK_VALUE).astype(np.float32)
-        out = self._runner(signature(kind, member))(
-            tokens=tokens.astype(np.int32)[None], input_pos=pos, mask=mask[None, None], **self.caches)
-        self.caches = {n: out[n] for n in self.caches}
-        return out["logits"][0]
+        """tokens (T,) at slots start..: logits (T, V); the caches are updated in place."""
+        return self.session.call(signature(kind, member), tokens, start)[0]
 
     def run(self, tokens: Sequence[int] | np.ndarray, pos: int, member: str | None = None) -> np.ndarray:
         """Run tokens at positions pos..pos+T-1 as ``member`` -> logits of every one (T, V);

@@ -11,7 +11,6 @@ Executed here with ``ai_edge_litert`` (XNNPACK by default) and with LiteRT-LM's 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +30,22 @@ def check(model, precision: str) -> None:
     """Nothing model-specific to reject: every dense spec converts."""
 
 
+def decode_windows(context: int) -> list[int]:
+    """Attention windows of the extra ``decode_w<N>`` signatures: C/8, C/4 and C/2, at least 32.
+
+    Decode reads every cache slot it attends to; at SmolLM2's C = 2,048 that is 94 MB per token,
+    more than its fp32 S weights. A runner decoding at position p uses the smallest window > p
+    (the same logits: slots past p are masked anyway). LiteRT-LM's Engine uses ``decode``.
+    """
+    return sorted({w for w in (max(32, context >> k) for k in (3, 2, 1)) if w < context})
+
+
 def _convert(model, precision: str, out_path: Path, context: int, prefill_lens: list[int]) -> None:
     import torch
 
     litert_torch = require("litert_torch", EXTRA, "the LiteRT exporter")
-    from exporters.litert_lm import make_graph, sample_kwargs
+    from exporters.litert_lm import sample_kwargs, signature_graphs
 
-    prefill, decode = make_graph(model, context, logits=False), make_graph(model, context, logits=True)
     kwargs = {}
     if precision == "int8":
         from litert_torch.generative.quantize import quant_recipes
@@ -45,11 +53,10 @@ def _convert(model, precision: str, out_path: Path, context: int, prefill_lens: 
         # QuantConfig(pt2e_quantizer=...) silently does nothing in litert-torch 0.10; recipes work.
         kwargs["quant_config"] = quant_recipes.full_dynamic_recipe()
     with torch.no_grad():
-        conv = None
-        for T in prefill_lens:  # one traced signature per prompt length; weights are shared
-            sign = litert_torch.signature if conv is None else conv.signature
-            conv = sign(f"prefill_{T}", prefill, sample_kwargs=sample_kwargs(prefill, T))
-        conv = conv.signature("decode", decode, sample_kwargs=sample_kwargs(decode, 1))
+        conv = litert_torch
+        for name, graph, T in signature_graphs(model, context, prefill_lens, decode_windows(context)):
+            # one traced signature per entry point; the converter stores shared weights once
+            conv = conv.signature(name, graph, sample_kwargs=sample_kwargs(graph, T))
         conv.convert(**kwargs).export(str(out_path))
 
 
@@ -62,18 +69,21 @@ def entry_points(model, context: int, prefill_lens: list[int]) -> dict:
     caches = [tensor_spec(n, (1, hkv, context, hd) if "_k_" in n else (1, hkv, hd, context), "float32")
               for n in cache_names(cfg.n_layers)]
 
-    def sig(T, logits):
+    def sig(T, logits, W=context):
         ins = [tensor_spec("tokens", (1, T), "int32"), tensor_spec("input_pos", (T,), "int32"),
-               tensor_spec("mask", (1, 1, T, context), "float32"), *caches]
+               tensor_spec("mask", (1, 1, T, W), "float32"), *caches]
         outs = ([tensor_spec("logits", (1, T, cfg.vocab_size), "float32")] if logits else []) + caches
         return {"inputs": ins, "outputs": outs, "state": []}
 
     eps = {f"prefill_{T}": {**sig(T, False), "doc": f"{T} tokens at input_pos (consecutive); writes their "
                             "K/V into the caches at input_pos[0]; right-pad a shorter chunk"} for T in prefill_lens}
     eps["decode"] = {**sig(1, True), "doc": "one token at input_pos[0]; writes its K/V there; logits (1, 1, V)"}
+    for W in decode_windows(context):
+        eps[f"decode_w{W}"] = {**sig(1, True, W), "doc": f"decode attending to cache slots 0..{W - 1} only "
+                               f"(input_pos[0] < {W}); the same result as decode there, at less cost"}
     for ep in eps.values():
         ep["doc"] += (f"; mask row t: 0 for slots <= input_pos[t], {MASK_VALUE:g} elsewhere; "
-                      "pass the caches returned by the previous call")
+                      "pass the caches returned by the previous call (or bind one buffer as input and output)")
     return eps
 
 
@@ -101,6 +111,7 @@ def export(model, precision: str, out_path: Path, *, context: int, prefill_len: 
             p.unlink()
         tok_dir.rmdir()
     return {"entry_points": entry_points(model, context, prefill_lens), "cache": CACHE,
+            "decode_windows": decode_windows(context),
             "convention": "LiteRT-LM (prefill_<T>/decode; tokens, input_pos, mask, kv_cache_k_<i>, kv_cache_v_<i>)",
             "extra_files": {"litertlm": bundle},
             "delegate": "XNNPACK (LiteRT default CPU delegate)",
@@ -109,59 +120,50 @@ def export(model, precision: str, out_path: Path, *, context: int, prefill_len: 
 
 
 class LiteRTRunner:
-    """Runs a .tflite in LiteRT-LM's convention with ``ai_edge_litert``; keeps the caches.
+    """Runs a .tflite in LiteRT-LM's convention on ``ai_edge_litert`` (exporters/litert_session.py:
+    caches updated in place, packed weights shared by all signatures).
 
     ``forward(tokens, start)`` feeds all but the last token through ``prefill_<T>`` (chunks, the
-    last one right-padded) and the last through ``decode``, as LiteRT-LM does, and returns that
-    token's logits (1, 1, V); ``prefill(tokens)`` is ``forward(tokens, 0)``; ``decode(token,
-    position)`` -> logits (1, 1, V).
+    last one right-padded) and the last through a decode signature, as LiteRT-LM does, and returns
+    that token's logits (1, 1, V); ``prefill(tokens)`` is ``forward(tokens, 0)``; ``decode(token,
+    position)`` -> logits (1, 1, V) through the smallest ``decode_w<N>`` whose window holds the
+    position (``decode`` past the last window).
     """
 
-    label = "ai_edge_litert Interpreter (XNNPACK)"
+    label = "ai_edge_litert CompiledModel (XNNPACK)"
 
     def __init__(self, path: Path, meta: dict | None = None, threads: int | None = None):
-        require("ai_edge_litert", EXTRA, "running a .tflite")
-        from ai_edge_litert.interpreter import Interpreter
+        from exporters.litert_session import LiteRTSession
 
-        self.interp = Interpreter(model_path=str(path), num_threads=threads or min(2, os.cpu_count() or 1))
-        sigs = self.interp.get_signature_list()
-        self.decode_r = self.interp.get_signature_runner("decode")
-        self.prefills = {int(n.split("_")[1]): self.interp.get_signature_runner(n)
-                         for n in sigs if n.startswith("prefill_")}
-        details = self.decode_r.get_input_details()
-        self.context = int(details["mask"]["shape"][-1])
-        self.caches = {n: np.zeros(d["shape"], np.float32) for n, d in details.items() if n.startswith("kv_cache_")}
+        self.session = LiteRTSession(path, threads)
+        sigs = self.session.signatures
+        self.prefills = sorted(int(n.split("_")[1]) for n in sigs if n.startswith("prefill_"))
+        self.windows = sorted(int(n[len("decode_w"):]) for n in sigs
+                              if n.startswith("decode_w") and n[len("decode_w"):].isdigit())
+        self.context = int(self.session.inputs("decode")["mask"]["shape"][-1])
 
     def reset(self) -> None:
         """Empty the caches (a new conversation)."""
-        for c in self.caches.values():
-            c[...] = 0.0
+        self.session.reset()
 
-    def _mask(self, positions: np.ndarray) -> np.ndarray:
-        """(1, 1, T, C): row t sees slots <= positions[t]."""
-        slots = np.arange(self.context)[None, :]
-        return np.where(slots <= positions[:, None], 0.0, MASK_VALUE).astype(np.float32)[None, None]
-
-    def _run(self, runner, tokens: np.ndarray, start: int) -> dict:
-        pos = np.arange(start, start + tokens.shape[1], dtype=np.int32)
-        out = runner(tokens=tokens.astype(np.int32), input_pos=pos, mask=self._mask(pos), **self.caches)
-        self.caches = {n: out[n] for n in self.caches}
-        return out
+    def decode_signature(self, position: int) -> str:
+        """The cheapest decode whose attention window holds slot ``position``."""
+        return next((f"decode_w{W}" for W in self.windows if position < W), "decode")
 
     def feed(self, tokens, start: int) -> None:
         """Write the K/V of ``tokens`` (1, n) at positions start.. through the prefill signatures."""
-        tokens = np.asarray(tokens, dtype=np.int32).reshape(1, -1)
-        i, n = 0, tokens.shape[1]
+        tokens = np.asarray(tokens, dtype=np.int32).reshape(-1)
+        i, n = 0, tokens.shape[0]
         while i < n:
-            fits = [T for T in sorted(self.prefills) if start + i + T <= self.context]
+            fits = [T for T in self.prefills if start + i + T <= self.context]
             if not fits:  # a full chunk would run past the cache end: one token at a time
-                self._run(self.decode_r, tokens[:, i:i + 1], start + i)
+                self.decode(int(tokens[i]), start + i)
                 i += 1
                 continue
             T = next((T for T in fits if T >= n - i), fits[-1])
-            chunk = tokens[:, i:i + T]
-            pad = np.zeros((1, T - chunk.shape[1]), np.int32)  # padded slots are overwritten later
-            self._run(self.prefills[T], np.concatenate([chunk, pad], axis=1), start + i)
+            chunk = tokens[i:i + T]
+            pad = np.zeros(T - chunk.shape[0], np.int32)  # padded slots are overwritten later
+            self.session.call(f"prefill_{T}", np.concatenate([chunk, pad]), start + i)
             i += T
 
     def forward(self, tokens, start: int) -> np.ndarray:
@@ -178,9 +180,22 @@ class LiteRTRunner:
         return self.forward(tokens, 0)
 
     def decode(self, token: int, position: int) -> np.ndarray:
-        return self._run(self.decode_r, np.array([[token]], dtype=np.int32), position)["logits"]
+        return self.session.call(self.decode_signature(position), np.array([token], np.int32), position)
+
+    def close(self) -> None:
+        """Release the runtime and its weight-cache file."""
+        self.session.close()
+
+
+_threads: int | None = None  # set_threads(n): the default of runners made after it (None: up to 2)
+
+
+def set_threads(n: int) -> None:
+    """Threads of the LiteRT runners made from now on (as executorch.set_threads sizes its pool)."""
+    global _threads
+    _threads = n
 
 
 def load_runner(path: Path, meta: dict | None = None) -> LiteRTRunner:
-    """A runner on the real LiteRT interpreter."""
-    return LiteRTRunner(path, meta)
+    """A runner on the real LiteRT runtime."""
+    return LiteRTRunner(path, meta, threads=_threads)

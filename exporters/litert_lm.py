@@ -57,8 +57,13 @@ class LiteRTLMGraph(nn.Module):
     converter names its leaves ``kv_cache_k_<i>`` / ``kv_cache_v_<i>``.
     """
 
-    def __init__(self, model, context: int, logits: bool, n_blocks=None, core: KVCore | None = None):
+    def __init__(self, model, context: int, logits: bool, n_blocks=None, core: KVCore | None = None,
+                 window: int | None = None):
         super().__init__()
+        # Attention reads the first `window` cache slots only (None: all C). A decode at a position
+        # below the window gives the same result at a fraction of the cost: at C = 2048 reading
+        # every slot is ~94 MB per token on SmolLM2, more than its fp32 S weights.
+        self.window = window
         # shared norm/head/RoPE tables; an elastic artifact's members pass one core over one model
         self.core = core if core is not None else KVCore(model, context, prefill_len=1)
         self.logits = logits
@@ -92,9 +97,11 @@ class LiteRTLMGraph(nn.Module):
         # Query heads grouped by the KV head they share (head j*rep + r uses KV head j):
         # (T, H, hd) -> (1, Hkv, rep*T, hd), row r*T + t.
         qg = (q.permute(1, 0, 2) if T > 1 else q).reshape(1, c.n_kv, c.rep * T, c.hd)
-        s = self.bmm_4d(qg, kc)  # (1, Hkv, rep*T, C): contracts hd, no transpose of K
-        s = (s.view(c.n_kv * c.rep, T, c.context) + mask.view(1, T, c.context)).view(1, c.n_kv, c.rep * T, c.context)
-        y = self.bmm_4d(torch.softmax(s, dim=-1), vc)  # (1, Hkv, rep*T, hd): contracts C of V^T
+        W = self.window or c.context  # slots attended; the caches returned keep all C
+        ka, va = (kc, vc) if W == c.context else (kc[:, :, :W], vc[:, :, :, :W])  # SLICE: W slots
+        s = self.bmm_4d(qg, ka)  # (1, Hkv, rep*T, W): contracts hd, no transpose of K
+        s = (s.view(c.n_kv * c.rep, T, W) + mask.view(1, T, W)).view(1, c.n_kv, c.rep * T, W)
+        y = self.bmm_4d(torch.softmax(s, dim=-1), va)  # (1, Hkv, rep*T, hd): contracts W of V^T
         y = y.view(c.n_heads, T, c.hd)
         y = (y.permute(1, 0, 2) if T > 1 else y).reshape(1, T, c.n_heads * c.hd)  # (1, T, H*hd)
         x = x + a.wo(y)
@@ -119,14 +126,26 @@ class LiteRTLMGraph(nn.Module):
         return out
 
 
-def make_graph(model, context: int, logits: bool) -> LiteRTLMGraph:
+def make_graph(model, context: int, logits: bool, window: int | None = None) -> LiteRTLMGraph:
     """The graph over a frozen copy of a dense model (eval mode, no grad-requiring parameters)."""
-    return LiteRTLMGraph(copy.deepcopy(model).eval().requires_grad_(False), context, logits).eval()
+    return LiteRTLMGraph(copy.deepcopy(model).eval().requires_grad_(False), context, logits, window=window).eval()
+
+
+def signature_graphs(model, context: int, prefill_lens, windows) -> list[tuple[str, LiteRTLMGraph, int]]:
+    """(name, graph, T) of every signature: ``prefill_<T>``, ``decode`` and ``decode_w<N>``, all
+    over ONE frozen copy of the model and one core (a copy per signature would hold the weights
+    that many times while converting: 4.3 GB for SmolLM2 S fp32 with five signatures)."""
+    frozen = copy.deepcopy(model).eval().requires_grad_(False)
+    core = KVCore(frozen, context, prefill_len=1)
+    out = [(f"prefill_{T}", LiteRTLMGraph(frozen, context, False, core=core).eval(), T) for T in prefill_lens]
+    out.append(("decode", LiteRTLMGraph(frozen, context, True, core=core).eval(), 1))
+    out += [(f"decode_w{W}", LiteRTLMGraph(frozen, context, True, core=core, window=W).eval(), 1) for W in windows]
+    return out
 
 
 def sample_kwargs(graph: LiteRTLMGraph, T: int) -> dict:
     """Example inputs of one signature with T tokens (zeros; input_pos 0..T-1; a causal mask)."""
-    C = graph.core.context
+    C = graph.window or graph.core.context
     mask = torch.full((1, 1, T, C), MASK_VALUE).triu(1)  # row t sees slots <= t
     return {"tokens": torch.zeros(1, T, dtype=torch.int32),
             "input_pos": torch.arange(T, dtype=torch.int32), "mask": mask,

@@ -71,7 +71,7 @@ class ForwardLM(nn.Module):
         return self.core.head(x[:, -1, :])  # (1, V)
 
     def _aten(self, x, pos, input_pos, cos, sin):
-        core, T = self.core, x.shape[1]
+        core = self.core
         slots = torch.arange(core.context, dtype=pos.dtype)  # (C,)
         mask = torch.where(slots[None, :] <= pos[:, None], 0.0, MASK_VALUE)  # (T, C)
         mask = mask.repeat(core.rep, 1)[None]  # (1, rep*T, C): rows grouped as KVCore.qkv's q

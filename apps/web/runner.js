@@ -44,6 +44,10 @@ export class Session {
     this.context = variant.context;
     this.state = new Map();
     this.decodeName = 'decode';
+    // LiteRT-LM files may add decode_w<N>: attention over the first N cache slots only, the same
+    // logits below N at a fraction of the cost; decode uses the smallest window past its position.
+    this.windows = Object.keys(variant.entry_points).filter((n) => /^decode_w\d+$/.test(n))
+      .map((n) => Number(n.slice(8))).sort((a, b) => a - b);
     this.member = null;
     if (variant.members) this.useMember(variant.default);  // an elastic file: several members
   }
@@ -59,6 +63,7 @@ export class Session {
     this.prefills = [{name, len: eps[name].inputs.find((t) => TOKENS.includes(t.name)).shape[1]}];
     this.prefillLen = this.prefills[0].len;
     this.decodeName = `decode_${member}`;
+    this.windows = [];
     this.member = member;
   }
 
@@ -92,11 +97,11 @@ export class Session {
     return logits;
   }
 
-  // The causal mask row(s) for positions [start, start + n) over the whole cache: 0 where a
-  // query may look, MASK_VALUE elsewhere.
-  mask(start, n) {
-    const m = new Float32Array(n * this.context).fill(MASK_VALUE);
-    for (let r = 0; r < n; r++) m.fill(0, r * this.context, r * this.context + start + r + 1);
+  // The causal mask row(s) for positions [start, start + n) over `width` cache slots (default:
+  // the whole cache): 0 where a query may look, MASK_VALUE elsewhere.
+  mask(start, n, width = this.context) {
+    const m = new Float32Array(n * width).fill(MASK_VALUE);
+    for (let r = 0; r < n; r++) m.fill(0, r * width, r * width + start + r + 1);
     return m;
   }
 
@@ -155,8 +160,10 @@ export class Session {
   async decode(token, position) {
     const tokens = Int32Array.of(token);
     const pos = Int32Array.of(position);
-    const logits = await this.call(this.decodeName, {tokens, token: tokens, input_pos: pos, position: pos,
-                                              mask: this.mask(position, 1)});
+    const window = this.windows.find((w) => position < w);
+    const name = window ? `decode_w${window}` : this.decodeName;
+    const logits = await this.call(name, {tokens, token: tokens, input_pos: pos, position: pos,
+                                          mask: this.mask(position, 1, window ?? this.context)});
     return argmax(logits, 0, logits.length);
   }
 

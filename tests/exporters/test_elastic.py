@@ -54,7 +54,7 @@ def test_entry_points_and_metadata(elastic, val_stream):
         out = runner.method(None).execute([seq[None], torch.tensor([0])])[0].numpy()[0]
         np.testing.assert_allclose(out, runner.run(seq.numpy(), 0, "mix"), atol=1e-5)
     elif "signatures" in meta:  # LiteRT: prefill_<m> and decode_<m> per member
-        assert set(runner.interp.get_signature_list()) == {f"{k}_{m}" for m in MEMBERS for k in ("prefill", "decode")}
+        assert set(runner.session.signatures) == {f"{k}_{m}" for m in MEMBERS for k in ("prefill", "decode")}
     else:  # Core ML: functions prefill_<m> and decode_<m> of one ML program, the weights stored once
         st = meta["structure"]
         assert set(st["functions"]) == {f"{k}_{m}" for m in MEMBERS for k in ("prefill", "decode")}

@@ -8,6 +8,8 @@ each generated character is one token, so the Engine's text maps back to ids one
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -73,6 +75,27 @@ def test_graph_matches_the_model_over_chunks_and_turns():
     assert (got.argmax(-1) == want.argmax(-1)).all()
 
 
+def test_windowed_decode_matches_the_full_one_below_its_window():
+    """decode_w<W> attends to the first W slots only: below W it gives the logits of decode over
+    all C slots, and it writes the same caches (all C slots kept)."""
+    pytest.importorskip("litert_torch")
+    from exporters.litert_lm import make_graph, sample_kwargs
+
+    model, W = chaotic_model(), 32
+    full, win = make_graph(model, CONTEXT, logits=True), make_graph(model, CONTEXT, logits=True, window=W)
+    seq = torch.randint(0, 256, (1, W), generator=torch.Generator().manual_seed(2))
+    caches = [sample_kwargs(full, 1)["kv_cache"], sample_kwargs(win, 1)["kv_cache"]]
+    with torch.no_grad():
+        for p in range(W):
+            pos = torch.tensor([p], dtype=torch.int32)
+            outs = [g(seq[:, p:p + 1].int(), pos, torch.where(torch.arange(width) <= p, 0.0, -3.0e4).view(1, 1, 1, -1), c)
+                    for g, c, width in ((full, caches[0], CONTEXT), (win, caches[1], W))]
+            caches = [{k: o[f"kv_cache_{k}"] for k in c} for o, c in zip(outs, caches)]
+            assert torch.allclose(outs[0]["logits"], outs[1]["logits"], atol=1e-5, rtol=0), p
+    assert all(torch.equal(caches[0][k], caches[1][k]) for k in caches[0])
+    assert caches[1]["k_0"].shape[2] == CONTEXT and caches[1]["k_0"][:, :, :W].abs().sum() > 0
+
+
 # -- real exports (slow) -------------------------------------------------------------------------
 @pytest.fixture(scope="module", params=["fp32", "int8"])
 def bundle(request, tmp_path_factory, val_stream, trained_tiny):
@@ -115,7 +138,10 @@ def test_bundle_files_metadata_and_signatures(bundle):
     assert sigs == {f"prefill_{PREFILL}": {"inputs": sorted(["tokens", "input_pos", "mask", *caches]),
                                            "outputs": sorted(caches)},
                     "decode": {"inputs": sorted(["tokens", "input_pos", "mask", *caches]),
-                               "outputs": sorted(["logits", *caches])}}
+                               "outputs": sorted(["logits", *caches])},
+                    "decode_w32": {"inputs": sorted(["tokens", "input_pos", "mask", *caches]),
+                                   "outputs": sorted(["logits", *caches])}}
+    assert m["decode_windows"] == [32] and m["entry_points"]["decode_w32"]["inputs"][2]["shape"] == [1, 1, 1, 32]
     dump = peek(folder / "model.litertlm")  # the builder's own reader
     for line in ("ids: 257", "ids: 258", f"max_num_tokens: {CONTEXT}", "generic_model",
                  "HF_Tokenizer_Zlib", "tf_lite_prefill_decode"):
@@ -170,3 +196,36 @@ def test_matedge_run_streams_the_bundle_through_litert_lm(bundle, corpus, capfd)
     out, err = capfd.readouterr()
     assert want in out
     assert len(err.splitlines()) == 1 and "LiteRT-LM Engine" in err and "ms/token" in err, err
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_project_runner_decodes_through_the_windows_in_place(bundle, corpus):
+    """The project's runner (CompiledModel, caches bound in place): greedy tokens across the
+    decode_w32 -> decode boundary equal eager (int8: >= 90%), and closing it removes the
+    XNNPACK weight-cache folder it made."""
+    from exporters.litert import LiteRTRunner
+
+    bundle, model = bundle
+    runner = LiteRTRunner(bundle.path, threads=1)
+    ids = byte_tokenizer().encode(held_out_prompts(corpus)[0])
+    assert runner.decode_signature(len(ids)) == "decode_w32" and runner.decode_signature(40) == "decode"
+    want, got = greedy(model, ids, STEPS), []
+    logits = runner.forward(torch.tensor([ids]).numpy(), 0)
+    while len(got) < len(want):
+        got.append(int(logits.reshape(-1).argmax()))
+        logits = runner.decode(got[-1], len(ids) + len(got) - 1)
+    assert len(ids) + len(want) > 32  # both signatures ran
+    agree = sum(a == b for a, b in zip(got, want))
+    assert agree == len(want) if bundle.meta["precision"] == "fp32" else agree >= 0.9 * len(want), (got, want)
+    folder = runner.session._tmp
+    assert any(p.suffix == ".xnnpack_cache" for p in Path(folder).iterdir())
+    runner.close()
+    assert not Path(folder).exists()
+
+
+def test_decode_windows_are_inside_the_context():
+    from exporters.litert import decode_windows
+
+    assert decode_windows(16) == [] and decode_windows(32) == [] and decode_windows(64) == [32]
+    assert decode_windows(2048) == [256, 512, 1024]

@@ -66,7 +66,7 @@ def test_artifact_file_and_metadata(artifact, trained_tiny, out_dir):
         assert [t["name"] for t in m["entry_points"]["forward"]["inputs"]] == ["tokens", "input_pos"]
         assert m["entry_points"]["forward"]["inputs"][0]["shape"] == [1, 63]
     elif m["backend"] == "litert":  # LiteRT-LM's convention (see test_litert_lm.py)
-        assert set(m["entry_points"]) == {"prefill_16", "decode"}
+        assert set(m["entry_points"]) == {"prefill_16", "decode", "decode_w32"}
         assert [t["name"] for t in m["entry_points"]["decode"]["inputs"]][:3] == ["tokens", "input_pos", "mask"]
         assert m["entry_points"]["prefill_16"]["inputs"][0]["shape"] == [1, 16]
     else:

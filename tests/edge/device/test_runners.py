@@ -173,3 +173,15 @@ def test_litert_runner_takes_litert_lm_signatures(tmp_path):
     details = {"input_pos": {"shape": [1], "dtype": "int32"}, "mask": {"shape": [1, 1, 1, 8], "dtype": "float32"}}
     inputs = _inputs(details, decode_pos=4)
     assert inputs["input_pos"].tolist() == [4] and (inputs["mask"][0, 0, 0] == 0).tolist() == [True] * 5 + [False] * 3
+
+
+def test_litert_runner_times_the_decode_window_a_generating_runner_uses():
+    """`--methods decode` on a file with attention windows times decode_w<N> holding the position
+    after the prompt, as exporters.litert.LiteRTRunner decodes there; past every window, decode."""
+    from edge.device.runner_litert import _resolve
+
+    sigs = {"prefill_64": {}, "decode": {}, "decode_w256": {}, "decode_w512": {}, "decode_w1024": {}}
+    assert _resolve("decode", sigs, 64) == "decode_w256"
+    assert _resolve("decode", sigs, 256) == "decode_w512"
+    assert _resolve("decode", sigs, 1024) == "decode"
+    assert _resolve("decode", {"decode": {}}, 64) == "decode" and _resolve("prefill", sigs) == "prefill_64"
