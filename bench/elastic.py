@@ -106,7 +106,10 @@ tmp = tempfile.mkdtemp()
 cm = CompiledModel.from_file(sys.argv[1], options=Options(cpu_options=CpuOptions(
     num_threads=1, xnnpack_weight_cache_path=os.path.join(tmp, "w.xnnpack_cache"))))
 for name in sys.argv[2:]:
-    ins = {k: cm.create_input_buffer_by_name(name, k) for k in cm.get_input_tensor_details(name)}
+    ins = {}
+    for k, d in cm.get_input_tensor_details(name).items():  # new buffers hold garbage: zeros
+        ins[k] = cm.create_input_buffer_by_name(name, k)
+        ins[k].write(np.zeros(d["shape"], d["dtype"]))
     outs = {k: ins.get(k) or cm.create_output_buffer_by_name(name, k) for k in cm.get_output_tensor_details(name)}
     cm.run_by_name(name, ins, outs)
 del ins, outs, cm

@@ -6,7 +6,9 @@ preset: timing does not depend on the weights), at fp32 and int8, this converts
 * ``io-cache``: the previous exporter's graph (exporters.decoding.IOCacheLM: one stacked
   (L, Hkv, C, hd) cache in and out, the new slot blended in with where + cat);
 * ``litert-lm``: the current exporter's graph (exporters/litert_lm.py: LiteRT-LM's signatures,
-  per-layer caches updated with DYNAMIC_UPDATE_SLICE, attention with bmm_4d on a transposed V);
+  per-layer caches updated with DYNAMIC_UPDATE_SLICE, attention with bmm_4d on a transposed V),
+  timed on ``decode`` (all C slots, as LiteRT-LM's Engine runs it) and on the attention window
+  the project's runners use at that position (``decode_w<N>``);
 * ``generative``: the same dims built from litert-torch's own generative layers
   (``DecoderOnlyModel``, transposed KV layout, mask as input) — what litert-torch's LLM
   examples export (its utilities import a tensorflow schema module that is not installed; a
@@ -77,12 +79,12 @@ def executorch_decoder(model, precision: str, work: Path):
     return lambda: runner.decode(1, 70)
 
 
-def engine_decode_ms(bundle: Path, tokens: int = 64) -> float:
-    """LiteRT-LM Engine's own benchmark: ms per decoded token, 1 thread."""
+def engine_decode_ms(bundle: Path, tokens: int = 64, threads: int = 1) -> float:
+    """LiteRT-LM Engine's own benchmark: ms per decoded token (after a short prompt)."""
     import litert_lm
 
     with tempfile.TemporaryDirectory() as cache:
-        engine = litert_lm.Engine(str(bundle), backend=litert_lm.Backend.CPU(thread_count=1), cache_dir=cache,
+        engine = litert_lm.Engine(str(bundle), backend=litert_lm.Backend.CPU(thread_count=threads), cache_dir=cache,
                                   enable_benchmark=True)
         sess = engine.create_session(sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=tokens)
         sess.run_prefill(["The quick brown fox"])
@@ -151,7 +153,14 @@ def main(argv=None) -> int:
                 fns = {}
                 for g in args.graphs.split(","):
                     label, convert, prefix = graphs[g]
-                    fns[label] = invoker(convert(dense, precision, work / f"{prefix}-{tag}.tflite", CONTEXT, PREFILL))
+                    path = convert(dense, precision, work / f"{prefix}-{tag}.tflite", CONTEXT, PREFILL)
+                    fns[label] = invoker(path)
+                    if g == "litert-lm":  # the attention window a runner decodes position 70 with
+                        from exporters.litert import decode_windows
+
+                        W = next((w for w in decode_windows(CONTEXT) if 70 < w), None)
+                        if W:
+                            fns[f"litert-lm decode_w{W}"] = invoker(path, f"decode_w{W}")
                 if not args.no_executorch:
                     fns["executorch .pte"] = executorch_decoder(dense, precision, work / f"et-{tag}")
                 res = time_all(fns, args.rounds, args.calls)

@@ -11,7 +11,9 @@ For each ``.tflite`` given (written by ``matedge export --backend litert``), aft
   ``exporters.litert.LiteRTRunner`` and ``matedge run`` use now);
 
 and, with --pte FILE per .tflite, ExecuTorch's runtime on that ``.pte`` (its Python runner,
-llama custom ops). Calls are interleaved in rounds on one position (the caches stay as the
+llama custom ops). The ``.litertlm`` beside each file is also run through LiteRT-LM's Engine
+(its own benchmark: ms per token over 64 decoded tokens after a short prompt; median of 3 runs
+after the interleaved rounds), which uses ``decode`` over all C slots. Calls are interleaved in rounds on one position (the caches stay as the
 prompt left them), so a shared machine's drift hits every column alike. Prints a table; also
 the peak resident memory of each LiteRT way, measured in a child process of its own.
 
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.litert_decode import engine_decode_ms  # noqa: E402
 from edge.texttable import format_table  # noqa: E402
 
 WAYS = ("interpreter", "in place", "window")
@@ -85,11 +88,13 @@ def make(way: str, path: Path, position: int, threads: int):
 
 def peak_rss_mb(way: str, path: Path, position: int, threads: int) -> float:
     """Peak RSS (MiB) of a child that loads the file one way and decodes 3 tokens."""
-    code = ("import sys, resource; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[1:]\n"
+    # VmHWM, not ru_maxrss: Linux carries a forked child's maxrss across exec, so that one would
+    # start at this (large) process's peak
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[1:]\n"
             "from bench.litert_runtime import make\n"
             "f = make(sys.argv[1], __import__('pathlib').Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))\n"
             "[f() for _ in range(3)]\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))")
     r = subprocess.run([sys.executable, "-c", code, str(ROOT), way, str(path), str(position), str(threads)],
                        capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
@@ -135,14 +140,18 @@ def main(argv=None) -> int:
         if ptes:
             fns["pte"] = pte_step(ptes[i], args.position, args.threads)
         ms = time_interleaved(fns, args.rounds, args.calls)
+        bundle = path.with_suffix(".litertlm")
+        ms["engine"] = statistics.median(engine_decode_ms(bundle, threads=args.threads) for _ in range(3)) \
+            if bundle.exists() else float("nan")
         mem = {w: float("nan") if args.no_memory else peak_rss_mb(w, path, args.position, args.threads) for w in WAYS}
         pte = ms.get("pte", float("nan"))
-        rows.append([path.name, path.stat().st_size / 1e6, *(ms[w] for w in WAYS), pte, ms["window"] / pte,
+        rows.append([path.name, path.stat().st_size / 1e6, *(ms[w] for w in WAYS), ms["engine"], pte,
+                     ms["window"] / pte,
                      *(mem[w] for w in WAYS)])
         print(f"  {path.name}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()), flush=True)
     print(f"\ndecode ms/token at position {args.position}, {args.threads} thread(s), median of "
           f"{args.rounds} interleaved rounds x {args.calls} calls; peak RSS MiB of each LiteRT way alone")
-    print(format_table(["file", "MB", "interpreter", "in place", "window", ".pte", "window/.pte",
+    print(format_table(["file", "MB", "interpreter", "in place", "window", "Engine", ".pte", "window/.pte",
                         "RSS interp.", "RSS in place", "RSS window"], rows))
     return 0
 

@@ -53,6 +53,10 @@ class Backend:
     # lookup's constant and XNNPACK's packed head (exporters/executorch.py _quantize); a .tflite
     # and an .mlpackage one (tests/exporters/test_quantized_table.py checks each file).
     table_copies: int = 1
+    # What its timings depend on beyond the library versions: the graph the exporter writes and
+    # how the runner calls it. A cost table records it; one measured under another method is
+    # stale (edge/device/table_source.py) and is measured again. Change it when either changes.
+    cost_method: str = "1"
 
     def exporter(self) -> ModuleType:
         """The backend module; ExportError naming the pip extra when its library is missing."""
@@ -97,12 +101,12 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             default_precision="fp32", extra="executorch", probe="executorch.exir",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0, "8da4w": 0.5},
             libraries=("executorch", "torch"), runner="matedge_runner", elastic="exporters.elastic", ops=("llama", "aten"),
-            table_copies=2),
+            table_copies=2, cost_method="llama-ops"),
     Backend(name="litert", module="exporters.litert", suffix=".tflite", precisions=("fp32", "int8"),
             default_precision="fp32", extra="litert", probe="litert_torch",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0},
             libraries=("ai-edge-litert", "litert-torch"), runner="runner_litert",
-            elastic="exporters.elastic_litert"),
+            elastic="exporters.elastic_litert", cost_method="decode-windows, caches in place"),
     Backend(name="coreml", module="exporters.coreml", suffix=".mlpackage", precisions=("fp16", "int8", "pal4"),
             default_precision="fp16", extra="coreml", probe="coremltools",
             bytes_per_weight={"fp16": 2.0, "int8": 1.0, "pal4": 0.5},

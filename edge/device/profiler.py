@@ -121,7 +121,8 @@ def table_from(profile: DeviceProfile, config, transport, measured: dict, errors
                  provenance={**transport.describe(), "device": profile.name, "libraries": library_versions(profile.backend),
                              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                              "runs": runs, "warmup": warmup, "rounds": rounds, "statistic": statistic,
-                             "runner": RUNNER_LABELS[get_backend(profile.backend).runner]})
+                             "runner": RUNNER_LABELS[get_backend(profile.backend).runner],
+                             "method": get_backend(profile.backend).cost_method})
     return table
 
 

@@ -20,8 +20,10 @@ from pathlib import Path
 
 from edge.device.cost_table import CostTable, CostTableError, check_model, load_table, table_path, write_table
 from edge.device.profiles import DeviceProfile
+from edge.device.runners import RUNNER_LABELS
 from edge.device.transports import get_transport, parse_transport
 from edge.errors import MatEdgeError
+from exporters.backends import get_backend
 
 MODES = ("auto", "never", "always", "stored")
 PROBE_TIMEOUT_S = 10.0
@@ -51,6 +53,18 @@ def table_is_stale(table: dict, profile: DeviceProfile, config) -> str:
                       ("prompt_tokens", profile.limits.prompt_tokens)):
         if table.get(key) != want:
             return f"{key} was {table.get(key)!r}, the profile now says {want!r}"
+    return _method_changed(table, profile.backend)
+
+
+def _method_changed(table: dict, backend_name: str) -> str:
+    """Why a table this project's runner measured no longer matches how artifacts are exported
+    and timed ('' if it does). Tables from other runners (imported) are not judged."""
+    backend, prov = get_backend(backend_name), table.get("provenance") or {}
+    if table.get("estimated") or not backend.runner or prov.get("runner") != RUNNER_LABELS.get(backend.runner):
+        return ""
+    method = prov.get("method")  # tables from before the field have none: measured another way
+    if method != backend.cost_method:
+        return f"it was measured with an earlier {backend_name} export or runner ({method or 'unrecorded'}; now: {backend.cost_method})"
     return ""
 
 
