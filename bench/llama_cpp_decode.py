@@ -146,7 +146,7 @@ def interleaved(args, model, tmp: Path) -> list:
     from edge.spec import parse_spec
 
     runner = ensure_cpp_runner()
-    pairs = {"F32": "fp32", "Q8_0": "int8"}
+    pairs = {"F32": "fp32", "Q8_0": "int8", "Q4_0": "8da4w"}
     jobs = []
     for spec in args.specs.split(","):
         dense = slice_model(model, parse_spec(spec, model.config))
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     ap.add_argument("checkpoint", nargs="?", help="universal checkpoint (default: the demo model)")
     ap.add_argument("--llama-bench", type=Path, required=True, help="the llama-bench executable")
     ap.add_argument("--specs", default="S,XL")
-    ap.add_argument("--types", default="F32,Q8_0", help="GGUF tensor types (default: F32,Q8_0)")
+    ap.add_argument("--types", default="F32,Q8_0", help="GGUF tensor types (default: F32,Q8_0; Q4_0 pairs with an 8da4w .pte)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--depth", type=int, default=16, help="context before the timed tokens (default: 16)")
     ap.add_argument("--tokens", type=int, default=64)

@@ -9,8 +9,10 @@ HELP = "export a spec to ExecuTorch (.pte), LiteRT (.tflite) or Core ML (.mlpack
 DESCRIPTION = """\
 Export the dense submodel of SPEC with a static KV cache. A .pte follows ExecuTorch's LLM-runner
 convention, forward(tokens[1, T], input_pos[1]) with T dynamic; a .tflite LiteRT-LM's, prefill_<T>
-and decode over tokens, input_pos, mask and per-layer KV caches, and OUT/NAME.litertlm beside it
-packs it with the tokenizer for LiteRT-LM and Google's AI Edge apps; a .mlpackage has two entry
+and decode over tokens, input_pos, mask and per-layer KV caches (plus decode_w<N>, attending to the
+first N = context/8, /4, /2 cache slots only, which this project's runners use while the position
+fits), and OUT/NAME.litertlm beside it packs it with the tokenizer for LiteRT-LM and Google's AI
+Edge apps; a .mlpackage has two entry
 points, prefill(tokens[1, T]) and decode(token[1, 1], position[1]). Writes
 OUT/NAME.<pte|tflite|mlpackage>, OUT/NAME.json (backend, precision, spec, every file with size and
 sha256, entry-point signatures, tokenizer, versions, parity) and the checkpoint's tokenizer.json +
