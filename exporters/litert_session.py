@@ -9,7 +9,7 @@ LiteRT's ``CompiledModel`` with tensor buffers instead, as LiteRT-LM's engine do
   ``DYNAMIC_UPDATE_SLICE`` writes the new slots in place and nothing is copied between calls;
   all signatures (prompt lengths, attention windows, elastic members) share those buffers;
 * XNNPACK packs a signature's weights when it first runs; with a weight-cache file the packed
-  weights are stored once and shared by every signature (measured on SmolLM2 S fp32 with six
+  weights are stored once and shared by every signature (measured on SmolLM2 S fp32 with five
   signatures: 600 MB resident instead of 1,490 MB). The file lives in a private temporary
   folder, removed when the session is closed or collected: it is keyed by offsets in this model,
   so it is never reused for another file.
