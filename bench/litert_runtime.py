@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.litert_decode import engine_decode_ms  # noqa: E402
+from bench.litert_decode import engine_decode_ms, time_all  # noqa: E402
 from edge.texttable import format_table  # noqa: E402
 
 WAYS = ("interpreter", "in place", "window")
@@ -102,22 +102,6 @@ def peak_rss_mb(way: str, path: Path, position: int, threads: int) -> float:
     return int(r.stdout.split()[-1]) / 1024
 
 
-def time_interleaved(fns: dict, rounds: int, calls: int) -> dict:
-    """name -> median ms over rounds x calls, the names taking turns each round."""
-    import time
-
-    samples = {k: [] for k in fns}
-    for f in fns.values():
-        f()
-    for _ in range(rounds):
-        for k, f in fns.items():
-            for _ in range(calls):
-                t = time.perf_counter()
-                f()
-                samples[k].append((time.perf_counter() - t) * 1e3)
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("tflite", nargs="+", type=Path, help=".tflite files written by matedge export --backend litert")
@@ -139,7 +123,7 @@ def main(argv=None) -> int:
         fns = {way: make(way, path, args.position, args.threads) for way in WAYS}
         if ptes:
             fns["pte"] = pte_step(ptes[i], args.position, args.threads)
-        ms = time_interleaved(fns, args.rounds, args.calls)
+        ms = {k: wall for k, (wall, *_) in time_all(fns, args.rounds, args.calls).items()}  # wall medians
         bundle = path.with_suffix(".litertlm")
         ms["engine"] = statistics.median(engine_decode_ms(bundle, threads=args.threads) for _ in range(3)) \
             if bundle.exists() else float("nan")

@@ -29,9 +29,9 @@ import weakref
 import numpy as np
 
 from exporters.base import require
+from exporters.litert import MASK_VALUE
 from exporters.logs import hide_stderr_at_exit, runtime_logs_hidden
 
-MASK_VALUE = -3.0e4  # additive mask for slots a query must not see (exporters.decoding)
 CACHE_PREFIX = "kv_cache_"
 
 
@@ -77,25 +77,23 @@ class LiteRTSession:
         return {k: {"shape": tuple(d["shape"]), "dtype": np.dtype(d["dtype"])}
                 for k, d in self.model.get_input_tensor_details(signature).items()}
 
-    def _bind(self, signature: str):
-        """Input and output buffers of a signature (made on its first call)."""
-        if signature not in self._bound:
-            ins, outs, shapes = {}, {}, self.inputs(signature)
-            for name, d in shapes.items():
-                if name.startswith(CACHE_PREFIX):
-                    if name not in self.caches:
-                        self.caches[name] = self.model.create_input_buffer_by_name(signature, name)
-                        self.cache_shapes[name] = d["shape"]
-                        self.caches[name].write(np.zeros(d["shape"], np.float32))
-                    ins[name] = outs[name] = self.caches[name]  # in place: input is output
-                else:
-                    ins[name] = self.model.create_input_buffer_by_name(signature, name)
-            out_details = self.model.get_output_tensor_details(signature)
-            for name, d in out_details.items():
-                if name not in outs:
-                    outs[name] = self.model.create_output_buffer_by_name(signature, name)
-            self._bound[signature] = (ins, outs, shapes, {k: tuple(d["shape"]) for k, d in out_details.items()})
-        return self._bound[signature]
+    def _bind(self, signature: str) -> None:
+        """Make a signature's input and output buffers (on its first call)."""
+        ins, outs, shapes = {}, {}, self.inputs(signature)
+        for name, d in shapes.items():
+            if name.startswith(CACHE_PREFIX):
+                if name not in self.caches:
+                    self.caches[name] = self.model.create_input_buffer_by_name(signature, name)
+                    self.cache_shapes[name] = d["shape"]
+                    self.caches[name].write(np.zeros(d["shape"], np.float32))
+                ins[name] = outs[name] = self.caches[name]  # in place: input is output
+            else:
+                ins[name] = self.model.create_input_buffer_by_name(signature, name)
+        out_details = self.model.get_output_tensor_details(signature)
+        for name in out_details:
+            if name not in outs:
+                outs[name] = self.model.create_output_buffer_by_name(signature, name)
+        self._bound[signature] = (ins, outs, shapes, {k: tuple(d["shape"]) for k, d in out_details.items()})
 
     def call(self, signature: str, tokens: np.ndarray, start: int) -> np.ndarray | None:
         """tokens (T,) at slots start..start+T-1 -> the signature's logits (None if it has none)."""

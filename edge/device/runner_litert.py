@@ -110,8 +110,9 @@ def _resolve(name, signatures, decode_pos=0):
     "decode" the smallest decode_w<N> whose attention window holds decode_pos, as a generating
     runner picks it (exporters/litert.py), else decode itself."""
     windows = sorted(int(s[8:]) for s in signatures if s.startswith("decode_w") and s[8:].isdigit())
-    if name == "decode" and any(decode_pos < w for w in windows):
-        return f"decode_w{next(w for w in windows if decode_pos < w)}"
+    window = next((w for w in windows if decode_pos < w), None)
+    if name == "decode" and window is not None:
+        return f"decode_w{window}"
     if name in signatures:
         return name
     prompts = sorted((s for s in signatures if s.startswith("prefill_") and s[8:].isdigit()), key=lambda s: int(s[8:]))
