@@ -36,6 +36,7 @@ _received: list[int] = []  # signal numbers, in order
 _done = threading.Event()  # set when handling() ends: the watchdog then stands down
 _critical = threading.RLock()  # held while an output is swapped into place: the watchdog waits for it
 _prefix = "matedge"
+_deferring = 0  # > 0 inside deferred(): a signal is recorded, raised when the section ends
 
 
 class Interrupted(KeyboardInterrupt):
@@ -92,17 +93,29 @@ def critical() -> Iterator[None]:
         yield
 
 
-def make_temp_dir(prefix: str, dir: str | Path | None = None) -> Path:
-    """mkdtemp, registered before a signal can land between creating and registering it (the
-    signals are held for those few microseconds and delivered right after)."""
-    held = threading.current_thread() is threading.main_thread()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS) if held else None
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A few statements a signal must not split (create a temporary, then register it).
+
+    Blocking the signal is not enough: the kernel then hands it to another thread, whose C handler
+    flags it, and Python runs ``_handler`` in the main thread at the next bytecode, perhaps still
+    inside ``tempfile.mkdtemp``. Here ``_handler`` only records it, and it is raised on leaving.
+    """
+    global _deferring
+    _deferring += 1
     try:
+        yield
+    finally:
+        _deferring -= 1
+    if not _deferring:
+        check()
+
+
+def make_temp_dir(prefix: str, dir: str | Path | None = None) -> Path:
+    """mkdtemp, registered before a signal can land between creating and registering it."""
+    with deferred():
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
         track(path)
-    finally:
-        if held:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
     return path
 
 
@@ -121,7 +134,8 @@ def _handler(signum, frame) -> None:
     if _received:  # a second signal: the user means it
         _hard_exit(_received[0])
     _received.append(signum)
-    raise Interrupted(signum)
+    if not _deferring:  # else raised when the deferred section ends
+        raise Interrupted(signum)
 
 
 def _hard_exit(signum: int) -> None:

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import weakref
+from pathlib import Path
 
 import numpy as np
 
+from edge import interrupt
 from exporters.base import require
 from exporters.litert import MASK_VALUE
 from exporters.logs import hide_stderr_at_exit, runtime_logs_hidden
@@ -49,6 +50,11 @@ def check_structure(path) -> None:
         runner._interpreter_wrapper.AllocateTensors(runner._subgraph_index)
 
 
+def _remove(folder: str) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    interrupt.untrack(Path(folder))
+
+
 class LiteRTSession:
     """``call(signature, tokens, start)`` on a CompiledModel whose caches persist between calls."""
 
@@ -59,8 +65,9 @@ class LiteRTSession:
         from ai_edge_litert.options import Options
 
         self.model = None
-        self._tmp = tempfile.mkdtemp(prefix="matedge-xnnpack-")
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, True)
+        # Registered, so a signal that stops the command removes it too (os._exit skips finalizers).
+        self._tmp = str(interrupt.make_temp_dir("matedge-xnnpack-"))
+        self._cleanup = weakref.finalize(self, _remove, self._tmp)
         cpu = CpuOptions(num_threads=threads or min(2, os.cpu_count() or 1),
                          xnnpack_weight_cache_path=os.path.join(self._tmp, "weights.xnnpack_cache"))
         hide_stderr_at_exit()  # a LiteRT environment may outlive this session and log as it ends

@@ -81,3 +81,35 @@ def test_a_swallowed_signal_still_stops_the_command(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "interrupted by SIGTERM" in err
     assert time.monotonic() - start < 20 and not (tmp_path / ".out.tmp-1").exists()
+
+
+def test_a_signal_landing_inside_mkdtemp_leaves_no_folder(tmp_path):
+    """The CI race: the signal arrives while ``mkdtemp`` is still running Python code after its
+    ``mkdir``. Blocking the signal in the main thread did not help (another thread took it and
+    Python ran the handler at the next bytecode); the deferred section raises it only after the
+    folder is registered, so the command's cleanup removes it."""
+    script = tmp_path / "race.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, sys, tempfile, threading, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from edge import guard, interrupt
+
+        real = tempfile.mkdtemp
+        def mkdtemp_then_signal(*a, **k):
+            path = real(*a, **k)
+            os.kill(os.getpid(), signal.SIGTERM)  # lands before mkdtemp returns its path
+            for _ in range(10000):
+                pass  # bytecodes at which Python would run the handler
+            return path
+        tempfile.mkdtemp = mkdtemp_then_signal
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()  # a thread to take it
+
+        def work():
+            interrupt.make_temp_dir(".out.tmp-", {str(tmp_path)!r})
+            print("not stopped", flush=True)
+        sys.exit(guard.run_command("race", work))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 143, done.stderr
+    assert "not stopped" not in done.stdout and "interrupted by SIGTERM" in done.stderr
+    assert not list(tmp_path.glob(".out.tmp-*"))
