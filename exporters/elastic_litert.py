@@ -3,9 +3,12 @@
 The LiteRT counterpart of exporters/elastic.py. The file holds, per member ``<m>``,
 
 * ``prefill_<m>``: T = ``prefill_len`` tokens (right-padded when fewer), and
-* ``decode_<m>``: T = 1,
+* ``decode_<m>``: T = 1, and
+* ``decode_<m>_w<N>``: T = 1 attending to the first N cache slots only (N from
+  exporters.litert.decode_windows: C/8, C/4, C/2), the same logits below N at a fraction of the
+  cost at a long context, as in a one-size LiteRT file,
 
-both in LiteRT-LM's tensor convention (exporters/litert_lm.py): inputs ``tokens`` int32 (1, T),
+all in LiteRT-LM's tensor convention (exporters/litert_lm.py): inputs ``tokens`` int32 (1, T),
 ``input_pos`` int32 (T,), ``mask`` float32 (1, 1, T, C) and the caches ``kv_cache_k_<i>`` (1, Hkv,
 C, hd) / ``kv_cache_v_<i>`` (1, Hkv, hd, C); outputs the updated caches and ``logits`` (1, T, V)
 of every position (a speculative verifier and switching-quality runs need them all).
@@ -38,20 +41,33 @@ SUFFIX = ".tflite"
 PREFILL_LEN = 8  # tokens per prefill call: longer prompts run in chunks, a verifier's k+1 in one
 
 
-def signature(kind: str, member: str) -> str:
-    """``prefill_<member>`` or ``decode_<member>``."""
-    return f"{kind}_{member}"
+def signature(kind: str, member: str, window: int | None = None) -> str:
+    """``prefill_<member>``, ``decode_<member>`` or (a window) ``decode_<member>_w<window>``."""
+    return f"{kind}_{member}" + (f"_w{window}" if window else "")
+
+
+def signature_names(members, windows: Sequence[int]) -> dict[str, str]:
+    """signature -> member, every member's prefill, decode and windowed decodes; ExportError when
+    two would share a name (a member called ``S_w32`` beside ``S`` with a window of 32)."""
+    names = [(signature(k, m, w), m) for m in members
+             for k, w in [("prefill", None), ("decode", None), *(("decode", w) for w in windows)]]
+    out = dict(names)
+    if len(out) != len(names):
+        raise ExportError(f"member names {list(members)} give clashing signature names with windows {list(windows)}")
+    return out
 
 
 def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path: Path, *, context: int,
                    default: str | None = None, precision: str = "fp32", tokenizer=None,
-                   prefill_len: int = PREFILL_LEN) -> dict:
-    """Write one ``.tflite`` with ``prefill_<m>`` and ``decode_<m>`` per member; return metadata.
+                   prefill_len: int = PREFILL_LEN, windows: Sequence[int] | None = None) -> dict:
+    """Write one ``.tflite`` with ``prefill_<m>``, ``decode_<m>`` and ``decode_<m>_w<N>`` per member;
+    return metadata. ``windows``: the attention windows N (None: decode_windows(context)).
 
     ``members``: name -> spec of a universal model, or one ``{name: None}`` for a dense model (a
     standalone file in the same convention). ``precision``: fp32 or int8 (dynamic range).
     ``tokenizer`` is accepted for the common elastic interface; the ``.tflite`` does not carry it."""
     litert_torch = require("litert_torch", "litert", "the LiteRT exporter")
+    from exporters.litert import decode_windows
     from exporters.litert_lm import LiteRTLMGraph, sample_kwargs
 
     if precision not in ("fp32", "int8"):
@@ -59,9 +75,16 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
     if not 1 < prefill_len < context:
         raise ExportError(f"prefill_len {prefill_len} must be in [2, context - 1 = {context - 1}]")
     default = check_member_names(members, default)
+    windows = sorted(decode_windows(context) if windows is None else windows)
+    if any(not 0 < w < context for w in windows):
+        raise ExportError(f"attention windows {windows} must lie in [1, context - 1 = {context - 1}]")
+    names = signature_names(members, windows)
     base, blocks = elastic_base(model, members)
     core = KVCore(base, context, prefill_len=1)  # one set of RoPE tables and norms for every member
-    graphs = {n: LiteRTLMGraph(base, context, logits=True, n_blocks=b, core=core).eval() for n, b in blocks.items()}
+    # (signature, graph, T) for every member: prefill, decode, then the windowed decodes
+    graphs = [(signature(kind, n, w), LiteRTLMGraph(base, context, logits=True, n_blocks=b, core=core, window=w).eval(), T)
+              for n, b in blocks.items()
+              for kind, T, w in [("prefill", prefill_len, None), ("decode", 1, None), *(("decode", 1, w) for w in windows)]]
     kwargs = {}
     if precision == "int8":
         from litert_torch.generative.quantize import quant_recipes
@@ -69,36 +92,38 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
         kwargs["quant_config"] = quant_recipes.full_dynamic_recipe()
     conv = None
     with torch.no_grad():
-        for name, g in graphs.items():
-            for kind, T in (("prefill", prefill_len), ("decode", 1)):
-                sign = litert_torch.signature if conv is None else conv.signature
-                conv = sign(signature(kind, name), g, sample_kwargs=sample_kwargs(g, T))
+        for name, g, T in graphs:
+            sign = litert_torch.signature if conv is None else conv.signature
+            conv = sign(name, g, sample_kwargs=sample_kwargs(g, T))
         out_path = Path(out_path)
         tmp = out_path.with_name(f".{out_path.name}.tmp")
         conv.convert(**kwargs).export(str(tmp))
     tmp.replace(out_path)
     return {**member_metadata(model, members, default, context, precision),
-            "signatures": {signature(k, n): n for n in members for k in ("prefill", "decode")},
-            "entry_points": entry_points(model, members, context, prefill_len),
+            "signatures": names, "decode_windows": windows,
+            "entry_points": entry_points(model, members, context, prefill_len, windows),
             "prefill_len": prefill_len, "libraries": library_versions("litert-torch", "ai-edge-litert"),
             "entry": "prefill_<m> (T = prefill_len) / decode_<m> (T = 1): tokens int32 [1, T], input_pos int32 "
                      "[T], mask float32 [1, 1, T, C], kv_cache_k_<i>, kv_cache_v_<i> -> logits float32 "
-                     "[1, T, V] + the updated caches; pass the caches returned by any member's last call"}
+                     "[1, T, V] + the updated caches; pass the caches returned by any member's last call; "
+                     "decode_<m>_w<N>: the same with mask [1, 1, 1, N], for positions below N"}
 
 
-def entry_points(model, members, context: int, prefill_len: int) -> dict:
+def entry_points(model, members, context: int, prefill_len: int, windows: Sequence[int] = ()) -> dict:
     """Every signature's inputs and outputs (the names an app feeds), as exporters.litert lists
     them for a one-size file; here prefill returns logits too."""
     from exporters.base import tensor_spec
     from exporters.litert import entry_points as one_size
 
-    eps = one_size(model, context, [prefill_len])
+    eps = one_size(model, context, [prefill_len], windows)
     pre, dec = eps[f"prefill_{prefill_len}"], eps["decode"]
     logits = tensor_spec("logits", (1, prefill_len, model.config.vocab_size), "float32")
     out = {}
     for m in members:
         out[signature("prefill", m)] = {**pre, "outputs": [logits, *pre["outputs"]], "member": m}
         out[signature("decode", m)] = {**dec, "member": m}
+        for w in windows:
+            out[signature("decode", m, w)] = {**eps[f"decode_w{w}"], "member": m}
     return out
 
 
@@ -118,7 +143,7 @@ class ElasticLiteRTRunner:
         # the XNNPACK weight cache packs the shared weight blocks once for all members
         self.session = LiteRTSession(path, threads)
         sigs = self.session.signatures
-        found = [n[len("decode_"):] for n in sigs if n.startswith("decode_")]
+        found = [n[len("prefill_"):] for n in sigs if n.startswith("prefill_")]
         self.members = list(members) if members is not None else found
         missing = [m for m in self.members if signature("decode", m) not in sigs or signature("prefill", m) not in sigs]
         if missing:
@@ -127,6 +152,10 @@ class ElasticLiteRTRunner:
         pre = self.session.inputs(signature("prefill", self.members[0]))
         self.prefill_len = int(pre["tokens"]["shape"][-1])
         self.member = self.members[-1] if self.members else None
+        # member -> its decode windows N (decode_<m>_w<N>), smallest first; files before windows have none
+        self.windows = {m: sorted(int(n.rsplit("_w", 1)[1]) for n in sigs
+                                  if n.startswith(f"decode_{m}_w") and n[len(f"decode_{m}_w"):].isdigit())
+                        for m in self.members}
 
     def reset(self) -> None:
         """Empty the caches (a new conversation)."""
@@ -136,9 +165,15 @@ class ElasticLiteRTRunner:
         """Release the runtime and its weight-cache file."""
         self.session.close()
 
+    def decode_signature(self, member: str, position: int) -> str:
+        """``member``'s cheapest decode whose attention window holds slot ``position``."""
+        window = next((w for w in self.windows[member] if position < w), None)
+        return signature("decode", member, window)
+
     def _call(self, kind: str, member: str, tokens: np.ndarray, start: int) -> np.ndarray:
         """tokens (T,) at slots start..: logits (T, V); the caches are updated in place."""
-        return self.session.call(signature(kind, member), tokens, start)[0]
+        name = self.decode_signature(member, start) if kind == "decode" else signature(kind, member)
+        return self.session.call(name, tokens, start)[0]
 
     def run(self, tokens: Sequence[int] | np.ndarray, pos: int, member: str | None = None) -> np.ndarray:
         """Run tokens at positions pos..pos+T-1 as ``member`` -> logits of every one (T, V);

@@ -60,8 +60,9 @@ def _convert(model, precision: str, out_path: Path, context: int, prefill_lens: 
         conv.convert(**kwargs).export(str(out_path))
 
 
-def entry_points(model, context: int, prefill_lens: list[int]) -> dict:
-    """Every signature's inputs and outputs (LiteRT-LM names) for the metadata JSON."""
+def entry_points(model, context: int, prefill_lens: list[int], windows: list[int] | None = None) -> dict:
+    """Every signature's inputs and outputs (LiteRT-LM names) for the metadata JSON; ``windows``
+    the ``decode_w<N>`` ones (None: decode_windows(context))."""
     from exporters.litert_lm import cache_names
 
     cfg = model.config
@@ -78,7 +79,7 @@ def entry_points(model, context: int, prefill_lens: list[int]) -> dict:
     eps = {f"prefill_{T}": {**sig(T, False), "doc": f"{T} tokens at input_pos (consecutive); writes their "
                             "K/V into the caches at input_pos[0]; right-pad a shorter chunk"} for T in prefill_lens}
     eps["decode"] = {**sig(1, True), "doc": "one token at input_pos[0]; writes its K/V there; logits (1, 1, V)"}
-    for W in decode_windows(context):
+    for W in decode_windows(context) if windows is None else windows:
         eps[f"decode_w{W}"] = {**sig(1, True, W), "doc": f"decode attending to cache slots 0..{W - 1} only "
                                f"(input_pos[0] < {W}); the same result as decode there, at less cost"}
     for ep in eps.values():

@@ -26,6 +26,12 @@ function argmax(values, offset, size) {
   return best;
 }
 
+/** The windows N of entry points named `${prefix}${N}`, smallest first. */
+function windowsOf(entryPoints, prefix) {
+  return Object.keys(entryPoints).filter((n) => n.startsWith(prefix) && /^\d+$/.test(n.slice(prefix.length)))
+    .map((n) => Number(n.slice(prefix.length))).sort((a, b) => a - b);
+}
+
 export class Session {
   /** Compile `bytes` (a verified .tflite) for `variant`'s entry points on `accelerator`. */
   static async create(bytes, variant, accelerator) {
@@ -46,8 +52,8 @@ export class Session {
     this.decodeName = 'decode';
     // LiteRT-LM files may add decode_w<N>: attention over the first N cache slots only, the same
     // logits below N at a fraction of the cost; decode uses the smallest window past its position.
-    this.windows = Object.keys(variant.entry_points).filter((n) => /^decode_w\d+$/.test(n))
-      .map((n) => Number(n.slice(8))).sort((a, b) => a - b);
+    this.windows = windowsOf(variant.entry_points, 'decode_w');
+    this.windowPrefix = 'decode_w';
     this.member = null;
     if (variant.members) this.useMember(variant.default);  // an elastic file: several members
   }
@@ -63,7 +69,8 @@ export class Session {
     this.prefills = [{name, len: eps[name].inputs.find((t) => TOKENS.includes(t.name)).shape[1]}];
     this.prefillLen = this.prefills[0].len;
     this.decodeName = `decode_${member}`;
-    this.windows = [];
+    this.windowPrefix = `decode_${member}_w`;  // elastic files carry a window set per member
+    this.windows = windowsOf(eps, this.windowPrefix);
     this.member = member;
   }
 
@@ -161,7 +168,7 @@ export class Session {
     const tokens = Int32Array.of(token);
     const pos = Int32Array.of(position);
     const window = this.windows.find((w) => position < w);
-    const name = window ? `decode_w${window}` : this.decodeName;
+    const name = window ? `${this.windowPrefix}${window}` : this.decodeName;
     const logits = await this.call(name, {tokens, token: tokens, input_pos: pos, position: pos,
                                           mask: this.mask(position, 1, window ?? this.context)});
     return argmax(logits, 0, logits.length);

@@ -108,11 +108,15 @@ MASK_VALUE = -3.0e4  # additive mask of slots a query must not see (exporters/li
 def _resolve(name, signatures, decode_pos=0):
     """The signature a method name stands for: itself; for "prefill" the largest prefill_<T>; for
     "decode" the smallest decode_w<N> whose attention window holds decode_pos, as a generating
-    runner picks it (exporters/litert.py), else decode itself."""
-    windows = sorted(int(s[8:]) for s in signatures if s.startswith("decode_w") and s[8:].isdigit())
-    window = next((w for w in windows if decode_pos < w), None)
-    if name == "decode" and window is not None:
-        return f"decode_w{window}"
+    runner picks it (exporters/litert.py), else decode itself; an elastic member's "decode_<m>"
+    likewise among its decode_<m>_w<N>."""
+    prefix = "decode_w" if name == "decode" else f"{name}_w"
+    if name.startswith("decode"):
+        windows = sorted(int(s[len(prefix):]) for s in signatures
+                         if s.startswith(prefix) and s[len(prefix):].isdigit())
+        window = next((w for w in windows if decode_pos < w), None)
+        if window is not None:
+            return f"{prefix}{window}"
     if name in signatures:
         return name
     prompts = sorted((s for s in signatures if s.startswith("prefill_") and s[8:].isdigit()), key=lambda s: int(s[8:]))

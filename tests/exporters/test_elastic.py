@@ -53,8 +53,13 @@ def test_entry_points_and_metadata(elastic, val_stream):
         seq = val_stream[:12].long()  # `forward` (what the stock LLM runner calls) runs the default member
         out = runner.method(None).execute([seq[None], torch.tensor([0])])[0].numpy()[0]
         np.testing.assert_allclose(out, runner.run(seq.numpy(), 0, "mix"), atol=1e-5)
-    elif "signatures" in meta:  # LiteRT: prefill_<m> and decode_<m> per member
-        assert set(runner.session.signatures) == {f"{k}_{m}" for m in MEMBERS for k in ("prefill", "decode")}
+    elif "signatures" in meta:  # LiteRT: prefill_<m>, decode_<m> and decode_<m>_w<N> per member
+        assert meta["decode_windows"] == [32]  # C = 48: C/8..C/2 raised to the 32-slot floor
+        assert set(runner.session.signatures) == set(meta["signatures"]) == set(meta["entry_points"])
+        assert {f"{k}_{m}{w}" for m in MEMBERS for k, w in (("prefill", ""), ("decode", ""), ("decode", "_w32"))} \
+            == set(meta["signatures"])
+        assert meta["entry_points"]["decode_S_w32"]["inputs"][2]["shape"] == [1, 1, 1, 32]
+        assert runner.decode_signature("S", 31) == "decode_S_w32" and runner.decode_signature("S", 32) == "decode_S"
     else:  # Core ML: functions prefill_<m> and decode_<m> of one ML program, the weights stored once
         st = meta["structure"]
         assert set(st["functions"]) == {f"{k}_{m}" for m in MEMBERS for k in ("prefill", "decode")}
@@ -63,20 +68,23 @@ def test_entry_points_and_metadata(elastic, val_stream):
 
 @pytest.mark.parametrize("member", ["S", "mix", "XL"])
 def test_member_matches_eager(elastic, trained_tiny, val_stream, member):
-    """Prefill 12 real tokens (LiteRT: a full and a padded chunk), then 8 teacher-forced decode
-    steps: logits within 1e-4 of eager."""
+    """Prefill 12 real tokens (LiteRT: a full and a padded chunk), 8 teacher-forced decode steps,
+    16 more tokens in one call, then decode steps past slot 32 (LiteRT: from the decode_<m>_w32
+    window to the full decode): logits within 1e-4 of eager."""
     runner, members, _, _ = elastic
     spec = members[member]
-    seq = val_stream[:20].long()
+    seq = val_stream[:36].long()
     got = runner.run(seq[:12].numpy(), 0, member)
     with torch.no_grad():
         ref = trained_tiny(seq[None, :12], spec)[0].numpy()
     np.testing.assert_allclose(got, ref, atol=atol(runner))
-    for t in range(12, 20):
-        step = runner.run(seq[t:t + 1].numpy(), t, member)[-1]
-        with torch.no_grad():
-            ref = trained_tiny(seq[None, :t + 1], spec)[0, -1].numpy()
-        np.testing.assert_allclose(step, ref, atol=atol(runner))
+    got = {t: runner.run(seq[t:t + 1].numpy(), t, member)[-1] for t in range(12, 20)}
+    got.update(enumerate(runner.run(seq[20:34].numpy(), 20, member), start=20))
+    got.update({t: runner.run(seq[t:t + 1].numpy(), t, member)[-1] for t in (34, 35)})
+    with torch.no_grad():
+        ref = trained_tiny(seq[None], spec)[0].numpy()  # causal: row t is the logits after seq[:t + 1]
+    for t, step in got.items():
+        np.testing.assert_allclose(step, ref[t], atol=atol(runner), err_msg=f"position {t}")
 
 
 def test_switching_reads_the_shared_cache(elastic, trained_tiny, val_stream):
@@ -140,8 +148,9 @@ def test_bad_calls_are_refused(elastic, val_stream):
 def test_standalone_member_and_size(trained_tiny, tmp_path, val_stream, elastic):
     """A dense slice exported the same way runs as its own artifact; the elastic file stores the
     weights once: far below the sum of its members (pre-sliced copies would be over 2x XL alone).
-    Measured on this tiny model: 1.13x (ExecuTorch) and 1.24x (LiteRT) XL alone; the extra entry
-    points' graphs dominate at this size (bench/elastic.py prints the ratio of real sizes). Core
+    Measured on this tiny model: 1.13x (ExecuTorch) and 1.35x (LiteRT: 9 signatures, windows
+    included, against XL alone's 3) XL alone; the extra entry points' graphs (~70 kB each) dominate
+    at this size (bench/elastic.py prints the ratio of real sizes). Core
     ML keeps graphs and weights apart: its weight file is 1.004x XL alone's."""
     from edge.slicing import slice_model
 
@@ -157,4 +166,4 @@ def test_standalone_member_and_size(trained_tiny, tmp_path, val_stream, elastic)
         weights = "Data/com.apple.CoreML/weights/weight.bin"
         assert (runner.path / weights).stat().st_size <= 1.05 * (path / weights).stat().st_size
     else:
-        assert runner.path.stat().st_size <= 1.3 * path.stat().st_size
+        assert runner.path.stat().st_size <= 1.5 * path.stat().st_size

@@ -185,3 +185,7 @@ def test_litert_runner_times_the_decode_window_a_generating_runner_uses():
     assert _resolve("decode", sigs, 256) == "decode_w512"
     assert _resolve("decode", sigs, 1024) == "decode"
     assert _resolve("decode", {"decode": {}}, 64) == "decode" and _resolve("prefill", sigs) == "prefill_64"
+    # an elastic file: decode_<m> among its own windows; a window named outright is itself
+    el = {"prefill_S": {}, "decode_S": {}, "decode_S_w32": {}, "decode_XL": {}, "decode_XL_w32": {}}
+    assert _resolve("decode_S", el, 8) == "decode_S_w32" and _resolve("decode_XL", el, 8) == "decode_XL_w32"
+    assert _resolve("decode_S", el, 32) == "decode_S" and _resolve("decode_w256", sigs, 8) == "decode_w256"
