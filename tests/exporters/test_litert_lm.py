@@ -229,3 +229,14 @@ def test_decode_windows_are_inside_the_context():
 
     assert decode_windows(16) == [] and decode_windows(32) == [] and decode_windows(64) == [32]
     assert decode_windows(2048) == [256, 512, 1024]
+
+
+def test_elastic_signature_names_are_unique_or_refused():
+    """decode_<m>_w<N> of member m must not be the decode of another member named m_w<N>."""
+    from exporters.base import ExportError
+    from exporters.elastic_litert import signature_names
+
+    names = signature_names(["S", "XL"], [32, 64])
+    assert names["decode_S_w32"] == "S" and names["decode_XL_w64"] == "XL" and len(names) == 8
+    with pytest.raises(ExportError, match="clashing"):
+        signature_names(["S", "S_w32"], [32])
