@@ -3,7 +3,9 @@
 // member as soon as the pace (the mean of the recent decode times without the largest) exceeds
 // the target; up one only after `patience` tokens at the current member, when the time predicted
 // there (now x the members' measured time ratio; 1.5 when unknown or last seen over 64 steps
-// ago) stays under `up_margin` x the target.
+// ago) stays under `up_margin` x the target. A step up that fails (a step down within
+// `patience` tokens) doubles the wait before the next, up to kMaxWait tokens; one that holds
+// resets it.
 #pragma once
 
 #include <algorithm>
@@ -47,14 +49,23 @@ class LatencyController : public Chooser {
     seen_[m] = {seen_.count(m) ? 0.8 * seen_[m].first + 0.2 * ms : ms, step_};
     if (recent_.size() < 3) return;
     const double now = pace();
+    if (probing_ && since_switch_ >= kPatience) {  // the step up held
+      probing_ = false;
+      wait_ = kPatience;
+    }
     if (now > target_ && index_ > 0) {
+      if (probing_) wait_ = std::min(2 * wait_, kMaxWait);  // it failed: wait longer
       switch_to(index_ - 1);
-    } else if (index_ + 1 < members_.size() && since_switch_ >= kPatience) {
+      probing_ = false;
+    } else if (index_ + 1 < members_.size() && since_switch_ >= wait_) {
       const std::string& up = members_[index_ + 1];
       // a time seen more than kForget steps ago (perhaps under load since gone) predicts nothing
       const bool known = seen_.count(up) && step_ - seen_[up].second <= kForget;
       const double ratio = known ? seen_[up].first / std::max(seen_[m].first, 1e-9) : 1.5;
-      if (now * ratio < kUpMargin * target_) switch_to(index_ + 1);
+      if (now * ratio < kUpMargin * target_) {
+        switch_to(index_ + 1);
+        probing_ = true;
+      }
     }
   }
 
@@ -66,7 +77,7 @@ class LatencyController : public Chooser {
     return (sum - top) / (recent_.size() - 1);  // observe() calls it with at least 3 times
   }
 
-  static constexpr size_t kWindow = 8, kPatience = 16, kForget = 64;
+  static constexpr size_t kWindow = 8, kPatience = 16, kForget = 64, kMaxWait = 256;
   static constexpr double kUpMargin = 0.85;
 
   void switch_to(size_t i) {
@@ -80,6 +91,8 @@ class LatencyController : public Chooser {
   size_t index_;
   std::deque<double> recent_;
   size_t since_switch_ = 0;
+  size_t wait_ = kPatience;  // tokens at a member before a step up; doubles after a failed one
+  bool probing_ = false;     // the last switch was a step up that has not yet held kPatience tokens
   size_t step_ = 0;
   std::map<std::string, std::pair<double, size_t>> seen_;  // average time, step last seen
 };

@@ -31,6 +31,8 @@ def cases() -> list[dict]:
         case(3.2, [1.0] * 100, [40.0 if i == 50 else 0.0 for i in range(100)]),  # one stall
         case(2.0, [rng.uniform(0.6, 2.0) for _ in range(n)],
              [rng.choice([0.0, 0.0, 0.0, 5.0]) for _ in range(n)]),  # noise and preemption
+        # quiet stretches too short for L: step-ups that fail, and the wait doubling after each
+        case(3.2, [1.0 if i % 40 < 10 else 1.6 for i in range(600)]),
     ]
 
 
