@@ -16,8 +16,15 @@ from edge.spec import Spec, spec_widths
 
 
 @torch.no_grad()
-def slice_model(model: MatFormerLM, spec: Spec) -> MatFormerLM:
-    """A dense copy of ``model`` at ``spec`` (per-layer FFN prefix widths)."""
+def slice_model(model: MatFormerLM, spec: Spec, share: bool = False) -> MatFormerLM:
+    """A dense copy of ``model`` at ``spec`` (per-layer FFN prefix widths).
+
+    ``share``: tensors the slice keeps whole (embeddings, attention, norms and the FFNs of layers
+    at full width: all of them at XL) are the universal model's own storage rather than copies.
+    For callers that never write into the weights (the exporters): at XL it saves a copy of the
+    whole model while converting (540 MB for SmolLM2 fp32). Cut FFN prefixes are always copies,
+    so that a deepcopy of the slice never copies the universal tensor behind a view.
+    """
     config = model.config
     if not config.is_universal:
         raise ValueError("only the universal model can be sliced")
@@ -33,6 +40,7 @@ def slice_model(model: MatFormerLM, spec: Spec) -> MatFormerLM:
                 w = w[:, : target.shape[1]]  # (d, d_ff) -> (d, m)
             else:
                 w = w[: target.shape[0]]  # w_gate / w_up: (d_ff, d) -> (m, d)
-        state[name] = w  # a view: load_state_dict copies it into dense (no third copy at the peak)
-    dense.load_state_dict(state)
+            w = w.clone() if share else w  # assign=True below must not keep a view
+        state[name] = w  # unshared: a view that load_state_dict copies into dense (no third copy)
+    dense.load_state_dict(state, assign=share)
     return dense.eval()

@@ -53,7 +53,8 @@ def _dense(model, spec):
         return model.eval()
     if spec is None:
         spec = cfg.granularity_names[-1]
-    return slice_model(model, parse_spec(spec, cfg) if isinstance(spec, str) else tuple(spec))
+    # share: the exporters never write into weights; at XL no second copy of the model is made
+    return slice_model(model, parse_spec(spec, cfg) if isinstance(spec, str) else tuple(spec), share=True)
 
 
 def _sizes(model, context, prefill_len, parity: bool) -> tuple[int, int]:

@@ -44,7 +44,7 @@ def _convert(model, precision: str, out_path: Path, context: int, prefill_lens: 
     import torch
 
     litert_torch = require("litert_torch", EXTRA, "the LiteRT exporter")
-    from exporters.litert_lm import sample_kwargs, signature_graphs
+    from exporters.litert_lm import frozen, sample_kwargs, signature_graphs
 
     kwargs = {}
     if precision == "int8":
@@ -52,7 +52,7 @@ def _convert(model, precision: str, out_path: Path, context: int, prefill_lens: 
 
         # QuantConfig(pt2e_quantizer=...) silently does nothing in litert-torch 0.10; recipes work.
         kwargs["quant_config"] = quant_recipes.full_dynamic_recipe()
-    with torch.no_grad():
+    with torch.no_grad(), frozen(model):
         conv = litert_torch
         for name, graph, T in signature_graphs(model, context, prefill_lens, decode_windows(context)):
             # one traced signature per entry point; the converter stores shared weights once

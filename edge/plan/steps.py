@@ -60,7 +60,7 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
     if not cached.exists():
         log(f"   exporting {role} {compact_spec(spec)} ({profile.backend} {profile.precision}) with parity check")
         with atomic_dir(cached, kind="cache") as tmp, quiet_output(settings.out_root / "logs" / f"export-{key}.log"):
-            art = export_model(slice_model(model, spec), profile.backend, profile.precision, tmp,
+            art = export_model(slice_model(model, spec, share=True), profile.backend, profile.precision, tmp,
                                context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model",
                                val_stream=val_stream, tokenizer=load_tokenizer(settings.checkpoint))
             if not art.meta.get("parity", {}).get("passed"):

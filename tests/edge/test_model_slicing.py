@@ -84,3 +84,20 @@ def test_slice_is_a_copy(tiny_model):
         for p in dense.parameters():
             p.add_(1.0)
     assert all(torch.equal(v, before[k]) for k, v in tiny_model.state_dict().items())
+
+
+def test_a_shared_slice_keeps_whole_tensors_and_copies_cut_ones(tiny_model, val_tokens):
+    """share=True (the exporters): tensors the slice keeps whole are the universal model's own
+    storage, cut FFN prefixes are copies (a deepcopy must not drag the full tensor along), and
+    the logits are those of the copying slice."""
+    n = tiny_model.config.n_layers
+    for spec in (("XL",) * n, ("S",) + ("XL",) * (n - 1)):
+        shared, copied = slice_model(tiny_model, spec, share=True), slice_model(tiny_model, spec)
+        src = {k: v.data_ptr() for k, v in tiny_model.state_dict().items()}
+        for name, w in shared.state_dict().items():
+            whole = w.shape == tiny_model.state_dict()[name].shape
+            assert (w.data_ptr() == src[name]) == whole, name
+            assert w.untyped_storage().nbytes() == w.numel() * w.element_size(), name  # no view of a larger tensor
+        with torch.no_grad():
+            assert torch.equal(shared(val_tokens), copied(val_tokens))
+    assert all(p.requires_grad for p in tiny_model.parameters())

@@ -240,3 +240,20 @@ def test_elastic_signature_names_are_unique_or_refused():
     assert names["decode_S_w32"] == "S" and names["decode_XL_w64"] == "XL" and len(names) == 8
     with pytest.raises(ExportError, match="clashing"):
         signature_names(["S", "S_w32"], [32])
+
+
+def test_frozen_converts_the_model_itself_and_restores_it(tiny_model):
+    """The LiteRT exporter converts the model in place of a copy: eval mode and no gradients
+    while inside, the caller's training flags and requires_grad as they were afterwards."""
+    from exporters.litert_lm import frozen
+
+    tiny_model.train()
+    tiny_model.layers[0].ffn.w_down.weight.requires_grad_(False)
+    with frozen(tiny_model) as m:
+        assert m is tiny_model and not any(x.training for x in m.modules())
+        assert not any(p.requires_grad for p in m.parameters())
+    assert all(x.training for x in tiny_model.modules())
+    grads = [p.requires_grad for p in tiny_model.parameters()]
+    assert grads.count(False) == 1
+    tiny_model.layers[0].ffn.w_down.weight.requires_grad_(True)
+    tiny_model.eval()
