@@ -154,7 +154,9 @@ def test_elastic_artifact_travels_with_its_members(elastic_builds, tmp_path):
     assert el["file"] == "webdev.elastic.tflite" and el["members"] == {"S": "S", "XL": "XL"}  # format_spec
     assert el["default"] == "XL" and el["sha256"] == sha(out / el["file"]) == entry["sha256"]
     assert el["order"] == ["S", "XL"]  # cheapest first, for readers whose JSON objects lose key order
-    assert {"prefill_S", "decode_S", "prefill_XL", "decode_XL"} == set(el["entry_points"])
+    # each member's prefill, decode and attention window (context 64: decode_<m>_w32)
+    assert {"prefill_S", "decode_S", "decode_S_w32", "prefill_XL", "decode_XL", "decode_XL_w32"} \
+        == set(el["entry_points"])
     assert [t["name"] for t in el["entry_points"]["prefill_S"]["outputs"]][0] == "logits"
     assert {v["role"] for v in b["variants"]} == {"model", "fallback"}  # not a variant of its own
     with open(root / "webdev" / entry["file"], "ab") as f:  # tampered after the build

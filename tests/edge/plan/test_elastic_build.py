@@ -134,6 +134,10 @@ def test_profile_gets_its_backends_elastic_artifact(trained_tiny, corpus, tmp_pa
     suffix = get_backend(backend).suffix
     assert entry["file"] == f"elastic{suffix}" and entry["parity"] == {"S": True, "XL": True}
     meta = json.loads((tmp_path / entry["metadata"]).read_text())
-    assert meta[entries] == {"prefill_S": "S", "decode_S": "S", "prefill_XL": "XL", "decode_XL": "XL"}
+    want = {"prefill_S": "S", "decode_S": "S", "prefill_XL": "XL", "decode_XL": "XL"}
+    if backend == "litert":  # and each member's attention window (context 64: the first 32 slots)
+        assert meta["decode_windows"] == [32]
+        want |= {"decode_S_w32": "S", "decode_XL_w32": "XL"}
+    assert meta[entries] == want
     assert meta["sha256"] == entry["sha256"] and meta["parity"]["S"]["passed"]
     assert get_backend(backend).elastic_exporter().load_runner(tmp_path / entry["file"]).members == ["S", "XL"]
