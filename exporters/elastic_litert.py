@@ -46,11 +46,15 @@ def signature(kind: str, member: str, window: int | None = None) -> str:
     return f"{kind}_{member}" + (f"_w{window}" if window else "")
 
 
+def member_calls(windows: Sequence[int], prefill_len: int = PREFILL_LEN) -> list[tuple[str, int, int | None]]:
+    """(kind, tokens per call, window) of each member's signatures: prefill, decode, windowed decodes."""
+    return [("prefill", prefill_len, None), ("decode", 1, None), *(("decode", 1, w) for w in windows)]
+
+
 def signature_names(members, windows: Sequence[int]) -> dict[str, str]:
     """signature -> member, every member's prefill, decode and windowed decodes; ExportError when
     two would share a name (a member called ``S_w32`` beside ``S`` with a window of 32)."""
-    names = [(signature(k, m, w), m) for m in members
-             for k, w in [("prefill", None), ("decode", None), *(("decode", w) for w in windows)]]
+    names = [(signature(k, m, w), m) for m in members for k, _, w in member_calls(windows)]
     out = dict(names)
     if len(out) != len(names):
         raise ExportError(f"member names {list(members)} give clashing signature names with windows {list(windows)}")
@@ -59,9 +63,9 @@ def signature_names(members, windows: Sequence[int]) -> dict[str, str]:
 
 def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path: Path, *, context: int,
                    default: str | None = None, precision: str = "fp32", tokenizer=None,
-                   prefill_len: int = PREFILL_LEN, windows: Sequence[int] | None = None) -> dict:
-    """Write one ``.tflite`` with ``prefill_<m>``, ``decode_<m>`` and ``decode_<m>_w<N>`` per member;
-    return metadata. ``windows``: the attention windows N (None: decode_windows(context)).
+                   prefill_len: int = PREFILL_LEN) -> dict:
+    """Write one ``.tflite`` with ``prefill_<m>``, ``decode_<m>`` and ``decode_<m>_w<N>`` per member
+    (N from decode_windows(context)); return metadata.
 
     ``members``: name -> spec of a universal model, or one ``{name: None}`` for a dense model (a
     standalone file in the same convention). ``precision``: fp32 or int8 (dynamic range).
@@ -75,16 +79,14 @@ def export_elastic(model, members: Mapping[str, Sequence[str] | None], out_path:
     if not 1 < prefill_len < context:
         raise ExportError(f"prefill_len {prefill_len} must be in [2, context - 1 = {context - 1}]")
     default = check_member_names(members, default)
-    windows = sorted(decode_windows(context) if windows is None else windows)
-    if any(not 0 < w < context for w in windows):
-        raise ExportError(f"attention windows {windows} must lie in [1, context - 1 = {context - 1}]")
+    windows = decode_windows(context)
     names = signature_names(members, windows)
     base, blocks = elastic_base(model, members)
     core = KVCore(base, context, prefill_len=1)  # one set of RoPE tables and norms for every member
     # (signature, graph, T) for every member: prefill, decode, then the windowed decodes
     graphs = [(signature(kind, n, w), LiteRTLMGraph(base, context, logits=True, n_blocks=b, core=core, window=w).eval(), T)
               for n, b in blocks.items()
-              for kind, T, w in [("prefill", prefill_len, None), ("decode", 1, None), *(("decode", 1, w) for w in windows)]]
+              for kind, T, w in member_calls(windows, prefill_len)]
     kwargs = {}
     if precision == "int8":
         from litert_torch.generative.quantize import quant_recipes
@@ -136,6 +138,7 @@ class ElasticLiteRTRunner:
     label = "ai_edge_litert CompiledModel (XNNPACK), elastic"
 
     def __init__(self, path: Path, members: Sequence[str] | None = None, threads: int | None = None):
+        from exporters.litert import window_sizes
         from exporters.litert_session import LiteRTSession
 
         self.path = Path(path)
@@ -153,9 +156,7 @@ class ElasticLiteRTRunner:
         self.prefill_len = int(pre["tokens"]["shape"][-1])
         self.member = self.members[-1] if self.members else None
         # member -> its decode windows N (decode_<m>_w<N>), smallest first; files before windows have none
-        self.windows = {m: sorted(int(n.rsplit("_w", 1)[1]) for n in sigs
-                                  if n.startswith(f"decode_{m}_w") and n[len(f"decode_{m}_w"):].isdigit())
-                        for m in self.members}
+        self.windows = {m: window_sizes(sigs, f"{signature('decode', m)}_w") for m in self.members}
 
     def reset(self) -> None:
         """Empty the caches (a new conversation)."""

@@ -40,6 +40,12 @@ def decode_windows(context: int) -> list[int]:
     return sorted({w for w in (max(32, context >> k) for k in (3, 2, 1)) if w < context})
 
 
+def window_sizes(signatures, prefix: str) -> list[int]:
+    """The windows N of the signatures named ``<prefix><N>`` (``decode_w``, an elastic member's
+    ``decode_<m>_w``), smallest first."""
+    return sorted(int(n[len(prefix):]) for n in signatures if n.startswith(prefix) and n[len(prefix):].isdigit())
+
+
 def _convert(model, precision: str, out_path: Path, context: int, prefill_lens: list[int]) -> None:
     import torch
 
@@ -139,8 +145,7 @@ class LiteRTRunner:
         self.session = LiteRTSession(path, threads)
         sigs = self.session.signatures
         self.prefills = sorted(int(n.split("_")[1]) for n in sigs if n.startswith("prefill_"))
-        self.windows = sorted(int(n[len("decode_w"):]) for n in sigs
-                              if n.startswith("decode_w") and n[len("decode_w"):].isdigit())
+        self.windows = window_sizes(sigs, "decode_w")
         self.context = int(self.session.inputs("decode")["mask"]["shape"][-1])
 
     def reset(self) -> None:
