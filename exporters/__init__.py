@@ -107,7 +107,7 @@ def _remove(path: Path) -> None:
 
 def export_model(model, backend: str, precision: str, out_dir, *, spec=None, context: int | None = None,
                  prefill_len: int | None = None, name: str = "model", parity: bool = True,
-                 val_stream=None, tokenizer=None, ops: str | None = None) -> Artifact:
+                 val_stream=None, tokenizer=None, ops: str | None = None, calibration=None) -> Artifact:
     """Export ``model`` (dense, or universal + ``spec``) to ``out_dir/<name><suffix>`` + ``<name>.json``,
     with the model's ``tokenizer.json`` + ``tokenizer_config.json`` beside them.
 
@@ -118,8 +118,11 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     ``val_stream``: validation tokens for parity (default: ``edge.data.load_corpus().val``).
     ``tokenizer``: an ``edge.tokenizer.Tokenizer`` (default: the byte tokenizer of the toy model).
     ``ops``: a graph variant of the backend (``Backend.ops``; None: its default).
+    ``calibration``: text tokens (1-D, not the parity text) for the activation smoothing of
+    dynamic int8 precisions (exporters/smoothing.py; default: the default corpus's training split).
     """
     from edge.tokenizer import TOKENIZER_CONFIG, TOKENIZER_JSON
+    from exporters import smoothing
 
     check_request(backend, precision, ops)
     module = get_exporter(backend)
@@ -134,11 +137,14 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     interrupt.track(tmp)  # removed by the CLI even if a signal arrives inside a converter
     t0 = time.perf_counter()
     try:
-        with known_warnings_filtered():
-            variant = {} if ops is None else {"ops": ops}
+        variant = {} if ops is None else {"ops": ops}
+        # smoothing changes `dense` in place, exactly and only inside: parity below sees the original
+        with known_warnings_filtered(), smoothing.for_export(dense, backend, precision, calibration, tokenizer) as sm:
             info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len, tokenizer=tokenizer,
                                  **variant)
         extras = info.pop("extra_files", {})
+        if sm is not None:
+            info["smoothing"] = sm
         seconds = time.perf_counter() - t0
         meta = _metadata(dense, backend, precision, tmp, info, context, prefill_len, seconds)
         meta["tokenizer"] = write_tokenizer(tokenizer, out_dir)

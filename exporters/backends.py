@@ -57,6 +57,9 @@ class Backend:
     # how the runner calls it. A cost table records it; one measured under another method is
     # stale (edge/device/table_source.py) and is measured again. Change it when either changes.
     cost_method: str = "1"
+    # Precisions whose activations are quantized at run time (dynamic int8): their exports smooth
+    # activation outliers into the weights first (exporters/smoothing.py).
+    smoothed: tuple[str, ...] = ()
 
     def exporter(self) -> ModuleType:
         """The backend module; ExportError naming the pip extra when its library is missing."""
@@ -101,12 +104,12 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             default_precision="fp32", extra="executorch", probe="executorch.exir",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0, "8da4w": 0.5},
             libraries=("executorch", "torch"), runner="matedge_runner", elastic="exporters.elastic", ops=("llama", "aten"),
-            table_copies=2, cost_method="llama-ops"),
+            table_copies=2, cost_method="llama-ops", smoothed=("int8",)),
     Backend(name="litert", module="exporters.litert", suffix=".tflite", precisions=("fp32", "int8"),
             default_precision="fp32", extra="litert", probe="litert_torch",
             bytes_per_weight={"fp32": 4.0, "int8": 1.0},
             libraries=("ai-edge-litert", "litert-torch"), runner="runner_litert",
-            elastic="exporters.elastic_litert", cost_method="decode-windows, caches in place"),
+            elastic="exporters.elastic_litert", cost_method="decode-windows, caches in place", smoothed=("int8",)),
     Backend(name="coreml", module="exporters.coreml", suffix=".mlpackage", precisions=("fp16", "int8", "pal4"),
             default_precision="fp16", extra="coreml", probe="coremltools",
             bytes_per_weight={"fp16": 2.0, "int8": 1.0, "pal4": 0.5},

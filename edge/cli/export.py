@@ -69,6 +69,7 @@ def run(args) -> int:
     from edge.errors import MatEdgeError
     from exporters import _prepare_out, check_request, export_model
     from exporters.parity import summary
+    from exporters.smoothing import applies
 
     from exporters.backends import get_backend
 
@@ -81,10 +82,13 @@ def run(args) -> int:
     model, folder = load_any(args.checkpoint)
     spec = args.spec if args.spec is not None else _default_spec(model.config, folder)
     # parity prompts: held-out text in the checkpoint's own tokens (as `matedge build` uses)
-    val = None if args.no_parity else load_corpus_for(folder).val
+    # parity text (validation split) and smoothing calibration (training split), in the model's tokens
+    needs_text = not args.no_parity or applies(args.backend, precision) is not None
+    corpus = load_corpus_for(folder) if needs_text else None
     art = export_model(model, args.backend, precision, args.out, spec=spec, context=args.context,
-                       prefill_len=args.prefill_len, name=args.name, parity=not args.no_parity, val_stream=val,
-                       tokenizer=load_tokenizer(folder), ops=args.ops)
+                       prefill_len=args.prefill_len, name=args.name, parity=not args.no_parity,
+                       val_stream=None if args.no_parity else corpus.val, tokenizer=load_tokenizer(folder),
+                       ops=args.ops, calibration=corpus.train if corpus is not None else None)
     m = art.meta
     print(f"wrote {art.path} ({m['file_size'] / 1e6:.2f} MB, sha256 {m['sha256'][:16]}) and {art.meta_path}")
     others = [f["file"] for role, f in m.get("files", {}).items() if role != "model"]
@@ -94,6 +98,10 @@ def run(args) -> int:
     print(f"  {m['backend']} {m['precision']}{ops}, spec {m['spec']}, {m['parameters']:,} parameters, "
           f"context {m['context']}, prefill {m['prefill_len']} tokens, cache {m['cache']}, "
           f"exported in {m['export_seconds']:.1f} s")
+    if m.get("smoothing"):
+        sm = m["smoothing"]
+        print(f"  activation outliers smoothed into the weights before int8 ({sm['folds']} folds, scales "
+              f"{sm['smallest_scale']:g}..{sm['largest_scale']:g}, fp32 logits unchanged)")
     for name, ep in m["entry_points"].items():
         sig = ", ".join(f"{t['name']}{t['shape']}:{t['dtype']}" for t in ep["inputs"])
         out = ", ".join(f"{t['name']}{t['shape']}" for t in ep["outputs"])

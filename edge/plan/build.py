@@ -165,7 +165,7 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
         if result.fallback is not None:
             shipped["fallback"] = result.fallback
         artifacts = {role: export_cached(model, cand.spec, profile, settings, losses.ckpt_sha, tmp, role,
-                                         losses.corpus.val, log)
+                                         losses.corpus.val, log, calibration=losses.corpus.train)
                      for role, cand in shipped.items()}
         if profile.elastic or (settings.elastic and elastic_capable(profile, log)):
             artifacts["elastic"] = elastic_artifact(profile, model, table, losses, settings, result, tmp, log)
@@ -182,6 +182,7 @@ def elastic_artifact(profile, model, table, losses: LossCache, settings: BuildSe
     """Members for the device (uniform + the latency frontier under its memory limit alone) in
     one elastic artifact written to ``dest``; its manifest entry."""
     from edge.plan.elastic import build_elastic, choose_members
+    from edge.tokenizer import load_tokenizer
     from exporters.logs import quiet_output
 
     memory = {"memory_mb": limits_of(profile)["memory_mb"]}  # members may be slower than the target
@@ -193,7 +194,8 @@ def elastic_artifact(profile, model, table, losses: LossCache, settings: BuildSe
                                       uniform=settings.elastic_members)
     log(f"   exporting elastic artifact: members {', '.join(members)}, default {default}, with parity checks")
     with quiet_output(settings.out_root / "logs" / f"export-elastic-{profile.name}.log"):
-        return build_elastic(model, profile, members, default, dest, losses.corpus.val)
+        return build_elastic(model, profile, members, default, dest, losses.corpus.val, losses.corpus.train,
+                             load_tokenizer(settings.checkpoint))
 
 
 def elastic_capable(profile, log=print) -> bool:

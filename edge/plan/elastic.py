@@ -10,8 +10,8 @@ memory limit: members are dropped, largest memory first, until the envelope fits
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from edge.spec import Spec, format_spec, uniform_specs
 
@@ -69,10 +69,14 @@ def choose_members(config, cost_fn, candidates: list, chosen: Spec, memory_mb: f
     return members, default
 
 
-def build_elastic(model, profile, members: dict[str, Spec], default: str, dest: Path, val_stream) -> dict:
+def build_elastic(model, profile, members: dict[str, Spec], default: str, dest: Path, val_stream,
+                  calibration=None, tokenizer=None) -> dict:
     """Export the backend's elastic artifact (``elastic.pte``, ``elastic.tflite``) into ``dest``,
-    check every member's parity; the manifest entry."""
+    check every member's parity; the manifest entry. ``val_stream``: parity text;
+    ``calibration``: smoothing text for dynamic int8 (exporters.smoothing); ``tokenizer``: the
+    model's (its BOS/EOS ids go into the LLM runner's metadata; default the byte tokenizer)."""
     from edge.slicing import slice_model
+    from exporters import smoothing
     from exporters.backends import get_backend
     from exporters.base import sha256, write_json
     from exporters.parity import STEPS, check, prompt_tokens, reference
@@ -80,8 +84,12 @@ def build_elastic(model, profile, members: dict[str, Spec], default: str, dest: 
     backend = get_backend(profile.backend)
     module = backend.elastic_exporter()
     path = Path(dest) / f"elastic{backend.suffix}"
-    meta = module.export_elastic(model, members, path, context=profile.context, default=default,
-                                 precision=profile.precision)
+    # smoothing changes the universal model in place, exactly and only inside: parity sees the original
+    with smoothing.for_export(model, profile.backend, profile.precision, calibration, tokenizer) as sm:
+        meta = module.export_elastic(model, members, path, context=profile.context, default=default,
+                                     precision=profile.precision, tokenizer=tokenizer)
+    if sm is not None:
+        meta["smoothing"] = sm
     runner = module.load_runner(path, list(members))
     prompt = prompt_tokens(profile.limits.prompt_tokens, val_stream)
     steps = min(STEPS, profile.context - profile.limits.prompt_tokens - 1)

@@ -34,12 +34,15 @@ def artifact_key(ckpt_sha: str, spec: Spec, profile: DeviceProfile) -> str:
     """Content hash of everything that decides an artifact's bytes."""
     from exporters.backends import BACKENDS
     from exporters.base import library_versions
+    from exporters.smoothing import applies
 
     # Every backend's libraries (not only this one's), as the cache has always been keyed.
     libs = library_versions(*sorted({d for b in BACKENDS.values() for d in b.libraries}))
     blob = json.dumps({"ckpt": ckpt_sha, "spec": list(spec), "backend": profile.backend,
                        "precision": profile.precision, "context": profile.context,
-                       "prefill": profile.limits.prompt_tokens, "libs": libs}, sort_keys=True)
+                       "prefill": profile.limits.prompt_tokens, "libs": libs,
+                       **({"smoothing": sm} if (sm := applies(profile.backend, profile.precision)) else {})},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -48,8 +51,10 @@ class ParityFailure(Exception):
 
 
 def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha: str, dest: Path, role: str,
-                  val_stream=None, log=print) -> dict:
-    """Export ``spec`` (or reuse the cached export) and copy it into ``dest``; its metadata."""
+                  val_stream=None, log=print, calibration=None) -> dict:
+    """Export ``spec`` (or reuse the cached export) and copy it into ``dest``; its metadata.
+    ``val_stream``: parity text; ``calibration``: smoothing text (exporters.smoothing), both
+    the checkpoint's own tokens."""
     from edge.slicing import slice_model
     from edge.tokenizer import load_tokenizer
     from exporters import export_model
@@ -62,7 +67,8 @@ def export_cached(model, spec: Spec, profile: DeviceProfile, settings, ckpt_sha:
         with atomic_dir(cached, kind="cache") as tmp, quiet_output(settings.out_root / "logs" / f"export-{key}.log"):
             art = export_model(slice_model(model, spec, share=True), profile.backend, profile.precision, tmp,
                                context=profile.context, prefill_len=profile.limits.prompt_tokens, name="model",
-                               val_stream=val_stream, tokenizer=load_tokenizer(settings.checkpoint))
+                               val_stream=val_stream, tokenizer=load_tokenizer(settings.checkpoint),
+                               calibration=calibration)
             if not art.meta.get("parity", {}).get("passed"):
                 record = art.meta.get("parity")
                 raise ParityFailure(f"{role} {compact_spec(spec)} failed its parity check: "
@@ -121,8 +127,8 @@ def measure_on_device(transport, profile: DeviceProfile, artifact: dict, setting
 # -- report ------------------------------------------------------------------------------------------
 def write_report(folder: Path, manifest, result, table) -> None:
     """report.md with the decision (a Manifest), the limits, the frontier and cost charts."""
-    from edge.plan.plots import plot_frontier
     from edge.device.chart import plot_table
+    from edge.plan.plots import plot_frontier
     from edge.texttable import format_table
 
     plot_frontier(result, folder / "frontier.png", f"{manifest.device}: candidates under the limits")

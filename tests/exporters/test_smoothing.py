@@ -1,0 +1,88 @@
+"""Activation smoothing before dynamic int8 (exporters/smoothing.py): exact in fp32, undone on
+exit, and what makes int8 artifacts of a model with outlier channels agree with eager again."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from exporters import smoothing
+
+
+def with_outliers(model):
+    """The same function (every factor a power of two) with activation channels 256x larger than
+    the rest: a norm channel feeding gate/up and one FFN hidden unit per layer, as trained LLMs
+    have (SmolLM2's largest unit is ~1,000x a typical one)."""
+    model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for block in model.layers:
+            block.ffn_norm.weight[3] *= 256
+            block.ffn.w_gate.weight[:, 3] /= 256
+            block.ffn.w_up.weight[:, 3] /= 256
+            block.ffn.w_up.weight[5] *= 256  # hidden unit 5 (in every granularity)
+            block.ffn.w_down.weight[:, 5] /= 256
+    return model
+
+
+def test_smoothing_keeps_every_logit_and_restores_every_weight(trained_tiny, corpus, val_tokens):
+    model = with_outliers(trained_tiny)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        ref = model(val_tokens)
+    with smoothing.smoothed(model, corpus.train[:512], head=True) as summary:
+        assert model.lm_head is not None  # a tied model gets a head of its own inside
+        changed = [k for k, v in model.state_dict().items() if k in before and not torch.equal(v, before[k])]
+        assert any("ffn_norm" in k for k in changed) and any("w_down" in k for k in changed)
+        with torch.no_grad():
+            assert torch.equal(model(val_tokens), ref)  # powers of two: bit-identical fp32
+    assert summary["folds"] == 3 * model.config.n_layers + 1
+    assert summary["largest_scale"] >= 16  # the planted channels were scaled back down
+    assert model.lm_head is None
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_scales_are_powers_of_two_and_one_where_a_channel_is_silent():
+    act = torch.tensor([0.0, 3.0, 1000.0, 1e-3])
+    w = torch.tensor([[0.5, 0.0, 0.01, 2.0], [0.1, 0.0, 0.02, 1.0]])  # (out 2, in 4)
+    s = smoothing._pow2_scales(act, [w], 0.5)
+    log2 = torch.log2(s)
+    assert torch.equal(log2, log2.round())
+    assert s[0] == 1 and s[1] == 1  # no activation / no weight: left alone
+    assert s[2] > 64 and s[3] < 1  # sqrt(1000 / 0.02) ~ 224 -> 256; sqrt(1e-3 / 2) -> 1/32
+
+
+def test_an_interrupt_inside_restores_the_model(trained_tiny, corpus):
+    model = with_outliers(trained_tiny)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(KeyboardInterrupt):
+        with smoothing.smoothed(model, corpus.train[:256], head=True):
+            raise KeyboardInterrupt
+    assert model.lm_head is None
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["executorch", "litert"])
+def test_int8_artifact_of_a_model_with_outliers_matches_eager_only_smoothed(backend, trained_tiny, corpus,
+                                                                           tmp_path, monkeypatch):
+    from exporters import export_model
+    from exporters.backends import get_backend
+
+    pytest.importorskip(get_backend(backend).probe)
+    model = with_outliers(trained_tiny)
+    kw = dict(spec=("XL",) * model.config.n_layers, context=64, prefill_len=16, val_stream=corpus.val,
+              calibration=corpus.train)
+    smoothed = export_model(model, backend, "int8", tmp_path / "smoothed", **kw).meta
+    with monkeypatch.context() as m:
+        m.setattr(smoothing, "applies", lambda *a, **k: None)
+        plain = export_model(model, backend, "int8", tmp_path / "plain", **kw).meta
+    assert "smoothing" not in plain
+    assert smoothed["smoothing"]["head"] is (backend == "executorch")  # a .tflite keeps one tied table
+    assert smoothed["parity"]["passed"], smoothed["parity"]["failures"]
+    # planted outliers wreck plain dynamic int8; smoothing takes most of the error away
+    assert smoothed["parity"]["kl_mean"] < plain["parity"]["kl_mean"] / 4
+    assert smoothed["parity"]["prefill_max_abs"] < plain["parity"]["prefill_max_abs"]
+
