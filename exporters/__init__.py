@@ -107,7 +107,8 @@ def _remove(path: Path) -> None:
 
 def export_model(model, backend: str, precision: str, out_dir, *, spec=None, context: int | None = None,
                  prefill_len: int | None = None, name: str = "model", parity: bool = True,
-                 val_stream=None, tokenizer=None, ops: str | None = None, calibration=None) -> Artifact:
+                 val_stream=None, tokenizer=None, ops: str | None = None, calibration=None,
+                 smooth: bool = True) -> Artifact:
     """Export ``model`` (dense, or universal + ``spec``) to ``out_dir/<name><suffix>`` + ``<name>.json``,
     with the model's ``tokenizer.json`` + ``tokenizer_config.json`` beside them.
 
@@ -120,6 +121,7 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     ``ops``: a graph variant of the backend (``Backend.ops``; None: its default).
     ``calibration``: text tokens (1-D, not the parity text) for the activation smoothing of
     dynamic int8 precisions (exporters/smoothing.py; default: the default corpus's training split).
+    ``smooth=False`` skips that smoothing (timing-only exports: it adds no op and changes no shape).
     """
     from edge.tokenizer import TOKENIZER_CONFIG, TOKENIZER_JSON
     from exporters import smoothing
@@ -139,7 +141,7 @@ def export_model(model, backend: str, precision: str, out_dir, *, spec=None, con
     try:
         variant = {} if ops is None else {"ops": ops}
         # smoothing changes `dense` in place, exactly and only inside: parity below sees the original
-        with known_warnings_filtered(), smoothing.for_export(dense, backend, precision, calibration, tokenizer) as sm:
+        with known_warnings_filtered(), smoothing.for_export(dense, backend, precision, calibration, tokenizer, smooth) as sm:
             info = module.export(dense, precision, tmp, context=context, prefill_len=prefill_len, tokenizer=tokenizer,
                                  **variant)
         extras = info.pop("extra_files", {})

@@ -31,6 +31,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from exporters.base import ExportError
+
 ALPHA = 0.5  # SmoothQuant's default migration strength; 0.4-0.5 were best on SmolLM2, 0.3/0.6 worse
 CALIBRATION_TOKENS = 512
 MAX_EXPONENT = 16  # scales stay within 2^-16 .. 2^16: far from fp32 overflow and subnormals
@@ -57,10 +59,12 @@ def default_calibration(tokenizer=None) -> torch.Tensor:
 
 
 @contextmanager
-def for_export(model, backend: str, precision: str, calibration: torch.Tensor | None = None, tokenizer=None):
-    """``smoothed`` when ``backend``/``precision`` quantizes activations at run time, else a no-op;
-    yields the summary for the artifact's metadata (None when nothing was smoothed)."""
-    plan = applies(backend, precision, model)
+def for_export(model, backend: str, precision: str, calibration: torch.Tensor | None = None, tokenizer=None,
+               enabled: bool = True):
+    """``smoothed`` when ``backend``/``precision`` quantizes activations at run time (and
+    ``enabled``), else a no-op; yields the summary for the artifact's metadata (None when nothing
+    was smoothed)."""
+    plan = applies(backend, precision, model) if enabled else None
     if plan is None:
         yield None
         return
@@ -126,6 +130,9 @@ def smoothed(model, tokens: torch.Tensor, head: bool, alpha: float = ALPHA):
     ``head``: smooth the LM head too. A tied model gets a head of its own (a copy of the table)
     inside; use it only where the artifact stores the head apart from the lookup anyway. On exit
     every weight is restored exactly and a head made here is removed."""
+    if tokens.numel() < 2:
+        raise ExportError(f"activation smoothing needs calibration text: got {tokens.numel()} tokens "
+                          f"(give the checkpoint's training text, {CALIBRATION_TOKENS} tokens or more)")
     made_head = head and model.lm_head is None
     done: list[tuple[torch.Tensor, torch.Tensor, bool]] = []  # (tensor, factor, multiplied?) applied so far
     try:

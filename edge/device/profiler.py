@@ -39,9 +39,10 @@ def export_artifact(model, profile: DeviceProfile, out_dir: Path, name: str) -> 
 
     # Timing only: a stand-in tokenizer of the model's vocabulary size (LiteRT-LM packs one into
     # its file; the timing runs never read text, and micro-models have no tokenizer of their own).
+    # No int8 smoothing: it changes weights only, never the graph, so timings are the same.
     art = export_model(model, profile.backend, profile.precision, out_dir, name=name, parity=False,
                        context=profile.context, prefill_len=profile.limits.prompt_tokens,
-                       tokenizer=stand_in_tokenizer(model.config.vocab_size))
+                       tokenizer=stand_in_tokenizer(model.config.vocab_size), smooth=False)
     return Path(art.path)
 
 

@@ -63,6 +63,15 @@ def test_an_interrupt_inside_restores_the_model(trained_tiny, corpus):
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
+def test_no_calibration_text_is_one_clear_error(tiny_model):
+    from exporters.base import ExportError
+
+    with pytest.raises(ExportError, match="calibration text: got 0 tokens"):
+        with smoothing.smoothed(tiny_model, torch.zeros(0, dtype=torch.long), head=True):
+            pass
+    assert tiny_model.lm_head is None
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["executorch", "litert"])
