@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Callable
 
 from exporters.base import ExportError, require
-from exporters.logs import install_log_filters
+from exporters.logs import install_log_filters, runtime_logs_hidden
 
 
 def _always() -> bool:
@@ -65,7 +65,8 @@ class Backend:
         """The backend module; ExportError naming the pip extra when its library is missing."""
         module = importlib.import_module(self.module)
         install_log_filters()  # before its libraries are first imported: they log on import
-        require(self.probe, self.extra, f"the {self.name} exporter")
+        with runtime_logs_hidden(kind="import"):  # litert-torch's TensorFlow parts print absl/oneDNN notices
+            require(self.probe, self.extra, f"the {self.name} exporter")
         return module
 
     def elastic_exporter(self) -> ModuleType:

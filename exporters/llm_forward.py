@@ -109,7 +109,7 @@ class ForwardLM(nn.Module):
 def llama_start(core: KVCore, input_pos: torch.Tensor, T: int):
     """The first position as the size the custom ops take, with the bounds export must know."""
     start = input_pos[0].item()
-    torch._check_is_size(start)
+    torch._check(start >= 0)  # (torch._check_is_size is deprecated and warns on every trace)
     torch._check(start + T <= core.context)
     return start
 

@@ -24,6 +24,9 @@ KNOWN_WARNINGS = (
     # ExecuTorch: the KV cache is a mutable buffer whose initial values do not matter (prefill
     # writes every slot a query can read)
     (UserWarning, r"Mutation on a buffer in the model is detected"),
+    # ExecuTorch's LLM custom ops (custom_ops.py) still call torch._check_is_size, which torch 2.13
+    # deprecates with a warning per traced call (one per layer per method)
+    (FutureWarning, r"_check_is_size will be removed in a future PyTorch release"),
 )
 
 
@@ -63,10 +66,16 @@ def known_warnings_filtered():
         yield
 
 
+def _name_log(e: Exception, kind: str, log_path: Path) -> None:
+    """Append ``(kind log: path)`` to an error's message, so the user can read what was hidden."""
+    e.args = (f"{e.args[0] if e.args else e} ({kind} log: {log_path})", *e.args[1:])
+
+
 @contextmanager
-def _descriptors_to(log_path: Path, fds: tuple[int, ...], kind: str, mode: str = "w"):
+def _descriptors_to(log_path: Path, fds: tuple[int, ...], kind: str, mode: str = "w", name_it: bool = True):
     """File descriptors ``fds`` write to ``log_path`` inside the block (native code included) and
-    are restored after it; an Exception raised in the block names the log (``kind`` log: path)."""
+    are restored after it; an Exception raised in the block names the log (``kind`` log: path)
+    unless ``name_it`` is False."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     saved = [os.dup(fd) for fd in fds]
@@ -76,7 +85,8 @@ def _descriptors_to(log_path: Path, fds: tuple[int, ...], kind: str, mode: str =
         try:
             yield
         except Exception as e:
-            e.args = (f"{e.args[0] if e.args else e} ({kind} log: {log_path})", *e.args[1:])
+            if name_it:
+                _name_log(e, kind, log_path)
             raise
         finally:
             for stream in (sys.stdout, sys.stderr):
@@ -97,26 +107,32 @@ def quiet_output(log_path: Path, mode: str = "w"):
 
 
 @contextmanager
-def runtime_logs_hidden(show: bool = False):
+def runtime_logs_hidden(show: bool = False, fds: tuple[int, ...] = (2,), kind: str = "runtime"):
     """Hide what a runtime's native code prints to stderr (ExecuTorch's ``[cpuinfo_utils.cpp:…]``
     and LLM-runner lines, LiteRT-LM's ``INFO:``/``W0000`` lines) while the block runs: file
     descriptor 2 goes to a temporary log, deleted when the block ends normally. When the block
     raises an error the log is kept and named in the error, so what the runtime said is not lost.
-    stdout (fd 1), where generated text streams, is untouched. ``show=True`` hides nothing."""
+    stdout (fd 1), where generated text streams, is untouched. ``show=True`` hides nothing.
+    ``fds=(1, 2)``, ``kind="converter"``: a converter's progress lines on stdout too
+    (``matedge export``; a build keeps them in ``build/logs/`` with ``quiet_output`` instead)."""
     if show:
         yield
         return
     import tempfile
 
-    fd, name = tempfile.mkstemp(prefix="matedge-runtime-", suffix=".log")
+    fd, name = tempfile.mkstemp(prefix=f"matedge-{kind}-", suffix=".log")
     os.close(fd)
     try:
-        with _descriptors_to(Path(name), (2,), "runtime"):
+        with _descriptors_to(Path(name), fds, kind, name_it=False):
             yield
     except BaseException as e:
-        if not isinstance(e, Exception):  # interrupted: no error names the log, so remove it
+        # an error names a log that says something (kept for the user to read); an empty log, or
+        # an interruption, which no error reports, leaves nothing behind
+        if isinstance(e, Exception) and os.path.getsize(name) > 0:
+            _name_log(e, kind, Path(name))
+        else:
             os.unlink(name)
-        raise  # an error names the log: kept for the user to read
+        raise
     os.unlink(name)
 
 

@@ -11,7 +11,9 @@ Here the division is folded into what produces ``x``, so the graph gains no op:
 
 * attention q/k/v and FFN gate/up inputs: the RMSNorm weight before them;
 * the FFN down-projection's input ``silu(gate) * up``: the rows of ``w_up``;
-* the LM head's input: the final norm, when the head is stored apart from the embedding lookup.
+* the LM head's input: the final norm. A head stored apart from the lookup (a .pte keeps two
+  copies of a tied table anyway) is scaled alone; a tied table that is stored once (.tflite) has
+  its columns scaled and the lookup divides its rows back (one multiply of (1, T, d) per call).
 
 Every ``s_j`` is rounded to a power of two, so ``x / s`` and ``W * s`` are exact in floating
 point: the smoothed model computes bit-identical fp32 logits, and ``smoothed`` restores every
@@ -20,8 +22,9 @@ untouched afterwards). torchao's prototype SmoothQuant multiplies each linear's 
 time instead (one more op per linear) and pairs only with its int8 x int8 config, which ExecuTorch
 cannot lower (``aten._int_mm``); hence this fold.
 
-Measured on SmolLM2 as a MatFormer (``runs/smollm2-mat-c``, torchao int8 in eager PyTorch, KL to
-fp32 over 512 held-out tokens): XL 0.0162 -> 0.0096, S 0.0273 -> 0.0127.
+Measured on SmolLM2 as a MatFormer (``runs/smollm2-mat-c``; bench/smoothing.py, torchao int8 in
+eager PyTorch, KL to fp32 over 512 held-out tokens): S 0.0272 -> 0.0133, XL 0.0166 -> 0.0091.
+Through LiteRT's own int8 (XL, context 256, the exporter's parity check): KL 0.0308 -> 0.0183.
 """
 
 from __future__ import annotations
@@ -40,14 +43,15 @@ MAX_EXPONENT = 16  # scales stay within 2^-16 .. 2^16: far from fp32 overflow an
 
 def applies(backend: str, precision: str, model=None) -> dict | None:
     """What an export of ``backend`` at ``precision`` smooths (``describe``), None if nothing.
-    The head is smoothed where the artifact stores it apart from the embedding lookup: an untied
-    model, or a backend that keeps two copies of a tied table (a .pte)."""
+    The head: ``"separate"`` where the artifact stores it apart from the lookup anyway (an untied
+    model; a .pte keeps two copies of a tied table), else ``"tied"`` (one table, see ``smoothed``)."""
     from exporters.backends import get_backend
 
     b = get_backend(backend)
     if precision not in b.smoothed:
         return None
-    return describe(head=b.table_copies > 1 or (model is not None and model.lm_head is not None))
+    separate = b.table_copies > 1 or (model is not None and model.lm_head is not None)
+    return describe(head="separate" if separate else "tied")
 
 
 def default_calibration(tokenizer=None) -> torch.Tensor:
@@ -73,9 +77,9 @@ def for_export(model, backend: str, precision: str, calibration: torch.Tensor | 
         yield summary
 
 
-def describe(head: bool) -> dict:
+def describe(head: str | None) -> dict:
     """What an artifact's metadata (and its cache key) records about the smoothing."""
-    return {"method": "SmoothQuant, power-of-two scales folded into norms, w_up rows and the head",
+    return {"method": "SmoothQuant, power-of-two scales folded into norms, w_up rows and the head's table",
             "alpha": ALPHA, "calibration_tokens": CALIBRATION_TOKENS, "head": head}
 
 
@@ -100,6 +104,10 @@ def _input_maxima(model: nn.Module, tokens: torch.Tensor) -> dict[str, torch.Ten
                 x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)  # (in,)
                 maxima[name] = torch.maximum(maxima[name], x) if name in maxima else x
             hooks.append(mod.register_forward_pre_hook(hook))
+
+    def head_input(mod, args, out):  # the final norm's output feeds the head, tied or not
+        maxima["head"] = out.detach().abs().reshape(-1, out.shape[-1]).amax(0)  # (d,)
+    hooks.append(model.norm.register_forward_hook(head_input))
     try:
         tokens = tokens.reshape(-1).long()
         L = min(len(tokens), model.config.max_context)
@@ -110,7 +118,7 @@ def _input_maxima(model: nn.Module, tokens: torch.Tensor) -> dict[str, torch.Ten
     return maxima
 
 
-def _pairs(model, head: bool):
+def _pairs(model, head: str | None):
     """(statistic's linear, tensor divided by s [and how], weights multiplied by s) per fold."""
     for i, block in enumerate(model.layers):
         attn, ffn = block.attn, block.ffn
@@ -118,22 +126,45 @@ def _pairs(model, head: bool):
         yield f"layers.{i}.ffn.w_gate", (block.ffn_norm.weight, "vec"), [ffn.w_gate.weight, ffn.w_up.weight]
         yield f"layers.{i}.ffn.w_down", (ffn.w_up.weight, "rows"), [ffn.w_down.weight]
     if head:
-        yield "lm_head", (model.norm.weight, "vec"), [model.lm_head.weight]
+        table = model.lm_head.weight if model.lm_head is not None else model.tok_emb.weight  # (V, d)
+        yield "head", (model.norm.weight, "vec"), [table]
+
+
+class _ScaledLookup(nn.Module):
+    """A tied table whose columns were multiplied by s (for the head): the lookup divides its rows
+    by s again, exactly (powers of two). One elementwise multiply of (B, T, d) per call."""
+
+    def __init__(self, emb: nn.Embedding, s: torch.Tensor):
+        super().__init__()
+        self.emb = emb
+        self.register_buffer("inv", 1.0 / s)  # (d,)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.emb.weight  # the head reads the scaled table: F.linear(x, tok_emb.weight)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.emb(tokens) * self.inv  # (B, T, d)
 
 
 @contextmanager
-def smoothed(model, tokens: torch.Tensor, head: bool, alpha: float = ALPHA):
+def smoothed(model, tokens: torch.Tensor, head: str | None, alpha: float = ALPHA):
     """Inside, ``model`` (a MatFormerLM: dense, or universal, whose XL run gives the statistics)
     has its linear inputs smoothed for dynamic int8 quantization; yields a summary for metadata.
 
     ``tokens``: calibration text (1-D, at least a few hundred tokens; not the parity text).
-    ``head``: smooth the LM head too. A tied model gets a head of its own (a copy of the table)
-    inside; use it only where the artifact stores the head apart from the lookup anyway. On exit
-    every weight is restored exactly and a head made here is removed."""
+    ``head``: how the LM head is smoothed. ``"separate"``: a tied model gets a head of its own (a
+    copy of the table) inside, for artifacts that store the head apart from the lookup anyway;
+    ``"tied"``: the one table's columns are scaled for the head and the lookup divides its rows
+    back (``_ScaledLookup``, one multiply per call); None: the head is left alone. On exit every
+    weight is restored exactly, and a head or lookup made here is removed."""
     if tokens.numel() < 2:
         raise ExportError(f"activation smoothing needs calibration text: got {tokens.numel()} tokens "
                           f"(give the checkpoint's training text, {CALIBRATION_TOKENS} tokens or more)")
-    made_head = head and model.lm_head is None
+    if head not in (None, "separate", "tied"):
+        raise ValueError(f"head={head!r} (allowed: None, 'separate', 'tied')")
+    made_head = head == "separate" and model.lm_head is None
+    lookup = model.tok_emb
     done: list[tuple[torch.Tensor, torch.Tensor, bool]] = []  # (tensor, factor, multiplied?) applied so far
     try:
         with torch.no_grad():
@@ -152,6 +183,8 @@ def smoothed(model, tokens: torch.Tensor, head: bool, alpha: float = ALPHA):
                     w.mul_(s)
                     done.append((w, s, True))
                 scales.append(s)
+                if stat == "head" and model.lm_head is None:  # tied: the lookup undoes the columns' s
+                    model.tok_emb = _ScaledLookup(lookup, s)
         folded = torch.cat(scales) if scales else torch.ones(1)
         yield {**describe(head), "folds": len(scales),
                "largest_scale": float(folded.max()), "smallest_scale": float(folded.min())}
@@ -161,3 +194,4 @@ def smoothed(model, tokens: torch.Tensor, head: bool, alpha: float = ALPHA):
                 tensor.div_(factor) if multiplied else tensor.mul_(factor)
         if made_head:
             model.lm_head = None
+        model.tok_emb = lookup

@@ -64,11 +64,32 @@ def _default_spec(config, folder) -> str | None:
                        f"with {config.n_layers} names)")
 
 
+def _tensors(specs: list[dict], dtypes: bool = False) -> str:
+    """Tensors of an entry point, one per-layer family as one item: 30 layers' K caches print as
+    ``kv_cache_k_0..29[1, 3, 2048, 64]`` instead of 30 names (the JSON keeps every one)."""
+    import re
+
+    items: list[list] = []  # [prefix, first, last, shape, dtype]; a name without a layer index has first None
+    for t in specs:
+        found = re.fullmatch(r"(.*_)(\d+)", t["name"])
+        prefix, i = (found.group(1), int(found.group(2))) if found else (t["name"], None)
+        last = next((it for it in reversed(items) if it[0] == prefix), None)
+        if (i is not None and last is not None and last[2] == i - 1 and last[3] == t["shape"]
+                and last[4] == t["dtype"]):
+            last[2] = i
+        else:
+            items.append([prefix, i, i, t["shape"], t["dtype"]])
+    text = [(p if i is None else f"{p}{i}" if i == j else f"{p}{i}..{j}") + f"{shape}" + (f":{dt}" if dtypes else "")
+            for p, i, j, shape, dt in items]
+    return ", ".join(text)
+
+
 def run(args) -> int:
     from edge.checkpoint import load_any, load_corpus_for, load_tokenizer
     from edge.errors import MatEdgeError
     from exporters import _prepare_out, check_request, export_model
     from exporters.parity import summary
+    from exporters.logs import runtime_logs_hidden
     from exporters.smoothing import applies
 
     from exporters.backends import get_backend
@@ -85,10 +106,14 @@ def run(args) -> int:
     # parity text (validation split) and smoothing calibration (training split), in the model's tokens
     needs_text = not args.no_parity or applies(args.backend, precision) is not None
     corpus = load_corpus_for(folder) if needs_text else None
-    art = export_model(model, args.backend, precision, args.out, spec=spec, context=args.context,
-                       prefill_len=args.prefill_len, name=args.name, parity=not args.no_parity,
-                       val_stream=None if args.no_parity else corpus.val, tokenizer=load_tokenizer(folder),
-                       ops=args.ops, calibration=corpus.train if corpus is not None else None)
+    print(f"exporting {args.backend} {precision}" + ("" if args.no_parity else ", then the parity check") + " ...",
+          flush=True)
+    # the converters' progress lines and notices go to a temporary log, named in the error if it fails
+    with runtime_logs_hidden(fds=(1, 2), kind="converter"):
+        art = export_model(model, args.backend, precision, args.out, spec=spec, context=args.context,
+                           prefill_len=args.prefill_len, name=args.name, parity=not args.no_parity,
+                           val_stream=None if args.no_parity else corpus.val, tokenizer=load_tokenizer(folder),
+                           ops=args.ops, calibration=corpus.train if corpus is not None else None)
     m = art.meta
     print(f"wrote {art.path} ({m['file_size'] / 1e6:.2f} MB, sha256 {m['sha256'][:16]}) and {art.meta_path}")
     others = [f["file"] for role, f in m.get("files", {}).items() if role != "model"]
@@ -103,9 +128,7 @@ def run(args) -> int:
         print(f"  activation outliers smoothed into the weights before int8 ({sm['folds']} folds, scales "
               f"{sm['smallest_scale']:g}..{sm['largest_scale']:g}, fp32 logits unchanged)")
     for name, ep in m["entry_points"].items():
-        sig = ", ".join(f"{t['name']}{t['shape']}:{t['dtype']}" for t in ep["inputs"])
-        out = ", ".join(f"{t['name']}{t['shape']}" for t in ep["outputs"])
-        print(f"  {name}({sig}) -> {out}")
+        print(f"  {name}({_tensors(ep['inputs'], dtypes=True)}) -> {_tensors(ep['outputs'])}")
     if "parity" not in m:
         print("  parity: skipped (--no-parity)")
         return 0

@@ -68,3 +68,29 @@ def test_an_interrupted_runtime_leaves_no_log(tmp_path, monkeypatch):
         with runtime_logs_hidden():
             raise KeyboardInterrupt
     assert not list(tmp_path.iterdir())
+
+
+def test_an_error_with_nothing_logged_leaves_no_log_and_keeps_its_message(tmp_path, monkeypatch):
+    """A bad input raised inside (one clear line) is not padded with the name of an empty log."""
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with pytest.raises(ValueError) as e:
+        with runtime_logs_hidden(fds=(1, 2), kind="converter"):
+            raise ValueError("widths [12] are not multiples of 32")
+    assert str(e.value) == "widths [12] are not multiples of 32" and not list(tmp_path.iterdir())
+
+
+def test_converter_mode_hides_stdout_progress_too(capfd, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with pytest.raises(RuntimeError, match=r"\(converter log: .*matedge-converter-.*\.log\)") as e:
+        with runtime_logs_hidden(fds=(1, 2), kind="converter"):
+            os.write(1, b"(00:00) [START] LiteRT-Torch Convert\n")  # progress, as litert-torch prints it
+            raise RuntimeError("conversion failed")
+    assert capfd.readouterr() == ("", "")
+    log = Path(str(e.value).rsplit("converter log: ", 1)[1].rstrip(")"))
+    assert "LiteRT-Torch Convert" in log.read_text()

@@ -106,3 +106,23 @@ def test_cli_unwritable_output_folder(checkpoint, tmp_path, capsys):
 def test_cli_missing_checkpoint(tmp_path, capsys):
     rc = main(["export", str(tmp_path / "nope"), "--backend", "litert", "--spec", "XL", "--out", str(tmp_path)])
     assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_cli_export_prints_only_its_own_lines(checkpoint, tmp_path):
+    """litert-torch's progress lines (stdout), TensorFlow's absl/oneDNN notices, the quantizer's
+    progress bars and torch's deprecation warnings (stderr) go to a temporary log, deleted after a
+    good export; the per-layer caches print as one item per family. (A child process: the
+    redirection is of file descriptors, which pytest's own capture would sit in front of.)"""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "edge", "export", str(checkpoint), "--backend", "litert",
+                        "--precision", "int8", "--spec", "S,M,L,XL", "--context", "64", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    out = r.stdout
+    assert "LiteRT-Torch Convert" not in out and "absl" not in out
+    assert out.startswith("exporting litert int8, then the parity check ...\nwrote ")
+    assert "kv_cache_k_0..3[1, 2, 64, 16]:float32" in out and "kv_cache_k_1" not in out
+    assert "activation outliers smoothed" in out and "parity (runtime): PASS" in out

@@ -31,7 +31,7 @@ def test_smoothing_keeps_every_logit_and_restores_every_weight(trained_tiny, cor
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         ref = model(val_tokens)
-    with smoothing.smoothed(model, corpus.train[:512], head=True) as summary:
+    with smoothing.smoothed(model, corpus.train[:512], head="separate") as summary:
         assert model.lm_head is not None  # a tied model gets a head of its own inside
         changed = [k for k, v in model.state_dict().items() if k in before and not torch.equal(v, before[k])]
         assert any("ffn_norm" in k for k in changed) and any("w_down" in k for k in changed)
@@ -40,6 +40,22 @@ def test_smoothing_keeps_every_logit_and_restores_every_weight(trained_tiny, cor
     assert summary["folds"] == 3 * model.config.n_layers + 1
     assert summary["largest_scale"] >= 16  # the planted channels were scaled back down
     assert model.lm_head is None
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_a_tied_table_smoothed_for_the_head_keeps_one_table_and_every_logit(trained_tiny, corpus, val_tokens):
+    model = with_outliers(trained_tiny)
+    table = model.tok_emb.weight
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        ref = model(val_tokens)
+    with smoothing.smoothed(model, corpus.train[:512], head="tied") as summary:
+        assert model.lm_head is None and model.tok_emb.weight is table  # still one table
+        assert not torch.equal(table, before["tok_emb.weight"])  # its columns scaled for the head
+        with torch.no_grad():
+            assert torch.equal(model(val_tokens), ref)
+    assert summary["head"] == "tied" and summary["folds"] == 3 * model.config.n_layers + 1
+    assert isinstance(model.tok_emb, torch.nn.Embedding)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
@@ -57,7 +73,7 @@ def test_an_interrupt_inside_restores_the_model(trained_tiny, corpus):
     model = with_outliers(trained_tiny)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(KeyboardInterrupt):
-        with smoothing.smoothed(model, corpus.train[:256], head=True):
+        with smoothing.smoothed(model, corpus.train[:256], head="separate"):
             raise KeyboardInterrupt
     assert model.lm_head is None
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
@@ -67,7 +83,7 @@ def test_no_calibration_text_is_one_clear_error(tiny_model):
     from exporters.base import ExportError
 
     with pytest.raises(ExportError, match="calibration text: got 0 tokens"):
-        with smoothing.smoothed(tiny_model, torch.zeros(0, dtype=torch.long), head=True):
+        with smoothing.smoothed(tiny_model, torch.zeros(0, dtype=torch.long), head="separate"):
             pass
     assert tiny_model.lm_head is None
 
@@ -89,7 +105,8 @@ def test_int8_artifact_of_a_model_with_outliers_matches_eager_only_smoothed(back
         m.setattr(smoothing, "applies", lambda *a, **k: None)
         plain = export_model(model, backend, "int8", tmp_path / "plain", **kw).meta
     assert "smoothing" not in plain
-    assert smoothed["smoothing"]["head"] is (backend == "executorch")  # a .tflite keeps one tied table
+    # a .pte stores the head apart from the lookup; a .tflite one tied table, its lookup rescaled
+    assert smoothed["smoothing"]["head"] == ("separate" if backend == "executorch" else "tied")
     assert smoothed["parity"]["passed"], smoothed["parity"]["failures"]
     # planted outliers wreck plain dynamic int8; smoothing takes most of the error away
     assert smoothed["parity"]["kl_mean"] < plain["parity"]["kl_mean"] / 4

@@ -34,7 +34,7 @@ def test_int8_elastic_build_smooths_the_shared_weights_and_leaves_the_model(trai
     entry = build_elastic(model, profile, members, "XL", tmp_path, corpus.val, corpus.train, tokenizer)
     assert entry["parity"] == {"S": True, "XL": True}
     meta = json.loads((tmp_path / entry["metadata"]).read_text())
-    assert meta["smoothing"]["head"] and meta["smoothing"]["folds"] == 3 * model.config.n_layers + 1
+    assert meta["smoothing"]["head"] == "separate" and meta["smoothing"]["folds"] == 3 * model.config.n_layers + 1
     assert max(p["kl_mean"] for p in meta["parity"].values()) < 1e-3
     assert model.lm_head is None and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     from executorch.runtime import Runtime
