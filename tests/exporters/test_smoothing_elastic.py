@@ -31,10 +31,11 @@ def test_int8_elastic_build_smooths_the_shared_weights_and_leaves_the_model(back
     model = with_outliers(trained_tiny)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     profile = load_profile(write_profile(tmp_path, "phone", backend=backend, precision="int8", elastic=True))
-    members = {"S": parse_spec("S", model.config), "XL": parse_spec("XL", model.config)}
+    names = ["S", "XL"]
+    members = {n: parse_spec(n, model.config) for n in names}
     tokenizer = replace(byte_tokenizer(), eos_ids=[258, 256])
     entry = build_elastic(model, profile, members, "XL", tmp_path, corpus.val, corpus.train, tokenizer)
-    assert entry["parity"] == {"S": True, "XL": True}
+    assert entry["parity"] == {n: True for n in names}
     meta = json.loads((tmp_path / entry["metadata"]).read_text())
     assert meta["smoothing"]["head"] == head and meta["smoothing"]["folds"] == 3 * model.config.n_layers + 1
     assert max(p["kl_mean"] for p in meta["parity"].values()) < 1e-3
