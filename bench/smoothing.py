@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -30,21 +29,13 @@ from exporters.executorch import _quantize  # noqa: E402
 from exporters.smoothing import CALIBRATION_TOKENS, smoothed  # noqa: E402
 
 
-class _Holder(nn.Module):
-    """``_quantize`` walks a wrapper's modules for MatFormerLMs; this is the smallest wrapper."""
-
-    def __init__(self, lm):
-        super().__init__()
-        self.lm = lm
-
-
 def quantized_logits(model, precision: str, tokens: torch.Tensor, calibration: torch.Tensor | None):
     """Logits (B, T, V) of ``model`` quantized at ``precision``, smoothed first when calibrated."""
     model = copy.deepcopy(model)
     if calibration is not None:
-        with smoothed(model, calibration, head=True):
+        with smoothed(model, calibration, head="separate"):  # as the .pte exporter does
             model = copy.deepcopy(model)  # keep the smoothed weights past the context's exact undo
-    _quantize(_Holder(model), precision)
+    _quantize(model, precision)  # finds the MatFormerLM (the model itself) and its linears
     with torch.no_grad():
         return model(tokens).double()
 

@@ -52,6 +52,16 @@ class Runner(Protocol):
         """One token at ``position`` -> logits (1, 1, V) float32."""
 
 
+def separate_head(lm) -> None:
+    """Give a tied MatFormerLM an LM head of its own: an ``nn.Linear`` holding a copy of the
+    table (V, d), frozen. Quantized ``.pte`` files and the int8 smoothing store the head apart."""
+    from torch import nn
+
+    table = lm.tok_emb.weight  # (V, d): the layout of an nn.Linear(d, V) weight
+    lm.lm_head = nn.Linear(table.shape[1], table.shape[0], bias=False)
+    lm.lm_head.weight = nn.Parameter(table.detach().clone(), requires_grad=False)
+
+
 def require(module: str, extra: str, what: str):
     """Import ``module`` or raise ExportError naming the pip extra that installs it."""
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.backends import BACKENDS
-from exporters.base import ExportError, library_versions, require, tensor_spec
+from exporters.base import ExportError, library_versions, require, separate_head, tensor_spec
 from exporters.logs import runtime_logs_hidden
 
 BACKEND = BACKENDS["executorch"]  # the registry record: the one place its names and precisions live
@@ -57,9 +57,7 @@ def _quantize(wrapper, precision: str) -> None:
     from edge.model import MatFormerLM
 
     for lm in [m for m in wrapper.modules() if isinstance(m, MatFormerLM) and m.lm_head is None]:
-        table = lm.tok_emb.weight  # (V, d), the layout of an nn.Linear(d, V) weight
-        lm.lm_head = nn.Linear(table.shape[1], table.shape[0], bias=False)
-        lm.lm_head.weight = nn.Parameter(table.detach().clone(), requires_grad=False)
+        separate_head(lm)
     if precision == "int8":
         cfg = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0))
     else:

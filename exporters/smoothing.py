@@ -1,6 +1,6 @@
 """Activation smoothing before dynamic int8 quantization, folded exactly into the weights.
 
-Dynamic int8 (ExecuTorch's int8/8da4w, LiteRT's dynamic-range int8) quantizes each token's
+Dynamic int8 (ExecuTorch's int8, LiteRT's dynamic-range int8) quantizes each token's
 activation vector with one scale. A few channels of a real model's activations are huge (SmolLM2:
 a FFN hidden unit of layer 11 reaches ~2,900 where a typical one stays below 3), so that scale
 rounds every other channel to a handful of levels. SmoothQuant (Xiao et al., 2023) moves the range
@@ -20,7 +20,8 @@ point: the smoothed model computes bit-identical fp32 logits, and ``smoothed`` r
 weight bit for bit when it exits (no copy of the model is needed, and the caller's eager model is
 untouched afterwards). torchao's prototype SmoothQuant multiplies each linear's input by 1/s at run
 time instead (one more op per linear) and pairs only with its int8 x int8 config, which ExecuTorch
-cannot lower (``aten._int_mm``); hence this fold.
+cannot lower (``aten._int_mm``); hence this fold. ExecuTorch's 8da4w is not smoothed: int4 groups
+absorbed the moved range badly (XL's KL 0.373 -> 0.400).
 
 Measured on SmolLM2 as a MatFormer (``runs/smollm2-mat-c``; bench/smoothing.py, torchao int8 in
 eager PyTorch, KL to fp32 over 512 held-out tokens): S 0.0272 -> 0.0133, XL 0.0166 -> 0.0091.
@@ -34,7 +35,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from exporters.base import ExportError
+from exporters.base import ExportError, separate_head
 
 ALPHA = 0.5  # SmoothQuant's default migration strength; 0.4-0.5 were best on SmolLM2, 0.3/0.6 worse
 CALIBRATION_TOKENS = 512
@@ -93,21 +94,22 @@ def _pow2_scales(act_max: torch.Tensor, weights: list[torch.Tensor], alpha: floa
 
 
 @torch.no_grad()
-def _input_maxima(model: nn.Module, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """max |input| per channel of every nn.Linear, over one forward of ``tokens`` (N,) cut into
-    rows of at most the model's context."""
+def _input_maxima(model: nn.Module, tokens: torch.Tensor, head: str | None) -> dict[str, torch.Tensor]:
+    """max |input| per channel of the linears each fold reads (``_pairs``' statistic names) and of
+    the head (the final norm's output, tied or not), over one forward of ``tokens`` (N,) cut
+    into rows of at most the model's context."""
     maxima: dict[str, torch.Tensor] = {}
-    hooks = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.Linear):
-            def hook(mod, args, name=name):
-                x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)  # (in,)
-                maxima[name] = torch.maximum(maxima[name], x) if name in maxima else x
-            hooks.append(mod.register_forward_pre_hook(hook))
 
-    def head_input(mod, args, out):  # the final norm's output feeds the head, tied or not
-        maxima["head"] = out.detach().abs().reshape(-1, out.shape[-1]).amax(0)  # (d,)
-    hooks.append(model.norm.register_forward_hook(head_input))
+    def keep(name):
+        def hook(mod, args, out=None):
+            x = (args[0] if out is None else out).detach()
+            maxima[name] = x.abs().reshape(-1, x.shape[-1]).amax(0)  # (in,): one forward, one call
+        return hook
+
+    modules = dict(model.named_modules())
+    hooks = [modules[stat].register_forward_pre_hook(keep(stat)) for stat, *_ in _pairs(model, None)]
+    if head:
+        hooks.append(model.norm.register_forward_hook(keep("head")))
     try:
         tokens = tokens.reshape(-1).long()
         L = min(len(tokens), model.config.max_context)
@@ -169,10 +171,8 @@ def smoothed(model, tokens: torch.Tensor, head: str | None, alpha: float = ALPHA
     try:
         with torch.no_grad():
             if made_head:
-                table = model.tok_emb.weight  # (V, d): the layout of an nn.Linear(d, V) weight
-                model.lm_head = nn.Linear(table.shape[1], table.shape[0], bias=False)
-                model.lm_head.weight = nn.Parameter(table.detach().clone(), requires_grad=False)
-            maxima = _input_maxima(model, tokens)
+                separate_head(model)
+            maxima = _input_maxima(model, tokens, head)
             scales = []
             for stat, (target, how), weights in _pairs(model, head):
                 s = _pow2_scales(maxima[stat], weights, alpha)  # (in,)
@@ -185,7 +185,7 @@ def smoothed(model, tokens: torch.Tensor, head: str | None, alpha: float = ALPHA
                 scales.append(s)
                 if stat == "head" and model.lm_head is None:  # tied: the lookup undoes the columns' s
                     model.tok_emb = _ScaledLookup(lookup, s)
-        folded = torch.cat(scales) if scales else torch.ones(1)
+        folded = torch.cat(scales)  # every model has layers: never empty
         yield {**describe(head), "folds": len(scales),
                "largest_scale": float(folded.max()), "smallest_scale": float(folded.min())}
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -21,3 +23,18 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def val_stream(corpus) -> torch.Tensor:
     return corpus.val
+
+
+def with_outliers(model):
+    """The same function (every factor a power of two) with activation channels 256x larger than
+    the rest: a norm channel feeding gate/up and one FFN hidden unit per layer, as trained LLMs
+    have (SmolLM2's largest unit is ~1,000x a typical one)."""
+    model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for block in model.layers:
+            block.ffn_norm.weight[3] *= 256
+            block.ffn.w_gate.weight[:, 3] /= 256
+            block.ffn.w_up.weight[:, 3] /= 256
+            block.ffn.w_up.weight[5] *= 256  # hidden unit 5 (in every granularity)
+            block.ffn.w_down.weight[:, 5] /= 256
+    return model

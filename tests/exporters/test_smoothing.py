@@ -9,21 +9,7 @@ import pytest
 import torch
 
 from exporters import smoothing
-
-
-def with_outliers(model):
-    """The same function (every factor a power of two) with activation channels 256x larger than
-    the rest: a norm channel feeding gate/up and one FFN hidden unit per layer, as trained LLMs
-    have (SmolLM2's largest unit is ~1,000x a typical one)."""
-    model = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        for block in model.layers:
-            block.ffn_norm.weight[3] *= 256
-            block.ffn.w_gate.weight[:, 3] /= 256
-            block.ffn.w_up.weight[:, 3] /= 256
-            block.ffn.w_up.weight[5] *= 256  # hidden unit 5 (in every granularity)
-            block.ffn.w_down.weight[:, 5] /= 256
-    return model
+from tests.exporters.conftest import with_outliers
 
 
 def test_smoothing_keeps_every_logit_and_restores_every_weight(trained_tiny, corpus, val_tokens):
@@ -91,17 +77,10 @@ def test_no_calibration_text_is_one_clear_error(tiny_model):
 def _plain_int8_kl(model, prompt: torch.Tensor) -> float:
     """KL(fp32 || plain int8) over ``prompt``'s positions, with the .pte exporter's own torchao
     quantization in eager PyTorch (what an unsmoothed .pte computes)."""
-    from torch import nn
-
     from exporters.executorch import _quantize
 
-    class Holder(nn.Module):
-        def __init__(self, lm):
-            super().__init__()
-            self.lm = lm
-
     quantized = copy.deepcopy(model)
-    _quantize(Holder(quantized), "int8")
+    _quantize(quantized, "int8")
     with torch.no_grad():
         p, q = model(prompt).log_softmax(-1), quantized(prompt).log_softmax(-1)
     return float((p.exp() * (p - q)).sum(-1).mean())

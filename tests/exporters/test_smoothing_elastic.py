@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tests.exporters.test_smoothing import with_outliers
+from tests.exporters.conftest import with_outliers
 
 
 @pytest.mark.integration
