@@ -168,7 +168,8 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
                                          losses.corpus.val, log, calibration=losses.corpus.train)
                      for role, cand in shipped.items()}
         if profile.elastic or (settings.elastic and elastic_capable(profile, log)):
-            artifacts["elastic"] = elastic_artifact(profile, model, table, losses, settings, result, tmp, log)
+            if (entry := elastic_artifact(profile, model, table, losses, settings, result, tmp, log)) is not None:
+                artifacts["elastic"] = entry
         measured = measure_on_device(transport, profile, artifacts["model"], settings, table, log)
         manifest = build_manifest(profile, model, result, artifacts, measured, table, table_status, losses, settings)
         manifest.write(tmp / "manifest.json")
@@ -178,9 +179,11 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
 
 
 def elastic_artifact(profile, model, table, losses: LossCache, settings: BuildSettings, result: Plan, dest: Path,
-                     log=print) -> dict:
+                     log=print) -> dict | None:
     """Members for the device (uniform + the latency frontier under its memory limit alone) in
-    one elastic artifact written to ``dest``; its manifest entry."""
+    one elastic artifact written to ``dest``; its manifest entry. None, saying why, when the
+    chosen spec is the only member (the memory limit or --members leaves nothing to switch to):
+    model.pte already is that artifact."""
     from edge.plan.elastic import build_elastic, choose_members
     from edge.tokenizer import load_tokenizer
     from exporters.logs import quiet_output
@@ -192,6 +195,10 @@ def elastic_artifact(profile, model, table, losses: LossCache, settings: BuildSe
     members, default = choose_members(model.config, cost_fn_for(table), wide, result.chosen.spec,
                                       memory["memory_mb"], levels=settings.frontier_members,
                                       uniform=settings.elastic_members)
+    if len(members) < 2:
+        log(f"   no elastic artifact: the chosen spec is its only member (the memory limit of "
+            f"{memory['memory_mb']:g} MB and the members asked for leave no other); the model artifact is the same")
+        return None
     log(f"   exporting elastic artifact: members {', '.join(members)}, default {default}, with parity checks")
     with quiet_output(settings.out_root / "logs" / f"export-elastic-{profile.name}.log"):
         return build_elastic(model, profile, members, default, dest, losses.corpus.val, losses.corpus.train,

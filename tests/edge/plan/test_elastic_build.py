@@ -141,3 +141,28 @@ def test_profile_gets_its_backends_elastic_artifact(trained_tiny, corpus, tmp_pa
     assert meta[entries] == want
     assert meta["sha256"] == entry["sha256"] and meta["parity"]["S"]["passed"]
     assert get_backend(backend).elastic_exporter().load_runner(tmp_path / entry["file"]).members == ["S", "XL"]
+
+
+def test_one_member_writes_no_elastic_artifact(tmp_path, write_profile):
+    """--members naming only the chosen spec's granularity, no frontier: nothing to switch to, so
+    the build says so and ships no elastic artifact (a one-method program has no member methods)."""
+    import torch
+
+    from edge.device.profiles import load_profile
+    from edge.device.table_source import get_cost_table
+    from edge.model import MatFormerLM
+    from edge.plan.build import BuildSettings, elastic_artifact
+    from edge.plan.planner import Plan
+
+    profile = load_profile(write_profile(tmp_path, "board", elastic=True))
+    torch.manual_seed(0)
+    model = MatFormerLM(CFG)
+    table = get_cost_table(profile, CFG, measure="never", path=tmp_path / "table.json").table
+    xl = parse_spec("XL", CFG)
+    chosen = Candidate(xl, 2.0, cost_fn(xl), param_count(xl, CFG), "uniform")
+    settings = BuildSettings(checkpoint=tmp_path / "none", out_root=tmp_path / "build", frontier_members=0,
+                             elastic_members=("XL",), progress=False)
+    lines = []
+    entry = elastic_artifact(profile, model, table, None, settings, Plan(chosen, None, None), tmp_path, lines.append)
+    assert entry is None and list(tmp_path.glob("elastic*")) == []
+    assert len(lines) == 1 and "no elastic artifact" in lines[0] and "only member" in lines[0]
