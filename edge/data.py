@@ -96,7 +96,9 @@ def _user_documents(path: Path) -> list[tuple[str, str]]:
     docs = []
     for f in files:
         try:
-            docs.append((str(f), f.read_text(encoding="utf-8")))
+            # named relative to the folder: the held-out documents stay the same when it moves
+            name = f.name if path.is_file() else f.relative_to(path).as_posix()
+            docs.append((name, f.read_text(encoding="utf-8")))
         except UnicodeDecodeError:
             if path.is_file():
                 raise DataError(f"data file {str(f)!r} is not UTF-8 text") from None
@@ -161,11 +163,27 @@ def _default_corpus(max_bytes: int) -> Corpus:
     return _split(_default_documents(max_bytes), DEFAULT_SOURCE)
 
 
+def _fallback_held(docs: list[tuple[str, str]], score: dict[str, int]) -> set[str]:
+    """Few documents, none (or all) scored into validation: the lowest-scored ones until they hold
+    VAL_FRACTION of the text, never all. By bytes and names, so every tokenizer holds out the same."""
+    total, held, size = sum(len(t) for _, t in docs), set(), 0
+    for name, text in sorted(docs, key=lambda d: score[d[0]])[:-1]:
+        held.add(name)
+        size += len(text)
+        if size >= VAL_FRACTION * total:
+            break
+    return held
+
+
 def _split(docs: list[tuple[str, str]], source: str, tokenizer=None) -> Corpus:
     stream = _stream if tokenizer is None else (lambda d: _token_stream(d, tokenizer))
-    val = [d for d in docs if _hash("val:" + d[0]) % 10_000 < VAL_FRACTION * 10_000]
-    train = [d for d in docs if _hash("val:" + d[0]) % 10_000 >= VAL_FRACTION * 10_000]
-    if not val or len(val) == len(docs):  # a single file: hold out its tail instead
+    score = {name: _hash("val:" + name) % 10_000 for name, _ in docs}
+    held = {n for n, v in score.items() if v < VAL_FRACTION * 10_000}
+    if len(docs) > 1 and (not held or len(held) == len(docs)):
+        held = _fallback_held(docs, score)
+    val = [d for d in docs if d[0] in held]
+    train = [d for d in docs if d[0] not in held]
+    if len(docs) == 1:  # a single file: hold out its tail instead
         full = stream(docs)
         cut = int(len(full) * (1 - VAL_FRACTION))
         tr, va = full[:cut], full[cut:]

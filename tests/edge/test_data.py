@@ -64,3 +64,20 @@ def test_corpus_with_a_model_tokenizer_holds_out_the_same_documents(tmp_path):
     n_val_docs = int((a.val == 5).sum())  # one <e> per held-out document
     assert 0 < n_val_docs == int((b.val == EOS).sum())
     assert a.val[:4].tolist() == [1, 2, 0, 3]  # "document number <digit: unknown> says"
+
+
+def test_held_out_documents_follow_names_in_the_folder_not_its_place_or_the_tokenizer(tmp_path):
+    """A moved folder holds out the same documents; with few documents, none scored into
+    validation, the lowest-scored ones are held out by bytes, so every tokenizer agrees."""
+    import shutil
+
+    from edge.tokenizer import byte_tokenizer
+
+    for name in "abc":  # none of a, b, c scores under VAL_FRACTION
+        (tmp_path / "one" / "sub").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "one" / "sub" / f"{name}.txt").write_text(f"{name} " * 2000)
+    first = load_corpus(tmp_path / "one")
+    shutil.move(tmp_path / "one", tmp_path / "two")
+    moved = load_corpus(tmp_path / "two", tokenizer=byte_tokenizer())
+    assert torch.equal(first.val, moved.val) and first.sha256 == moved.sha256
+    assert int((first.val == EOS).sum()) == 1 and len(first.val) == 4000 + 2  # one whole document held out
