@@ -77,7 +77,7 @@ def test_graph_matches_the_model_over_chunks_and_turns():
 
 def test_windowed_decode_matches_the_full_one_below_its_window():
     """decode_w<W> attends to the first W slots only: below W it gives the logits of decode over
-    all C slots, and it writes the same caches (all C slots kept)."""
+    all C slots, and it writes the same caches (all C slots kept), to float rounding."""
     pytest.importorskip("litert_torch")
     from exporters.litert_lm import make_graph, sample_kwargs
 
@@ -92,7 +92,10 @@ def test_windowed_decode_matches_the_full_one_below_its_window():
                     for g, c, width in ((full, caches[0], CONTEXT), (win, caches[1], W))]
             caches = [{k: o[f"kv_cache_{k}"] for k in c} for o, c in zip(outs, caches)]
             assert torch.allclose(outs[0]["logits"], outs[1]["logits"], atol=1e-5, rtol=0), p
-    assert all(torch.equal(caches[0][k], caches[1][k]) for k in caches[0])
+    # layer 0 writes projections of the same inputs; deeper layers' inputs went through attention
+    # summed over W vs C slots, whose float order the CPU's vector width decides (~1e-6 apart)
+    assert torch.equal(caches[0]["k_0"], caches[1]["k_0"]) and torch.equal(caches[0]["v_0"], caches[1]["v_0"])
+    assert all(torch.allclose(caches[0][k], caches[1][k], atol=1e-5, rtol=0) for k in caches[0])
     assert caches[1]["k_0"].shape[2] == CONTEXT and caches[1]["k_0"][:, :, :W].abs().sum() > 0
 
 
