@@ -27,6 +27,15 @@ def available() -> bool:
     return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 
 
+MIN_STEPS = 20  # the compile (~30 s, once per granularity's shapes) pays back only over longer runs
+
+
+def worth_it(steps: int) -> bool:
+    """The CLI's default: compile where it can, for runs of at least MIN_STEPS steps (a few-step
+    run, a smoke test, would spend minutes compiling for seconds of training)."""
+    return available() and steps >= MIN_STEPS
+
+
 @torch.compile(dynamic=False)
 def _block(block: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, m: int | None) -> torch.Tensor:
     return block(x, cos, sin, m)  # (B, T, d) -> (B, T, d)

@@ -53,7 +53,7 @@ def configure(p) -> None:
                         "or AMX, where it is ~2x faster; off elsewhere, where it is ~10x slower)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="with --init: torch.compile each block (~30 s once, then ~1.4x faster steps; "
-                        "default: on where a C++ compiler is installed)")
+                        "default: on where a C++ compiler is installed and for runs of 20 steps or more)")
 
 
 def _probs(text: str | None, names: tuple[str, ...]) -> tuple[float, ...] | None:
@@ -118,7 +118,8 @@ def _fine_tune(args) -> int:
     dargs = DistillArgs(init=args.init, out=args.out, teacher=args.teacher, distill=args.distill, regime=args.regime or "sum",
                         probs=_probs(args.probs, names),
                         train_embeddings=args.train_embeddings, bf16=args.bf16, seed=args.seed,
-                        compile=compiled.available() if args.compile is None else args.compile,
+                        compile=compiled.worth_it(args.steps or DistillArgs.steps) if args.compile is None
+                        else args.compile,
                         eval_every=50 if args.eval_every is None else args.eval_every,
                         resume=not args.no_resume, force=args.force, progress=not args.quiet, **given)
     meta = distill(dargs)

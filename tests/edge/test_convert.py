@@ -145,6 +145,17 @@ def test_bad_fine_tune_arguments(tmp_path, capsys, monkeypatch):
     assert err.count("\n") == 1 and "C++ compiler" in err and not (tmp_path / "z").exists()
 
 
+def test_compile_is_the_default_only_where_it_pays_back(monkeypatch):
+    """A few-step run (a smoke test) would spend minutes compiling for seconds of training."""
+    from edge import compiled
+
+    monkeypatch.setattr("edge.compiled.available", lambda: True)
+    assert not compiled.worth_it(1) and not compiled.worth_it(compiled.MIN_STEPS - 1)
+    assert compiled.worth_it(compiled.MIN_STEPS) and compiled.worth_it(150)
+    monkeypatch.setattr("edge.compiled.available", lambda: False)
+    assert not compiled.worth_it(150)
+
+
 def test_refit_brings_a_uniform_slice_closer_to_xl(corpus, trained_tiny):
     from edge.refit import refit_dense, refit_w_down
     from edge.slicing import slice_model
