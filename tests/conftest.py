@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytest_plugins = ("tests.schedule",)  # heaviest test files first (tests/durations.json)
+
 # `make test` runs test files in parallel workers (pytest-xdist). Each worker gets its own temp
 # folder, which the commands it starts inherit (TMPDIR), so a test that looks for leftover
 # temporaries in the temp folder sees only its own worker's.
