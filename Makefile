@@ -50,12 +50,13 @@ demo-toy: install
 # memory); --dist loadfile keeps a file on one worker, so its module fixtures (a trained model,
 # exports) are made once; the heaviest files go first (tests/schedule.py, tests/durations.json;
 # --no-loadscope-reorder keeps that order), so the workers finish together.
+PARALLEL = -n auto --maxprocesses=4 --dist loadfile --no-loadscope-reorder
 test: install
-	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadfile --no-loadscope-reorder --durations=25
+	$(BIN)/python -m pytest -q $(PARALLEL) --durations=25
 
 # Re-measure tests/durations.json (each file's seconds, which orders make test): a full run.
 test-durations: install
-	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadfile --no-loadscope-reorder --store-durations
+	$(BIN)/python -m pytest -q $(PARALLEL) --store-durations
 
 # No training, no backend runtime, no subprocess: about a minute of CPU (see the README).
 test-fast: install

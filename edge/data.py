@@ -177,18 +177,17 @@ def _fallback_held(docs: list[tuple[str, str]], score: dict[str, int]) -> set[st
 
 def _split(docs: list[tuple[str, str]], source: str, tokenizer=None) -> Corpus:
     stream = _stream if tokenizer is None else (lambda d: _token_stream(d, tokenizer))
-    score = {name: _hash("val:" + name) % 10_000 for name, _ in docs}
-    held = {n for n, v in score.items() if v < VAL_FRACTION * 10_000}
-    if len(docs) > 1 and (not held or len(held) == len(docs)):
-        held = _fallback_held(docs, score)
-    val = [d for d in docs if d[0] in held]
-    train = [d for d in docs if d[0] not in held]
-    if len(docs) == 1:  # a single file: hold out its tail instead
+    if len(docs) == 1:  # a single file: hold out its tail
         full = stream(docs)
         cut = int(len(full) * (1 - VAL_FRACTION))
         tr, va = full[:cut], full[cut:]
     else:
-        tr, va = stream(train), stream(val)
+        score = {name: _hash("val:" + name) % 10_000 for name, _ in docs}
+        held = {n for n, v in score.items() if v < VAL_FRACTION * 10_000}
+        if not held or len(held) == len(docs):
+            held = _fallback_held(docs, score)
+        tr = stream([d for d in docs if d[0] not in held])
+        va = stream([d for d in docs if d[0] in held])
     digest = hashlib.sha256()
     for name, text in docs:
         digest.update(name.encode() + b"\0" + text.encode("utf-8"))
