@@ -48,8 +48,9 @@ demo-toy: install
 
 # Test files run in parallel: one worker per core, at most 4 (each holds its own exports in
 # memory); --dist loadfile keeps a file on one worker, so its module fixtures (a trained model,
-# exports) are made once; the heaviest files go first (tests/schedule.py, tests/durations.json;
-# --no-loadscope-reorder keeps that order), so the workers finish together.
+# exports) are made once, and tests/schedule.py keeps the files of a test_groups line (pyproject)
+# on one worker, which share a session fixture (the app tests' builds); the heaviest go first
+# (tests/durations.json; --no-loadscope-reorder keeps that order), so the workers finish together.
 PARALLEL = -n auto --maxprocesses=4 --dist loadfile --no-loadscope-reorder
 test: install
 	$(BIN)/python -m pytest -q $(PARALLEL) --durations=25

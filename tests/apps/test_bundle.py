@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # Every test here uses tiny_builds: a model trained for 150 steps and two builds with real exports.
+# They share them with test_native and test_web: one unit of work for `make test` (test_groups in
+# pyproject.toml), so one worker makes them once.
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 

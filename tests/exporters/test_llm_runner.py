@@ -16,14 +16,13 @@ CONTEXT, NEW = 64, 32
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, trained_tiny, val_stream):
-    """{precision: artifact} of the trained tiny model at the mixed spec, project parity on."""
+def exported(mixed_exports):
+    """{precision: artifact} of the trained tiny model at the mixed spec (context 64 = CONTEXT),
+    project parity on: the session's exports that test_matrix checks too."""
     pytest.importorskip("executorch.extension.llm.runner")
-    import exporters
-
-    out = tmp_path_factory.mktemp("llm-runner")
-    return {p: exporters.export_model(trained_tiny, "executorch", p, out, spec=MIXED_SPEC, context=CONTEXT,
-                                      name=f"model-{p}", val_stream=val_stream) for p in ("fp32", "int8")}
+    arts = {p: mixed_exports("executorch", p) for p in ("fp32", "int8")}
+    assert all(a.meta["context"] == CONTEXT for a in arts.values())
+    return arts
 
 
 @pytest.fixture(scope="module")

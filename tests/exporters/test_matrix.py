@@ -25,23 +25,15 @@ COMBOS = [(b, p) for b, ps in PRECISIONS.items() for p in ps]
 
 
 @pytest.fixture(scope="module")
-def out_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("artifacts")
+def out_dir(mixed_exports):
+    return mixed_exports.folder
 
 
 @pytest.fixture(scope="module")
-def exported(trained_tiny, val_stream, out_dir):
-    """(backend, precision) -> Artifact, exported on first use and shared by the module's tests,
-    so no test depends on which ran before it."""
-    cache: dict = {}
-
-    def get(backend: str, precision: str):
-        if (backend, precision) not in cache:
-            cache[(backend, precision)] = export_model(trained_tiny, backend, precision, out_dir, spec=MIXED_SPEC,
-                                                       name=f"{backend}-{precision}", val_stream=val_stream)
-        return cache[(backend, precision)]
-
-    return get
+def exported(mixed_exports):
+    """(backend, precision) -> Artifact, exported on first use and shared by the session's tests
+    (tests/exporters/conftest.py), so no test depends on which ran before it."""
+    return mixed_exports
 
 
 @pytest.fixture(scope="module", params=COMBOS, ids=[f"{b}-{p}" for b, p in COMBOS])
