@@ -34,8 +34,10 @@ def _list(args) -> int:
     for name in list_profiles():
         try:
             p = load_profile(name)
-            rows.append([p.name, p.backend, p.precision, p.transport, p.limits.memory_mb,
-                         p.limits.decode_ms_per_token, p.description])
+            decode = f"{p.limits.decode_ms_per_token:g}"
+            if p.limits.decode_vs_largest is not None:  # relative to the device's own largest spec
+                decode += f", {p.limits.decode_vs_largest:g}x largest"
+            rows.append([p.name, p.backend, p.precision, p.transport, p.limits.memory_mb, decode, p.description])
         except ProfileError as e:
             rows.append([name, "INVALID", "", "", "", "", str(e)[:60]])
     print(format_table(["name", "backend", "precision", "transport", "memory MB", "decode ms/tok", "description"], rows))

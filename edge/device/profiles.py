@@ -41,6 +41,9 @@ class Limits:
     decode_ms_per_token: float
     first_token_ms: float  # prefill of prompt_tokens tokens
     prompt_tokens: int
+    # A decode limit relative to the device's own speed: at most this share of the largest spec's
+    # predicted decode (the host profile: whatever machine runs the demo must mix granularities).
+    decode_vs_largest: float | None = None
 
 
 @dataclass(frozen=True)
@@ -72,18 +75,21 @@ class DeviceProfile:
         """The profile as plain data (for cost tables, manifests and ``profiles show``)."""
         return {"name": self.name, "description": self.description, "backend": self.backend,
                 "precision": self.precision, "threads": self.threads, "context": self.context,
-                "transport": self.transport, "elastic": self.elastic, "limits": vars(self.limits).copy(),
+                "transport": self.transport, "elastic": self.elastic,
+                "limits": {k: v for k, v in vars(self.limits).items() if v is not None},
                 "hardware": vars(self.hardware).copy()}
 
 
 # -- schema: field -> (kind, required, allowed-text) --------------------------------------------
 _POS_NUM, _POS_INT, _NONNEG_NUM, _STR = "positive number", "positive integer", "number >= 0", "string"
 _BOOL = "boolean (true or false)"
+_SHARE = "number in (0, 1]"
 TOP = {"name": (_STR, True), "description": (_STR, True), "backend": (_STR, True),
        "precision": (_STR, True), "threads": (_POS_INT, True), "context": (_POS_INT, True),
        "transport": (_STR, True), "elastic": (_BOOL, False)}
 LIMITS = {"memory_mb": (_POS_NUM, True), "decode_ms_per_token": (_POS_NUM, True),
-          "first_token_ms": (_POS_NUM, True), "prompt_tokens": (_POS_INT, True)}
+          "first_token_ms": (_POS_NUM, True), "prompt_tokens": (_POS_INT, True),
+          "decode_vs_largest": (_SHARE, False)}
 HARDWARE = {"gemm_gflops": (_POS_NUM, True), "memory_bandwidth_gbs": (_POS_NUM, True),
             "cpu": (_STR, False), "cores": (_POS_INT, False), "ram_gb": (_POS_NUM, False),
             "runtime_overhead_mb": (_NONNEG_NUM, False)}
@@ -96,6 +102,8 @@ def _type_ok(kind: str, v, key: str = "") -> bool:
         return isinstance(v, str) and v.strip() != "" and len(v) <= MAX_STR
     if kind == _BOOL:
         return isinstance(v, bool)
+    if kind == _SHARE:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1
     if key in RANGES:
         return in_range(v, key, integer=kind == _POS_INT)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -108,6 +116,8 @@ def _type_ok(kind: str, v, key: str = "") -> bool:
 def _allowed(kind: str, key: str) -> str:
     if key in RANGES and kind != _STR:
         return range_text(key, integer=kind == _POS_INT)
+    if kind == _SHARE:
+        return f"a {kind}: a share of the largest spec's predicted decode"
     return f"a {kind}" + (f" of at most {MAX_STR} characters" if kind == _STR else "")
 
 

@@ -62,11 +62,26 @@ class DeviceResult:
     folder: Path | None = None
 
 
-def limits_of(profile: DeviceProfile) -> dict[str, float]:
-    """The limits the planner enforces, keyed like ``cost_fn``'s output."""
+def limits_of(profile: DeviceProfile, largest_decode_ms: float | None = None) -> dict[str, float]:
+    """The limits the planner enforces, keyed like ``cost_fn``'s output. A profile's
+    ``decode_vs_largest`` share of ``largest_decode_ms`` (the largest spec's predicted decode on
+    the device's cost table) tightens the decode limit when it is lower."""
     lim = profile.limits
-    return {"decode_ms_per_token": lim.decode_ms_per_token, "first_token_ms": lim.first_token_ms,
-            "memory_mb": lim.memory_mb}
+    decode = lim.decode_ms_per_token
+    if lim.decode_vs_largest is not None and largest_decode_ms is not None:
+        decode = min(decode, lim.decode_vs_largest * largest_decode_ms)
+    return {"decode_ms_per_token": decode, "first_token_ms": lim.first_token_ms, "memory_mb": lim.memory_mb}
+
+
+def device_limits(profile: DeviceProfile, config, table: CostTable, log=print) -> dict[str, float]:
+    """``limits_of`` the profile on its cost table; says so when the relative decode limit binds."""
+    largest = (config.granularity_names[-1],) * config.n_layers
+    largest_ms = cost_fn_for(table)(largest)["decode_ms_per_token"]
+    limits = limits_of(profile, largest_ms)
+    if limits["decode_ms_per_token"] < profile.limits.decode_ms_per_token:
+        log(f"   decode limit {limits['decode_ms_per_token']:.3g} ms/token: {profile.limits.decode_vs_largest:g} of "
+            f"{compact_spec(largest)}'s predicted {largest_ms:.3g} (decode_vs_largest)")
+    return limits
 
 
 def cost_fn_for(table: CostTable):
@@ -152,7 +167,7 @@ def build_device(profile: DeviceProfile, model, losses: LossCache, settings: Bui
 
     profile = clamp_to_model(profile, model.config)  # the context and prompt the model can hold
     table, table_status, transport = ensure_table(profile, model.config, settings, log)
-    limits = limits_of(profile)
+    limits = device_limits(profile, model.config, table, log)
     with tqdm(total=settings.search.max_evaluations, desc="   scoring feasible specs (val loss)", unit="spec",
               disable=not settings.progress, leave=False) as losses.bar:
         result = plan(model.config, cost_fn_for(table), losses, limits, settings.search)

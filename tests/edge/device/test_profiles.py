@@ -70,6 +70,28 @@ def _write(tmp_path, text, name="board"):
 def test_a_good_file_outside_the_folder_loads(tmp_path):
     p = load_profile(_write(tmp_path, GOOD.format(name="board")))
     assert p.transport == "ssh://me@board.local:2222" and p.hardware.cores == 1
+    assert p.limits.decode_vs_largest is None and "decode_vs_largest" not in p.to_dict()["limits"]
+
+
+def test_a_relative_decode_limit_tightens_the_absolute_one(tmp_path):
+    """decode_vs_largest: the planner's decode limit is that share of the largest spec's
+    predicted decode on the device's own cost table, or the absolute limit when lower."""
+    from edge.config import MatFormerConfig
+    from edge.device.table_source import get_cost_table
+    from edge.plan.build import cost_fn_for, device_limits, limits_of
+
+    text = GOOD.format(name="board").replace("prompt_tokens = 32", "prompt_tokens = 32\ndecode_vs_largest = 0.5")
+    p = load_profile(_write(tmp_path, text.replace("transport = \"ssh://me@board.local:2222\"", 'transport = "none"')))
+    assert p.limits.decode_vs_largest == 0.5 and p.to_dict()["limits"]["decode_vs_largest"] == 0.5
+    assert limits_of(p) == {"decode_ms_per_token": 5, "first_token_ms": 50, "memory_mb": 100}  # no table: absolute
+    assert limits_of(p, 4.0)["decode_ms_per_token"] == 2.0 and limits_of(p, 40.0)["decode_ms_per_token"] == 5
+    cfg = MatFormerConfig.from_preset("tiny")
+    table = get_cost_table(p, cfg, measure="never", path=tmp_path / "table.json").table
+    xl = cost_fn_for(table)(("XL",) * cfg.n_layers)["decode_ms_per_token"]
+    lines: list[str] = []
+    limits = device_limits(p, cfg, table, lines.append)
+    assert limits["decode_ms_per_token"] == pytest.approx(min(5, 0.5 * xl))
+    assert 0.5 * xl < 5 and len(lines) == 1 and f"0.5 of XL's predicted {xl:.3g}" in lines[0]  # it binds: said
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -82,6 +104,12 @@ def test_a_good_file_outside_the_folder_loads(tmp_path):
     (lambda t: t.replace("threads = 2", "threads = 1.5"), "threads = 1.5 (allowed: an integer in [1, 256])"),
     (lambda t: t.replace('name = "board"', 'name = "other"'), "name = 'other' (allowed: the file's name"),
     (lambda t: t + "\n[extra\n", "invalid TOML"),
+    (lambda t: t.replace("prompt_tokens = 32", "prompt_tokens = 32\ndecode_vs_largest = 1.5"),
+     "limits.decode_vs_largest = 1.5 (allowed: a number in (0, 1]: a share of the largest spec's predicted decode)"),
+    (lambda t: t.replace("prompt_tokens = 32", "prompt_tokens = 32\ndecode_vs_largest = 0"),
+     "limits.decode_vs_largest = 0 (allowed: a number in (0, 1]"),
+    (lambda t: t.replace("prompt_tokens = 32", "prompt_tokens = 32\ndecode_vs_largest = true"),
+     "limits.decode_vs_largest = True (allowed: a number in (0, 1]"),
 ])
 def test_bad_profiles_give_one_clear_line_and_exit_2(tmp_path, capsys, edit, expected):
     f = _write(tmp_path, edit(GOOD.format(name="board")))
