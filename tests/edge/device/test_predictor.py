@@ -212,6 +212,21 @@ def test_predict_and_profile_cli_for_an_unreachable_device(tiny_model, tmp_path,
     assert "allowed for executorch" in capsys.readouterr().err
 
 
+def test_predict_checks_the_relative_decode_limit_the_build_uses(tiny_model, tmp_path, capsys, write_profile):
+    """decode_vs_largest = 0.5: XL itself is over the limit `matedge predict` shows, as in a build."""
+    ckpt = tmp_path / "ckpt"
+    save_model(tiny_model, ckpt)
+    path = write_profile(tmp_path, "board", decode_ms=100.0)
+    path.write_text(path.read_text().replace("prompt_tokens = 16", "prompt_tokens = 16\ndecode_vs_largest = 0.5"))
+    out = tmp_path / "board.json"
+    assert main(["profile", "--device", str(path), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(ckpt), "--device", str(path), "--spec", "XL", "--table", str(out)]) == 0
+    text = capsys.readouterr().out
+    decode = next(line for line in text.splitlines() if line.strip().startswith("decode ") and "limit " in line and "(p90" in line)
+    assert "OVER" in decode and "0.5 of XL's predicted" in text
+
+
 def test_estimate_stores_a_tied_table_as_its_backend_does(tiny_config):
     """A .pte holds the tied table twice (the lookup's copy and XNNPACK's head); a token reads it once."""
     V, d = tiny_config.vocab_size, tiny_config.d_model
